@@ -1,0 +1,1 @@
+"""One Click command a module; `distill.cli` registers them lazily."""

@@ -1,0 +1,101 @@
+"""The one record schema that flows through every stage, and its JSONL I/O.
+
+Every stage (validate, generate, mix, train, eval) reads and writes `Record`s as JSON lines.
+Fields a stage does not know are kept in `meta` and written back, so nothing a user put in a
+file is lost on the way through.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+THOUGHTS = ("cot", "pot", "eot")
+
+
+class InputError(ValueError):
+    """Bad user input; the message is one line naming the file, line and field."""
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None, line: int | None = None):
+        where = f"{path}:{line}: " if path is not None and line is not None else f"{path}: " if path else ""
+        super().__init__(f"{where}{message}")
+
+
+@dataclass
+class Record:
+    id: str
+    question: str
+    answer: float | int | None = None  # gold answer, parsed to a number (None: unknown)
+    source: str = ""  # data set the question comes from, e.g. "gsm8k:test"
+    thought: str | None = None  # cot | pot | eot
+    rationale: str | None = None
+    prediction: float | int | None = None
+    status: str | None = None  # "ok" or a failure class (solvers.Status)
+    correct: bool | None = None
+    model: str | None = None  # the teacher or student that wrote the rationale
+    sample: int = 0  # index among the samples drawn for (question, thought)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Record":
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        extra = {k: v for k, v in data.items() if k not in known}
+        kwargs["meta"] = {**(data.get("meta") or {}), **extra}
+        kwargs["id"] = str(kwargs.get("id", ""))
+        return cls(**kwargs)
+
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; a malformed line is an InputError."""
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"malformed JSON ({exc.msg} at column {exc.colno})", path, lineno) from None
+            if not isinstance(obj, dict):
+                raise InputError("expected a JSON object", path, lineno)
+            yield lineno, obj
+
+
+def read_records(path: str | os.PathLike) -> list[Record]:
+    out = []
+    for lineno, obj in iter_jsonl(path):
+        for name in ("id", "question"):
+            if name not in obj:
+                raise InputError(f"missing field {name!r}", path, lineno)
+        out.append(Record.from_dict(obj))
+    return out
+
+
+def dumps(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def check_writable(path: str | os.PathLike, overwrite: bool) -> None:
+    """Refuse to clobber a user's existing output unless asked to."""
+    if Path(path).exists() and not overwrite:
+        raise InputError("output exists; pass --overwrite to replace it (or choose another path)", path)
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any] | Record]) -> int:
+    """Write rows atomically: to a temporary file first, renamed into place when complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    n = 0
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(dumps(row.to_dict() if isinstance(row, Record) else row) + "\n")
+            n += 1
+    os.replace(tmp, path)
+    return n
