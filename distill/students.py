@@ -1,0 +1,76 @@
+"""Students: load a seq2seq or causal model with its tokenizer and the settings it was trained with.
+
+A trained student directory holds the model (`save_pretrained`), its tokenizer and
+`distill_student.json` (`StudentSettings`): the cues and lengths used in training, so that
+`distill eval` prompts the student exactly as it was taught.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from distill.cues import load_cues
+from distill.records import InputError
+
+SETTINGS_FILE = "distill_student.json"
+Kind = Literal["seq2seq", "causal"]
+
+
+@dataclass
+class StudentSettings:
+    kind: Kind
+    cues: dict[str, str] = field(default_factory=lambda: dict(load_cues()))
+    max_source_len: int = 256
+    max_target_len: int = 256
+    prompt_format: Literal["plain", "chat"] = "plain"  # causal students: the cue text, or the chat template
+
+    def save(self, directory: str | os.PathLike) -> None:
+        Path(directory, SETTINGS_FILE).write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n")
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "StudentSettings | None":
+        path = Path(directory, SETTINGS_FILE)
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text())
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise InputError(f"unknown field {sorted(unknown)[0]!r}", path)
+        return cls(**data)
+
+
+def model_kind(config: Any) -> Kind:
+    return "seq2seq" if getattr(config, "is_encoder_decoder", False) else "causal"
+
+
+def format_prompt(tokenizer: Any, source: str, settings: StudentSettings) -> str:
+    """The text a causal student continues (seq2seq students read `source` as it is)."""
+    if settings.kind == "causal" and settings.prompt_format == "chat":
+        messages = [{"role": "user", "content": source}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return source
+
+
+def load_student(name_or_path: str, *, dtype: Any = None, device: Any = None) -> tuple[Any, Any, StudentSettings]:
+    """(model, tokenizer, settings) for a trained student dir, a local model dir or a hub id."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(name_or_path)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot load a model from {name_or_path!r}: {str(exc).splitlines()[0]}") from None
+    kind = model_kind(config)
+    settings = StudentSettings.load(name_or_path) if Path(name_or_path).is_dir() else None
+    settings = settings or StudentSettings(kind=kind)
+    auto = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
+    model = auto.from_pretrained(name_or_path, torch_dtype=dtype or "auto")
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if device is not None:
+        model.to(device)
+    model.eval()
+    return model, tokenizer, settings
