@@ -1,0 +1,167 @@
+"""Recipes: one YAML file describes a run's stages (generate -> mix -> train -> eval).
+
+Each stage is a `distill` command with its options, exactly as on the command line, so a
+recipe is checked against the commands' own parameters (an unknown key is an error naming it)
+and means what the equivalent shell commands mean. A stage that finished writes a marker with
+the hash of its arguments; a rerun skips it, and an interrupted stage is rerun with
+`--resume`-like behaviour that the commands themselves provide (journals, checkpoints).
+
+    name: quickstart
+    run_dir: runs/quickstart
+    smoke: {stages: {train: {max-steps: 20}}}      # overrides applied by `--smoke`
+    stages:
+      - name: generate-pot
+        command: generate
+        options: {thought: pot, data: "world:train", teacher: "world:", output: "{run_dir}/pot.jsonl"}
+      - name: mix
+        command: mix
+        args: ["{run_dir}/pot.jsonl"]
+        options: {output: "{run_dir}/mtd"}
+"""
+from __future__ import annotations
+
+import copy
+import fnmatch
+import glob
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from distill.records import InputError
+
+STAGE_KEYS = {"name", "command", "args", "options"}
+RECIPE_KEYS = {"name", "description", "run_dir", "stages", "smoke"}
+
+
+@dataclass
+class Stage:
+    name: str
+    command: str
+    args: list[str] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def argv(self) -> list[str]:
+        """The command line this stage stands for (after its positional args)."""
+        out = list(self.args)
+        for key, value in self.options.items():
+            flag = f"--{key.replace('_', '-')}" if len(key) > 1 else f"-{key}"
+            values = value if isinstance(value, list) else [value]
+            for v in values:
+                if isinstance(v, bool):
+                    if v:
+                        out.append(flag)
+                else:
+                    out += [flag, str(v)]
+        return out
+
+    def fingerprint(self) -> str:
+        blob = json.dumps([self.command, self.argv()], sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass
+class Recipe:
+    name: str
+    run_dir: Path
+    stages: list[Stage]
+    path: Path
+
+    def marker(self, stage: Stage) -> Path:
+        return self.run_dir / ".stages" / f"{stage.name}.done"
+
+    def is_done(self, stage: Stage) -> bool:
+        m = self.marker(stage)
+        return m.is_file() and m.read_text().strip() == stage.fingerprint()
+
+    def mark_done(self, stage: Stage) -> None:
+        m = self.marker(stage)
+        m.parent.mkdir(parents=True, exist_ok=True)
+        m.write_text(stage.fingerprint() + "\n")
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _subst(value: Any, variables: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        for k, v in variables.items():
+            value = value.replace("{" + k + "}", v)
+        return value
+    if isinstance(value, list):
+        return [_subst(v, variables) for v in value]
+    if isinstance(value, dict):
+        return {k: _subst(v, variables) for k, v in value.items()}
+    return value
+
+
+def load_recipe(path: str | os.PathLike, *, smoke: bool = False, run_dir: str | None = None) -> Recipe:
+    """Parse and check a recipe; with `smoke`, its `smoke.stages` overrides are applied."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"cannot read recipe: {str(exc).splitlines()[0]}", path) from None
+    if not isinstance(raw, dict):
+        raise InputError("a recipe is a YAML mapping", path)
+    if unknown := set(raw) - RECIPE_KEYS:
+        raise InputError(f"unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(RECIPE_KEYS))})", path)
+    if not isinstance(raw.get("stages"), list) or not raw["stages"]:
+        raise InputError("key 'stages' must be a non-empty list", path)
+    name = str(raw.get("name", path.stem))
+    rdir = run_dir or str(raw.get("run_dir", f"runs/{name}"))
+    overrides = (raw.get("smoke") or {}).get("stages", {}) if smoke else {}
+    stages, seen = [], set()
+    for i, entry in enumerate(raw["stages"]):
+        where = f"stages[{i}]"
+        if not isinstance(entry, dict):
+            raise InputError(f"{where} must be a mapping", path)
+        if unknown := set(entry) - STAGE_KEYS:
+            raise InputError(f"{where}: unknown key {sorted(unknown)[0]!r}", path)
+        if "command" not in entry:
+            raise InputError(f"{where}: missing key 'command'", path)
+        sname = str(entry.get("name", entry["command"]))
+        if sname in seen:
+            raise InputError(f"{where}: duplicate stage name {sname!r}", path)
+        seen.add(sname)
+        entry = _merge(entry, overrides.get(sname, {}))
+        entry = _subst(entry, {"run_dir": rdir})
+        stages.append(Stage(sname, entry["command"], list(entry.get("args", [])), dict(entry.get("options") or {})))
+    return Recipe(name, Path(rdir), stages, path)
+
+
+def check_recipe(recipe: Recipe, commands: click.Group, ctx: click.Context) -> list[str]:
+    """Problems found without running anything: unknown commands/options, missing input files."""
+    problems = []
+    produced = set()
+    for stage in recipe.stages:
+        cmd = commands.get_command(ctx, stage.command)
+        where = f"{recipe.path}: stage {stage.name!r}"
+        if cmd is None or stage.command == "run":
+            problems.append(f"{where}: unknown command {stage.command!r}")
+            continue
+        known = {opt.lstrip("-").replace("-", "_") for p in cmd.params for opt in p.opts if opt.startswith("-")}
+        for key in stage.options:
+            if key.replace("-", "_") not in known:
+                problems.append(f"{where}: unknown option {key!r} for `distill {stage.command}`")
+        given = {k.replace("-", "_") for k in stage.options}
+        for p in cmd.params:
+            if p.required and isinstance(p, click.Option) and not given & {o.lstrip("-").replace("-", "_") for o in p.opts}:
+                problems.append(f"{where}: missing required option {p.opts[-1]!r}")
+        for arg in stage.args:
+            looks_like_path = "/" in arg or arg.endswith((".jsonl", ".json", ".csv", ".yaml"))
+            if looks_like_path and not glob.glob(arg) and not any(fnmatch.fnmatch(p, arg) for p in produced):
+                problems.append(f"{where}: input {arg!r} does not exist and no earlier stage writes it")
+        for key in ("output", "o"):
+            if key in stage.options:
+                produced.add(str(stage.options[key]))
+    return problems
