@@ -1,0 +1,1 @@
+"""Parts of the Equation-of-Thought solver; the entry point is `solvers.equations.solve_eot`."""

@@ -1,0 +1,362 @@
+"""Exact evaluation of EoT expressions.
+
+A value is a `Lin` (rational constant plus rational multiples of unknowns), a `Ratio` of two
+`Lin`s (`120 / x`, cleared to a linear equation), or, for anything else (products of unknowns,
+irrational roots, floor of an unknown), a SymPy expression kept for the fallback. Everything
+that stays linear is done with `fractions.Fraction`, which is what makes the common case fast.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from fractions import Fraction
+
+import sympy
+
+from solvers.eot.parser import EotError, Node
+from solvers.outcome import Status
+
+MAX_BITS = 100_000  # size of an exact intermediate number
+MAX_EXPONENT = 10_000  # |integer exponent| of a constant
+MAX_DEGREE = 32  # |integer exponent| of an expression with unknowns
+CONSTANTS = {"<pi>": sympy.pi}
+ZERO, ONE = Fraction(0), Fraction(1)
+
+
+class Lin:
+    """`const + sum(coef[k] * k)`: an affine form over unknowns named by their keys."""
+
+    __slots__ = ("const", "coef")
+
+    def __init__(self, const: Fraction, coef: dict[str, Fraction] | None = None) -> None:
+        self.const = const
+        self.coef = coef or {}
+
+    @classmethod
+    def var(cls, key: str) -> "Lin":
+        return cls(ZERO, {key: ONE})
+
+    @property
+    def is_const(self) -> bool:
+        return not self.coef
+
+    def scaled(self, factor: Fraction) -> "Lin":
+        if not factor:
+            return Lin(ZERO)
+        return Lin(self.const * factor, {k: c * factor for k, c in self.coef.items()})
+
+    def plus(self, other: "Lin", factor: Fraction = ONE) -> "Lin":
+        """self + factor * other."""
+        coef = dict(self.coef)
+        for k, c in other.coef.items():
+            v = coef.get(k, 0) + factor * c
+            if v:
+                coef[k] = v
+            else:
+                coef.pop(k, None)
+        return Lin(self.const + factor * other.const, coef)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Lin) and self.const == other.const and self.coef == other.coef
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Ratio:
+    """`num / den` with unknowns in `den`; an equation `Ratio == 0` means num == 0 and den != 0."""
+
+    __slots__ = ("num", "den")
+
+    def __init__(self, num: Lin, den: Lin) -> None:
+        self.num, self.den = num, den
+
+
+class Poly1:
+    """A polynomial of degree >= 2 in one unknown: sum(coefs[i] * var**i), solved without SymPy."""
+
+    __slots__ = ("var", "coefs")
+
+    def __init__(self, var: str, coefs: list[Fraction]) -> None:
+        self.var, self.coefs = var, coefs
+
+    @staticmethod
+    def make(var: str, coefs: list[Fraction]) -> "Poly1 | Lin":
+        while len(coefs) > 1 and not coefs[-1]:
+            coefs.pop()
+        if len(coefs) > 2:
+            return Poly1(var, coefs)
+        return Lin(coefs[0], {var: coefs[1]} if len(coefs) > 1 and coefs[1] else None)
+
+    @staticmethod
+    def of(v: "Value") -> tuple[str | None, list[Fraction]] | None:
+        """(unknown, coefficients) of a constant, a Lin in at most one unknown or a Poly1."""
+        if isinstance(v, Poly1):
+            return v.var, v.coefs
+        if isinstance(v, Lin) and len(v.coef) <= 1:
+            for k, c in v.coef.items():
+                return k, [v.const, c]
+            return None, [v.const]
+        return None
+
+    def at(self, x: Fraction | float) -> Fraction | float:
+        total: Fraction | float = ZERO
+        for c in reversed(self.coefs):
+            total = total * x + c
+        return total
+
+
+Value = Lin | Ratio | Poly1 | sympy.Expr
+
+
+def _poly_op(a: Value, b: Value, op: str) -> Value | None:
+    """a + b or a * b when both are polynomials in the same single unknown, else None."""
+    pa, pb = Poly1.of(a), Poly1.of(b)
+    if pa is None or pb is None or (pa[0] and pb[0] and pa[0] != pb[0]):
+        return None
+    var, ca, cb = pa[0] or pb[0], pa[1], pb[1]
+    if var is None:
+        return None
+    if op == "+":
+        n = max(len(ca), len(cb))
+        return Poly1.make(var, [(ca[i] if i < len(ca) else ZERO) + (cb[i] if i < len(cb) else ZERO) for i in range(n)])
+    if len(ca) + len(cb) - 2 > MAX_DEGREE:
+        return None
+    out = [ZERO] * (len(ca) + len(cb) - 1)
+    for i, x in enumerate(ca):
+        if x:
+            for j, y in enumerate(cb):
+                out[i + j] += x * y
+    return Poly1.make(var, out)
+_SYMBOLS: dict[str, sympy.Symbol] = {}
+
+
+def symbol(key: str) -> sympy.Symbol:
+    s = _SYMBOLS.get(key)
+    if s is None:
+        s = _SYMBOLS[key] = sympy.Symbol(key)
+    return s
+
+
+def rational(f: Fraction) -> sympy.Rational:
+    return sympy.Rational(f.numerator, f.denominator)
+
+
+def to_sym(v: Value) -> sympy.Expr:
+    if isinstance(v, Lin):
+        return sympy.Add(rational(v.const), *(rational(c) * symbol(k) for k, c in v.coef.items()))
+    if isinstance(v, Ratio):
+        return to_sym(v.num) / to_sym(v.den)
+    if isinstance(v, Poly1):
+        x = symbol(v.var)
+        return sympy.Add(*(rational(c) * x**i for i, c in enumerate(v.coefs)))
+    return v
+
+
+def _from_sym(e: sympy.Expr) -> Value:
+    """Back to exact arithmetic when SymPy produced a plain rational (`sqrt(2)**2`)."""
+    if isinstance(e, sympy.Rational):
+        return Lin(Fraction(int(e.p), int(e.q)))
+    return e
+
+
+def _check_size(f: Fraction, lineno: int) -> Fraction:
+    if f.numerator.bit_length() > MAX_BITS or f.denominator.bit_length() > MAX_BITS:
+        raise EotError(Status.UNSUPPORTED, f"line {lineno}: number too large")
+    return f
+
+
+def _const(v: Value) -> Fraction | None:
+    return v.const if isinstance(v, Lin) and v.is_const else None
+
+
+def add(a: Value, b: Value) -> Value:
+    if isinstance(a, Lin) and isinstance(b, Lin):
+        return a.plus(b)
+    if isinstance(a, Lin) and isinstance(b, Ratio):
+        a, b = b, a
+    if isinstance(a, Ratio):
+        if isinstance(b, Lin) and b.is_const:
+            return Ratio(a.num.plus(a.den, b.const), a.den)
+        if isinstance(b, Ratio) and b.den == a.den:
+            return Ratio(a.num.plus(b.num), a.den)
+    elif (poly := _poly_op(a, b, "+")) is not None:
+        return poly
+    return _from_sym(to_sym(a) + to_sym(b))
+
+
+def neg(a: Value) -> Value:
+    if isinstance(a, Lin):
+        return a.scaled(Fraction(-1))
+    if isinstance(a, Ratio):
+        return Ratio(a.num.scaled(Fraction(-1)), a.den)
+    if isinstance(a, Poly1):
+        return Poly1(a.var, [-c for c in a.coefs])
+    return -a
+
+
+def mul(a: Value, b: Value, lineno: int) -> Value:
+    ca, cb = _const(a), _const(b)
+    if cb is not None and ca is None:
+        a, b, ca, cb = b, a, cb, ca
+    if ca is not None:
+        if isinstance(b, Lin):
+            out = b.scaled(ca)
+            if out.is_const:
+                _check_size(out.const, lineno)
+            return out
+        if isinstance(b, Ratio):
+            return Ratio(b.num.scaled(ca), b.den)
+    if (poly := _poly_op(a, b, "*")) is not None:
+        return poly
+    return _from_sym(to_sym(a) * to_sym(b))
+
+
+def div(a: Value, b: Value, lineno: int) -> Value:
+    cb = _const(b)
+    if cb is not None:
+        if not cb:
+            raise EotError(Status.NON_NUMERIC, f"line {lineno}: division by zero")
+        return mul(a, Lin(1 / cb), lineno)
+    if isinstance(b, Lin) and isinstance(a, Lin):
+        return Ratio(a, b)
+    if isinstance(b, Ratio) and (ca := _const(a)) is not None:
+        if b.num.is_const:  # c / (n / D) = (c / n) * D
+            if not b.num.const:
+                raise EotError(Status.NON_NUMERIC, f"line {lineno}: division by zero")
+            return b.den.scaled(ca / b.num.const)
+        return Ratio(b.den.scaled(ca), b.num)
+    denominator = to_sym(b)
+    if denominator == 0:
+        raise EotError(Status.NON_NUMERIC, f"line {lineno}: division by zero")
+    return _from_sym(to_sym(a) / denominator)
+
+
+def _exact_root(f: Fraction, q: int) -> Fraction | None:
+    """The exact q-th root of a non-negative rational, if it is rational."""
+    def iroot(n: int) -> int | None:
+        r = round(n ** (1 / q)) if n.bit_length() < 1000 else math.isqrt(n) if q == 2 else None
+        if r is None:
+            return None
+        for c in (r - 1, r, r + 1):
+            if c >= 0 and c**q == n:
+                return c
+        return None
+    num, den = iroot(f.numerator), iroot(f.denominator)
+    return Fraction(num, den) if num is not None and den is not None else None
+
+
+def power(a: Value, b: Value, lineno: int, symbolic_exponent: Callable[[], None]) -> Value:
+    e = _const(b)
+    if e is None:  # an exponent with unknowns: kept symbolic, refused later unless they get known
+        symbolic_exponent()
+        return to_sym(a) ** to_sym(b)
+    if abs(e) > MAX_EXPONENT:
+        raise EotError(Status.UNSUPPORTED, f"line {lineno}: exponent {float(e):g} is too large")
+    base = _const(a)
+    if base is not None:
+        if e.denominator == 1:
+            bits = max(base.numerator.bit_length(), base.denominator.bit_length())
+            if bits * abs(e) > MAX_BITS:
+                raise EotError(Status.UNSUPPORTED, f"line {lineno}: power too large")
+            if not base and e < 0:
+                raise EotError(Status.NON_NUMERIC, f"line {lineno}: division by zero")
+            return Lin(base ** int(e))
+        if base >= 0 and e.denominator <= 64:
+            root = _exact_root(base, e.denominator)
+            if root is not None:
+                return power(Lin(root), Lin(Fraction(e.numerator)), lineno, symbolic_exponent)
+        return _from_sym(rational(base) ** rational(e))
+    if e == 1:
+        return a
+    if e == 0:
+        return Lin(Fraction(1))
+    if e == -1:
+        return div(Lin(Fraction(1)), a, lineno)
+    if abs(e) > MAX_DEGREE:
+        raise EotError(Status.UNSUPPORTED, f"line {lineno}: power {float(e):g} of an unknown")
+    if e.denominator == 1 and e > 0 and Poly1.of(a) is not None:
+        out: Value = a
+        for _ in range(int(e) - 1):
+            out = mul(out, a, lineno)
+        return out
+    return _from_sym(to_sym(a) ** rational(e))
+
+
+def quadratic_roots(c0: Fraction, c1: Fraction, c2: Fraction) -> list[Fraction | float | complex]:
+    """Roots of c0 + c1 x + c2 x**2 (c2 != 0): exact when the discriminant is a rational square."""
+    disc = c1 * c1 - 4 * c2 * c0
+    if disc < 0:
+        root = complex(0, math.sqrt(-disc))
+        return [(-c1 + root) / (2 * c2), (-c1 - root) / (2 * c2)]
+    exact = _exact_root(disc, 2)
+    if exact is not None:
+        return [(-c1 + exact) / (2 * c2), (-c1 - exact) / (2 * c2)]
+    sq = math.sqrt(disc)
+    return [float((-c1 + sq) / (2 * c2)), float((-c1 - sq) / (2 * c2))]
+
+
+def _round(x: Fraction, digits: int = 0) -> Fraction:
+    """Round half up (2.5 -> 3, -2.5 -> -2), the schoolbook rule; SymPy path uses floor(x + 1/2) too."""
+    scale = Fraction(10) ** digits
+    return Fraction(math.floor(x * scale + Fraction(1, 2))) / scale
+
+
+def call(function: str, args: list[Value], lineno: int) -> Value:
+    consts = [_const(a) for a in args]
+    if all(c is not None for c in consts):
+        x = consts[0]
+        if function == "floor":
+            return Lin(Fraction(math.floor(x)))
+        if function == "ceil":
+            return Lin(Fraction(math.ceil(x)))
+        if function == "abs":
+            return Lin(abs(x))
+        if function == "min":
+            return Lin(min(consts))  # type: ignore[type-var]
+        if function == "max":
+            return Lin(max(consts))  # type: ignore[type-var]
+        if function == "round":
+            digits = consts[1] if len(consts) > 1 else Fraction(0)
+            if digits.denominator != 1 or not 0 <= digits <= 15:
+                raise EotError(Status.UNSUPPORTED, f"line {lineno}: round() to {digits} digits")
+            return Lin(_round(x, int(digits)))
+        if function == "sqrt" and x >= 0:
+            root = _exact_root(x, 2)
+            if root is not None:
+                return Lin(root)
+    syms = [to_sym(a) for a in args]
+    if function == "round":
+        if len(syms) > 1 and not isinstance(args[1], Lin):
+            raise EotError(Status.UNSUPPORTED, f"line {lineno}: round() to an unknown number of digits")
+        scale = sympy.Integer(10) ** (int(consts[1]) if len(consts) > 1 else 0)  # type: ignore[arg-type]
+        return _from_sym(sympy.floor(syms[0] * scale + sympy.Rational(1, 2)) / scale)
+    table = {"floor": sympy.floor, "ceil": sympy.ceiling, "abs": sympy.Abs, "sqrt": sympy.sqrt,
+             "min": sympy.Min, "max": sympy.Max}
+    return _from_sym(table[function](*syms))
+
+
+def evaluate(node: Node, keys: Mapping[str, str], lookup: Callable[[str], Value], lineno: int,
+             symbolic_exponent: Callable[[], None]) -> Value:
+    """The value of an AST with names resolved through `keys` (name -> unknown) and `lookup`."""
+    def ev(n: Node) -> Value:
+        kind = n[0]
+        if kind == "num":
+            return Lin(n[1])
+        if kind == "name":
+            key = keys[n[1]]
+            return lookup(key) if key not in CONSTANTS else CONSTANTS[key]
+        if kind == "neg":
+            return neg(ev(n[1]))
+        if kind == "call":
+            return call(n[1], [ev(a) for a in n[2]], lineno)
+        a, b = ev(n[1]), ev(n[2])
+        if kind == "+":
+            return add(a, b)
+        if kind == "-":
+            return add(a, neg(b))
+        if kind == "*":
+            return mul(a, b, lineno)
+        if kind == "/":
+            return div(a, b, lineno)
+        return power(a, b, lineno, symbolic_exponent)
+    return ev(node)

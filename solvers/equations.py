@@ -1,0 +1,310 @@
+"""Equation-of-Thought solver: the value of `ans` in a model-written system of equations.
+
+`solve_eot(text)` returns an `Outcome`: the number, or a failure class with its cause. The
+format and the classes are documented for users in docs/eot.md; in short:
+
+* Lines are parsed by our own tokenizer (solvers/eot/parser.py); model text is never `eval`ed
+  or `sympify`ed. `%` lines are comments.
+* Unknowns are the names. Lines are added one by one to an exact (Fraction) system kept in
+  reduced row-echelon form: each pivot unknown is an affine form of the free ones. A line that is
+  linear once the known values are substituted is eliminated at once; a non-linear one waits
+  until enough values are known, and what still waits at the end goes to SymPy (fallback.py).
+* Re-assignment (`name = ...` a second time) is read as an equation; only if that contradicts
+  what is known already (`total = total + 80`), or if the right side uses the name and is not an
+  identity (`n = n * 2` with n unknown would otherwise force n = 0), does it start a new version of
+  the name, which the later lines then mean (static single assignment). Lines that assign `ans` are read last, so
+  that they mean the final versions wherever they stand.
+* Only what `ans` depends on must be determined. Several solutions: see `_choose`.
+"""
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+
+import sympy
+
+from solvers.answers import to_number
+from solvers.eot.algebra import (CONSTANTS, Lin, Poly1, Ratio, Value, add, evaluate, neg, quadratic_roots, symbol,
+                                 to_sym)
+from solvers.eot.fallback import is_zero, solve_nonlinear, time_limit
+from solvers.eot.parser import EotError, Line, Node, parse_text
+from solvers.outcome import Outcome, Status
+
+ANSWER = "ans"
+_CONSTANT_KEYS = {name.strip("<>"): name for name in CONSTANTS}  # pi -> <pi> unless assigned
+_COMPARE = {"<": lambda d: d < 0, ">": lambda d: d > 0, "<=": lambda d: d <= 0, ">=": lambda d: d >= 0,
+            "!=": lambda d: d != 0}
+
+
+def solve_eot(text: str, timeout: float = 5.0) -> Outcome:
+    """The value of `ans` in an EoT rationale, or the reason there is none.
+
+    `timeout` bounds the SymPy fallback (seconds); the exact linear path is not timed.
+    """
+    if not isinstance(text, str):
+        return Outcome.fail(Status.PARSE, "rationale is not text")
+    try:
+        return _System(parse_text(text)).solve(time.monotonic() + timeout)
+    except EotError as exc:
+        return Outcome.fail(exc.status, exc.detail)
+    except TimeoutError:
+        return Outcome.fail(Status.TIMEOUT, f"SymPy did not finish within {timeout:g} s")
+    except (RecursionError, MemoryError, ArithmeticError, ValueError, TypeError) as exc:
+        return Outcome.fail(Status.UNSUPPORTED, f"{type(exc).__name__}: {exc}")
+
+
+class _Eq:
+    """`lhs rel rhs` with its names bound to unknowns (versions) as of its line."""
+
+    __slots__ = ("lineno", "lhs", "rhs", "rel", "keys", "prefer")
+
+    def __init__(self, lineno: int, lhs: Node, rhs: Node, rel: str, keys: dict[str, str],
+                 prefer: str | None = None) -> None:
+        self.lineno, self.lhs, self.rhs, self.rel, self.keys, self.prefer = lineno, lhs, rhs, rel, keys, prefer
+
+
+def _names(node: Node, out: set[str]) -> set[str]:
+    kind = node[0]
+    if kind == "name":
+        out.add(node[1])
+    elif kind == "call":
+        for arg in node[2]:
+            _names(arg, out)
+    elif kind != "num":
+        for child in node[1:]:
+            _names(child, out)
+    return out
+
+
+def _shown(key: str) -> str:
+    name, _, version = key.partition("#")
+    return f"{name} (assignment {version})" if version else name
+
+
+class _System:
+    def __init__(self, lines: list[Line]) -> None:
+        self.lines = lines
+        self.assigned_anywhere = {line.assigned_name for line in lines}
+        self.pivots: dict[str, Lin] = {}  # unknown -> affine form over free unknowns
+        self.versions: dict[str, int] = {}
+        self.order: dict[str, int] = {}  # unknown -> when first seen (pivot choice)
+        self.pending: list[tuple[_Eq, Value, set[str]]] = []  # non-linear, with their free unknowns
+        self.nonzero: list[tuple[Lin, int]] = []  # denominators cleared from `c / x = d`
+        self.inequalities: list[_Eq] = []
+        self.symbolic_exponents: set[int] = set()  # lines with an exponent that has unknowns
+
+    # -- names and values ------------------------------------------------------------------
+    def key(self, name: str, version: int | None = None) -> str:
+        if name in _CONSTANT_KEYS and name not in self.assigned_anywhere:
+            return _CONSTANT_KEYS[name]
+        v = self.versions.get(name, 1) if version is None else version
+        key = name if v == 1 else f"{name}#{v}"
+        self.order.setdefault(key, len(self.order))
+        return key
+
+    def bind(self, *nodes: Node) -> dict[str, str]:
+        names: set[str] = set()
+        for node in nodes:
+            _names(node, names)
+        return {name: self.key(name) for name in names}
+
+    def lookup(self, key: str) -> Lin:
+        return self.pivots.get(key) or Lin.var(key)
+
+    def value(self, eq: _Eq) -> Value:
+        """lhs - rhs with everything known substituted."""
+        def ev(node: Node) -> Value:
+            return evaluate(node, eq.keys, self.lookup, eq.lineno, lambda: self.symbolic_exponents.add(eq.lineno))
+        return add(ev(eq.lhs), neg(ev(eq.rhs)))
+
+    def substituted(self, form: Lin) -> Lin:
+        out = Lin(form.const)
+        for k, c in form.coef.items():
+            out = out.plus(self.lookup(k), c)
+        return out
+
+    # -- building the system ---------------------------------------------------------------
+    def solve(self, deadline: float) -> Outcome:
+        ordered = [ln for ln in self.lines if ln.assigned_name != ANSWER] + \
+                  [ln for ln in self.lines if ln.assigned_name == ANSWER]
+        assigned: set[str] = set()
+        for line in ordered:
+            name = line.assigned_name
+            if name is None:
+                for lhs, rel, rhs in zip(line.sides, line.relations, line.sides[1:]):
+                    eq = _Eq(line.lineno, lhs, rhs, rel, self.bind(lhs, rhs))
+                    (self.absorb if rel in ("=", "==") else self.inequalities.append)(eq)
+                continue
+            lhs, rhs = line.sides
+            keys = self.bind(rhs)
+            eq = _Eq(line.lineno, lhs, rhs, "=", {**keys, name: self.key(name)})
+            eq.prefer = eq.keys[name]
+            if name in assigned:
+                value = self.value(eq)
+                linear = value.num if isinstance(value, Ratio) else value
+                contradicts = isinstance(linear, Lin) and linear.is_const and linear.const
+                # An update of itself that is not an identity (`n = n * 2`): as an equation it
+                # would force the degenerate n = 0, so it is a new version as well.
+                updates = name in keys and not (isinstance(linear, Lin) and linear.is_const)
+                if contradicts or updates:
+                    # A new version of the name (`total = total + 80`); later lines mean it.
+                    self.versions[name] = self.versions.get(name, 1) + 1
+                    eq = self.new_version(eq, name, keys)
+                    value = self.value(eq)
+                self.absorb(eq, value)
+            else:
+                self.absorb(eq)
+            assigned.add(name)
+        return self.answer(deadline)
+
+    def new_version(self, eq: _Eq, name: str, rhs_keys: dict[str, str]) -> _Eq:
+        """`name = rhs` with the lhs renamed to the new version and the rhs still meaning the old one."""
+        fresh = f"\0{name}"  # a placeholder name no token can spell
+        keys = {**rhs_keys, fresh: self.key(name)}
+        return _Eq(eq.lineno, ("name", fresh), eq.rhs, "=", keys, keys[fresh])
+
+    def absorb(self, eq: _Eq, value: Value | None = None) -> None:
+        value = self.value(eq) if value is None else value
+        if isinstance(value, Ratio):
+            self.nonzero.append((value.den, eq.lineno))
+            value = value.num
+        if isinstance(value, Lin):
+            self.eliminate(value, eq)
+            return
+        free = {value.var} if isinstance(value, Poly1) else {s.name for s in value.free_symbols}
+        if free:
+            self.pending.append((eq, value, free))
+        elif not is_zero(value):
+            raise EotError(Status.INCONSISTENT, f"line {eq.lineno}: the equation does not hold")
+
+    def eliminate(self, form: Lin, eq: _Eq) -> None:
+        if form.is_const:
+            if form.const:
+                raise EotError(Status.INCONSISTENT, f"line {eq.lineno} contradicts the lines before it "
+                                                    f"(lhs - rhs = {to_number(form.const)})")
+            return
+        pivot = eq.prefer if eq.prefer in form.coef else max(form.coef, key=self.order.__getitem__)
+        c = form.coef[pivot]
+        solved = Lin(-form.const / c, {k: -v / c for k, v in form.coef.items() if k != pivot})
+        for k, expr in self.pivots.items():
+            if pivot in expr.coef:
+                rest = dict(expr.coef)
+                factor = rest.pop(pivot)
+                self.pivots[k] = Lin(expr.const, rest).plus(solved, factor)
+        self.pivots[pivot] = solved
+        woken = [p for p in self.pending if pivot in p[2]]
+        if woken:
+            self.pending = [p for p in self.pending if pivot not in p[2]]
+            for p in woken:
+                self.absorb(p[0])
+
+    # -- the answer ------------------------------------------------------------------------
+    def answer(self, deadline: float) -> Outcome:
+        if ANSWER not in self.order:
+            raise EotError(Status.PARSE, "no equation defines `ans`")
+        for den, lineno in self.nonzero:
+            d = self.substituted(den)
+            if d.is_const and not d.const:
+                raise EotError(Status.INCONSISTENT, f"line {lineno}: the solution divides by zero")
+        ans = self.lookup(self.key(ANSWER))
+        if ans.is_const:
+            if not self.inequalities_hold({}):
+                raise EotError(Status.INCONSISTENT, f"the answer {to_number(ans.const)} violates an inequality")
+            return _ok(ans.const)
+        # The non-linear equations connected to the unknowns `ans` depends on.
+        unknowns, taken = set(ans.coef), []
+        grown = True
+        while grown:
+            grown = False
+            for p in self.pending:
+                if p not in taken and p[2] & unknowns:
+                    taken.append(p)
+                    unknowns |= p[2]
+                    grown = True
+        if not taken:
+            names = ", ".join(sorted(_shown(k) for k in ans.coef))
+            for ineq in self.inequalities:
+                if set(ineq.keys.values()) & (set(ans.coef) | {self.key(ANSWER)}):
+                    raise EotError(Status.UNSUPPORTED, f"line {ineq.lineno}: inequalities are checked, not "
+                                                       f"solved; ans still depends on {names}")
+            raise EotError(Status.UNDER_DETERMINED, f"ans depends on free unknown(s): {names}")
+        for eq, _, _ in taken:
+            if eq.lineno in self.symbolic_exponents:
+                raise EotError(Status.UNSUPPORTED, f"line {eq.lineno}: an exponent depends on unknowns")
+        values = [self.value(eq) for eq, _, _ in taken]
+        if len(unknowns) == 1 and all(isinstance(v, Poly1) and len(v.coefs) == 3 for v in values):
+            return self.choose(self.quadratic(ans, values))  # the common case, without SymPy
+        equations = [to_sym(v) for v in values]
+        solutions = time_limit(lambda: solve_nonlinear(equations), deadline - time.monotonic())
+        ans_sym = to_sym(ans)
+        candidates: list[tuple[Fraction | complex, dict]] = []
+        for sol in solutions:
+            value = ans_sym.subs(sol)
+            if value.free_symbols:
+                names = ", ".join(sorted(_shown(s.name) for s in value.free_symbols))
+                raise EotError(Status.UNDER_DETERMINED, f"ans depends on free unknown(s): {names}")
+            exact = isinstance(value, sympy.Rational)
+            candidates.append((Fraction(int(value.p), int(value.q)) if exact else complex(sympy.N(value, 30)), sol))
+        return self.choose(candidates)
+
+    def quadratic(self, ans: Lin, polys: list[Value]) -> list[tuple[Fraction | complex, dict]]:
+        """Candidates from quadratics in one unknown: exact roots where rational, floats otherwise."""
+        first = polys[0]
+        assert isinstance(first, Poly1)
+        candidates: list[tuple[Fraction | complex, dict]] = []
+        for root in quadratic_roots(*first.coefs):
+            if not isinstance(root, complex) and any(abs(p.at(root)) > 1e-9 for p in polys[1:]):  # type: ignore[union-attr]
+                continue
+            value = ans.const + sum(c * root for c in ans.coef.values())
+            candidates.append((value, {symbol(first.var): root}))
+        return candidates
+
+    def inequalities_hold(self, solution: dict) -> bool:
+        """False if a fully determined inequality fails; undetermined ones are ignored."""
+        for ineq in self.inequalities:
+            diff = self.value(ineq)
+            if isinstance(diff, Lin) and diff.is_const:
+                number: Fraction | float = diff.const
+            else:
+                e = to_sym(diff).subs(solution)
+                if e.free_symbols:
+                    continue
+                z = complex(sympy.N(e, 30))
+                if abs(z.imag) > 1e-9:
+                    return False
+                number = z.real
+            if not _COMPARE[ineq.rel](number):
+                return False
+        return True
+
+    def choose(self, candidates: list[tuple[Fraction | complex, dict]]) -> Outcome:
+        """The rule for several solutions: drop complex ones and those that break an inequality; if
+        distinct values remain, take the single positive one, else fail as ambiguous."""
+        reals: list[Fraction | float] = []
+        complex_seen = False
+        for value, sol in candidates:
+            if isinstance(value, complex):
+                if abs(value.imag) > 1e-9 * max(1.0, abs(value.real)):
+                    complex_seen = True
+                    continue
+                value = value.real
+            if self.inequalities_hold(sol) and not any(abs(value - r) <= 1e-9 * max(1.0, abs(r)) for r in reals):
+                reals.append(value)
+        if not reals:
+            if complex_seen:
+                return Outcome.fail(Status.NON_NUMERIC, "ans has only complex values")
+            return Outcome.fail(Status.INCONSISTENT, "the non-linear equations have no solution")
+        if len(reals) > 1:
+            positive = [r for r in reals if r > 0]
+            if len(positive) != 1:
+                shown = ", ".join(f"{float(r):g}" for r in sorted(reals))
+                return Outcome.fail(Status.AMBIGUOUS, f"ans has {len(reals)} values: {shown}")
+            reals = positive
+        return _ok(reals[0])
+
+def _ok(value: Fraction | float) -> Outcome:
+    number = to_number(value)
+    if number is None:
+        return Outcome.fail(Status.NON_NUMERIC, "ans is not a finite number")
+    return Outcome.ok(number)
+
