@@ -1,6 +1,7 @@
 """Evaluation and training sets: GSM8K, SVAMP, ASDiv, MultiArith, hub ids, generic files.
 
-A *spec* selects a set: `gsm8k:test`, `gsm8k:train`, `svamp`, `asdiv`, `multiarith`, a hub id
+A *spec* selects a set: `gsm8k:test`, `gsm8k:train`, `svamp`, `asdiv`, `multiarith`,
+`world:train` / `world:test?n=500&seed=1` (the built-in procedural world), a hub id
 (`openai/gsm8k`, `ChilleD/SVAMP:test`) or a path (`file.jsonl`, `.json`, `.csv`). Named sets are
 read from the publishers' files under the data directory (`--data-dir`, `$DISTILL_DATA`,
 `./shared/data` or `../shared/data`), else from the Hugging Face hub through `datasets`.
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.records import InputError, Record, iter_jsonl
+from distill.world import load_world
 from solvers.answers import parse_gold
 
 Row = dict[str, Any]
@@ -199,6 +201,8 @@ def load(
 
 
 def _load_named(spec: str, data_root: str | os.PathLike | None) -> DataSet:
+    if spec.split(":", 1)[0].lower() == "world":  # the built-in procedural world (distill/world)
+        return load_world(spec)
     name, _, split = spec.partition(":")
     key = HUB_IDS.get(name.lower(), name.lower())
     if key not in NAMED:

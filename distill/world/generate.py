@@ -1,0 +1,111 @@
+"""Deterministic problem streams, train/test splits, and the lookup of a problem by its question.
+
+Each (seed, family) has an endless stream of candidate problems; candidate k is drawn from its
+own random generator, so streams do not depend on call order. A question belongs to the test
+split when a stable hash of its text falls in the test bucket (1 in TEST_SHARE), else to train:
+test questions can never equal train questions, whatever the seeds and sizes. A split's i-th
+problem comes from family i mod F (round robin), so a shorter list is a prefix of a longer one.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterator
+from dataclasses import replace
+from urllib.parse import parse_qs
+
+from distill.records import InputError
+from distill.world.builder import Builder, Redraw
+from distill.world.families import FAMILIES
+from distill.world.problem import Problem
+
+SPLITS = ("train", "test")
+TEST_SHARE = 5  # one question in five is a test question
+DEFAULT_SIZE = {"train": 2000, "test": 500}
+MAX_REDRAWS = 1000
+
+_BY_QUESTION: dict[str, Problem] = {}  # every problem drawn in this process
+_DRAWN: dict[tuple[int, str], int] = {}  # candidates of each stream already indexed
+
+
+def stable_hash(*parts: object) -> int:
+    return int.from_bytes(hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest(), "big")
+
+
+def split_of(question: str) -> str:
+    return "test" if stable_hash("split", question) % TEST_SHARE == 0 else "train"
+
+
+def candidate(seed: int, family: str, k: int) -> Problem:
+    """The k-th candidate problem of a family's stream."""
+    rng = random.Random(stable_hash("world", seed, family, k))
+    for _ in range(MAX_REDRAWS):
+        try:
+            problem = FAMILIES[family](Builder(rng, family))
+        except Redraw:
+            continue
+        _BY_QUESTION.setdefault(problem.question, problem)
+        return problem
+    raise RuntimeError(f"family {family!r} cannot draw a problem")  # a bug in the family's constraints
+
+
+def _stream(seed: int, family: str, split: str) -> Iterator[Problem]:
+    seen: set[str] = set()
+    k = 0
+    while True:
+        problem = candidate(seed, family, k)
+        k += 1
+        if split_of(problem.question) == split and problem.question not in seen:
+            seen.add(problem.question)
+            yield problem
+
+
+def generate_problems(split: str, n: int, seed: int = 0, families: list[str] | None = None) -> list[Problem]:
+    """The first `n` problems of a split, cycling through `families` (default: all)."""
+    if split not in SPLITS:
+        raise InputError(f"world split must be one of {', '.join(SPLITS)}, not {split!r}")
+    names = list(families or FAMILIES)
+    unknown = [f for f in names if f not in FAMILIES]
+    if unknown:
+        raise InputError(f"unknown world families {unknown} (known: {', '.join(FAMILIES)})")
+    streams = [_stream(seed, f, split) for f in names]
+    out = []
+    for i in range(n):
+        problem = next(streams[i % len(names)])
+        out.append(replace(problem, split=split, index=i, seed=seed))
+    return out
+
+
+def find(question: str, seeds: tuple[int, ...] = (0,), limit: int = 5000, chunk: int = 256) -> Problem | None:
+    """The problem with this question text: from those drawn so far, else by drawing further
+    along every stream of `seeds`, up to `limit` candidates a stream."""
+    question = question.strip()
+    while question not in _BY_QUESTION:
+        pending = [(s, f) for s in seeds for f in FAMILIES if _DRAWN.get((s, f), 0) < limit]
+        if not pending:
+            return None
+        for key in pending:
+            start = _DRAWN.get(key, 0)
+            for k in range(start, min(start + chunk, limit)):
+                candidate(key[0], key[1], k)
+            _DRAWN[key] = min(start + chunk, limit)
+    return _BY_QUESTION[question]
+
+
+def load_world(spec: str):  # -> distill.data.DataSet (imported late: data.py imports this module)
+    """`world:train`, `world:test`, `world:train?n=2000&seed=1&families=ages,rates`."""
+    from distill.data import DataSet
+
+    name, _, query = spec.partition("?")
+    split = name.partition(":")[2] or "train"
+    try:
+        params = {k: v[-1] for k, v in parse_qs(query, strict_parsing=bool(query)).items()}
+        n = int(params.pop("n", DEFAULT_SIZE.get(split, 0)))
+        seed = int(params.pop("seed", 0))
+    except ValueError:
+        raise InputError(f"bad world spec {spec!r} (expected e.g. world:train?n=2000&seed=1)") from None
+    families = params.pop("families", "").split(",") if "families" in params else None
+    if params:
+        raise InputError(f"unknown world parameters {sorted(params)} in {spec!r} (known: n, seed, families)")
+    problems = generate_problems(split, n, seed, families)
+    return DataSet(name=f"world:{split}", records=[p.to_record() for p in problems])
