@@ -46,8 +46,11 @@ def test_validate_pot_on_recorded_programs(tmp_path: Path, shared_data: Path) ->
     assert res.exit_code == 0, res.output
     rows = _read(out)
     assert len(rows) == 599
-    agree = sum(r["prediction"] is not None and abs(r["prediction"] - r["executed"]) < 1e-6 for r in rows)
-    assert agree / len(rows) > 0.99
+    # The recording harness stored abs() of each answer and None for failures (see test_executor).
+    ran = [r for r in rows if r["executed"] is not None]
+    agree = sum(r["prediction"] is not None and abs(abs(r["prediction"]) - r["executed"]) < 1e-6 for r in ran)
+    assert agree >= len(ran) - 1  # one program returns a 4-tuple, which the harness reduced to a number
+    assert all(r["status"] != "ok" for r in rows if r["executed"] is None)
     assert 0.9 < sum(bool(r["correct"]) for r in rows) / len(rows) < 0.95  # README: 92.2% match
 
 

@@ -1,0 +1,271 @@
+"""Sandboxed execution of model-written Python programs (program-of-thought checking).
+
+    with Executor() as ex:
+        outcomes = ex.run_many(programs)     # list[Outcome], order preserved
+
+The answer of a program is, in this order: the variable `ans`; else the return value of a
+zero-argument `solution()` or `solver()`; else the last number it printed. See docs/sandbox.md
+for the isolation layers and what they do and do not promise.
+
+Design: a pool of worker processes (`solvers/sandbox/worker.py`). Each starts from a clean
+interpreter, preloads the allowed modules, locks itself down (network namespace, chroot,
+unprivileged uid, rlimits, seccomp) and then serves batches: it compiles the programs (with a
+cache) and forks one child per batch which runs them one after another, with a further seccomp
+filter and memory limit. The zygote kills a child whose program overruns the wall-clock limit
+and carries on with a fresh child; this pool kills a whole worker that stops answering.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import math
+import os
+import pickle
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+
+from solvers.outcome import Outcome, Status
+
+_ROOT = str(Path(__file__).resolve().parent.parent)
+_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from solvers.sandbox.worker import main; main(sys.argv[2])"
+_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1"}
+_UID_BASE = 1_000_000_000  # root only: worker uid = base + zygote pid, unique among live workers
+_START_TIMEOUT = 120.0
+
+
+class SandboxError(RuntimeError):
+    """A worker could not be started."""
+
+
+class _Worker:
+    """One zygote process and the pipes to it."""
+
+    def __init__(self, config: dict, jail: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-c", _BOOT, _ROOT, json.dumps(config)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            env=_ENV, cwd=jail, start_new_session=True,  # own process group, killed as a whole
+        )
+        self.fd = self.proc.stdout.fileno()
+        self.buffer = bytearray()
+        self.layers: tuple[str, ...] = ()
+
+    def wait_ready(self, deadline: float) -> None:
+        while (message := self.receive()) is None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                raise SandboxError("sandbox worker did not start in time")
+            if not self.fill():
+                raise SandboxError(f"sandbox worker exited during start-up (status {self.proc.poll()})")
+        kind, _, layers = message.decode().partition("\t")
+        if kind != "ready":
+            raise SandboxError(f"unexpected greeting from sandbox worker: {kind!r}")
+        self.layers = tuple(layers.split(","))
+
+    def send(self, programs: list[str]) -> bool:
+        payload = pickle.dumps(programs, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            self.proc.stdin.write(struct.pack("<I", len(payload)) + payload)
+            self.proc.stdin.flush()
+            return True
+        except (OSError, ValueError):  # a dead worker: broken or closed pipe
+            return False
+
+    def fill(self) -> bool:
+        """Read what is available (call when readable); False at end of file."""
+        chunk = os.read(self.fd, 1 << 20)
+        self.buffer += chunk
+        return bool(chunk)
+
+    def receive(self) -> bytes | None:
+        if len(self.buffer) < 4:
+            return None
+        size = struct.unpack_from("<I", self.buffer)[0]
+        if len(self.buffer) < 4 + size:
+            return None
+        message = bytes(self.buffer[4:4 + size])
+        del self.buffer[:4 + size]
+        return message
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        self.proc.stdin.close()
+        self.proc.stdout.close()
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()  # the zygote exits at end of input
+            self.proc.wait(timeout=2)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        self.kill()
+
+
+def _parse(text: str, n: int) -> list[Outcome] | None:
+    """The zygote's answer for a batch of `n` programs; None if malformed."""
+    lines = text.split("\n")
+    if len(lines) != n + 1 or lines[-1]:
+        return None
+    outcomes = []
+    for line in lines[:-1]:
+        status, value, detail = (line.split("\t", 2) + ["", ""])[:3]
+        try:
+            status = Status(status)
+            if status is Status.OK:
+                outcomes.append(Outcome.ok(int(value) if value.lstrip("-").isdigit() else float(value)))
+                continue
+        except ValueError:
+            status, detail = Status.RUNTIME, "malformed result from the sandbox"
+        outcomes.append(Outcome.fail(status, detail))
+    return outcomes
+
+
+def _shutdown(workers: list[_Worker], jail: str) -> None:
+    for worker in workers:
+        worker.close()
+    workers.clear()
+    shutil.rmtree(jail, ignore_errors=True)
+
+
+class Executor:
+    """A warm pool of sandboxed workers. Use as a context manager, or call `close()`.
+
+    `timeout` is the wall-clock limit per program in seconds; `memory_mb` is the address space a
+    program may use beyond the preloaded interpreter; `batch_size` caps the programs sent to a
+    worker at once (one fork per batch).
+    """
+
+    def __init__(self, workers: int | None = None, timeout: float = 5.0, memory_mb: int = 512,
+                 batch_size: int = 1024) -> None:
+        self.timeout = float(timeout)
+        self.batch_size = max(1, batch_size)
+        self._config = {"timeout": self.timeout, "memory_mb": int(memory_mb), "uid_base": _UID_BASE}
+        self._jail = tempfile.mkdtemp(prefix="distill-sandbox-")  # empty; root-only 0700
+        self._config["jail"] = self._jail
+        self._lock = threading.Lock()
+        self._workers: list[_Worker] = []
+        self._finalizer = weakref.finalize(self, _shutdown, self._workers, self._jail)
+        try:
+            self._workers += [_Worker(self._config, self._jail) for _ in range(workers or os.cpu_count() or 1)]
+            deadline = time.monotonic() + _START_TIMEOUT
+            for worker in self._workers:
+                worker.wait_ready(deadline)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def isolation(self) -> tuple[str, ...]:
+        """The isolation layers active in the workers, e.g. ("seccomp", "chroot", ...)."""
+        return self._workers[0].layers if self._workers else ()
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._finalizer()
+
+    def run(self, program: str) -> Outcome:
+        return self.run_many([program])[0]
+
+    def run_many(self, programs: Sequence[str]) -> list[Outcome]:
+        """Run all programs on all workers; outcomes in the order of `programs`."""
+        with self._lock:
+            if not self._workers:
+                raise RuntimeError("Executor is closed")
+            return self._run_many(list(programs))
+
+    def _run_many(self, programs: list[str]) -> list[Outcome]:
+        results: list[Outcome | None] = [None] * len(programs)
+        runnable = []
+        for i, program in enumerate(programs):
+            if isinstance(program, str):
+                runnable.append(i)
+            else:
+                results[i] = Outcome.fail(Status.SYNTAX, f"program is {type(program).__name__}, not str")
+        # Several batches per worker balance the load; large batches amortise the fork.
+        size = max(1, min(self.batch_size, math.ceil(len(runnable) / (4 * len(self._workers)))))
+        queue = deque(runnable[i:i + size] for i in range(0, len(runnable), size))
+        idle = list(range(len(self._workers)))
+        busy: dict[int, tuple[int, list[int], float]] = {}  # fd -> (worker slot, job, deadline)
+        while queue or busy:
+            while queue and idle:
+                slot, job = idle.pop(), queue.popleft()
+                worker = self._workers[slot]
+                # Backstop only: the zygote itself enforces the per-program limit.
+                deadline = time.monotonic() + len(job) * 2 * (self.timeout + 1) + 10
+                if worker.send([programs[i] for i in job]):
+                    busy[worker.fd] = (slot, job, deadline)
+                else:
+                    self._failed(slot, job, queue, results, "sandbox worker died")
+                    idle.append(slot)
+            wait = max(0.0, min(deadline for _, _, deadline in busy.values()) - time.monotonic()) if busy else 0
+            readable = select.select(list(busy), [], [], wait)[0] if busy else []
+            for fd in readable:
+                slot, job, _ = busy[fd]
+                worker = self._workers[slot]
+                alive = worker.fill()
+                message = worker.receive()
+                if message is not None:
+                    outcomes = _parse(message.decode("utf-8", "replace"), len(job))
+                    if outcomes is None:
+                        self._failed(slot, job, queue, results, "malformed answer from the sandbox")
+                    else:
+                        for i, outcome in zip(job, outcomes):
+                            results[i] = outcome
+                elif alive:
+                    continue
+                else:
+                    self._failed(slot, job, queue, results, "sandbox worker died")
+                del busy[fd]
+                idle.append(slot)
+            now = time.monotonic()
+            for fd, (slot, job, deadline) in list(busy.items()):
+                if now >= deadline:
+                    del busy[fd]
+                    self._failed(slot, job, queue, results, "sandbox worker stopped answering")
+                    idle.append(slot)
+        return results  # type: ignore[return-value]
+
+    def _failed(self, slot: int, job: list[int], queue: deque, results: list, why: str) -> None:
+        """Replace a dead or stuck worker; retry its batch one program at a time to find the culprit."""
+        self._workers[slot].kill()
+        self._workers[slot] = _Worker(self._config, self._jail)
+        self._workers[slot].wait_ready(time.monotonic() + _START_TIMEOUT)
+        if len(job) > 1:
+            queue.extendleft([i] for i in reversed(job))
+        else:
+            results[job[0]] = Outcome.fail(Status.RUNTIME, why)
+
+
+_shared: dict[float, Executor] = {}
+_shared_lock = threading.Lock()
+
+
+def run_program(program: str, timeout: float = 5.0) -> Outcome:
+    """Run one program in a shared one-worker sandbox (started on first use, closed at exit)."""
+    with _shared_lock:
+        executor = _shared.get(timeout)
+        if executor is None:
+            executor = _shared[timeout] = Executor(workers=1, timeout=timeout)
+            atexit.register(executor.close)
+    return executor.run(program)

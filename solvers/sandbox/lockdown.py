@@ -1,0 +1,202 @@
+"""OS-level confinement of a sandbox worker: namespaces, chroot, privilege drop, rlimits, seccomp.
+
+These are the real wall; the Python-level policy in `policy.py` is only a first filter. Every
+function here is best effort and reports what it achieved, so that the pool can tell the caller
+which layers are active (`Executor.isolation`).
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import platform
+import resource
+import signal
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
+CLONE_THREAD = 0x00010000
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_PDEATHSIG = 1
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+SECCOMP_RET_KILL_PROCESS = 0x80000000
+SECCOMP_RET_ERRNO = 0x00050000
+SECCOMP_RET_ALLOW = 0x7FFF0000
+
+# Syscall numbers per architecture (audit arch id, table). Only calls the filters name are listed.
+_X86_64 = dict(
+    execve=59, execveat=322, fork=57, vfork=58, clone=56, clone3=435,
+    socket=41, socketpair=53, connect=42, bind=49, listen=50, accept=43, accept4=288,
+    ptrace=101, process_vm_readv=310, process_vm_writev=311,
+    kill=62, tkill=200, tgkill=234, rt_sigqueueinfo=129, rt_tgsigqueueinfo=297,
+    pidfd_open=434, pidfd_send_signal=424, pidfd_getfd=438,
+    mount=165, umount2=166, pivot_root=155, chroot=161, unshare=272, setns=308,
+    keyctl=250, add_key=248, request_key=249, bpf=321, perf_event_open=298, userfaultfd=323,
+    open_by_handle_at=304, name_to_handle_at=303, init_module=175, finit_module=313,
+    delete_module=176, kexec_load=246, kexec_file_load=320, reboot=169, swapon=167, swapoff=168,
+    personality=135, io_uring_setup=425, io_uring_enter=426, io_uring_register=427,
+    setrlimit=160, prlimit64=302, setsid=112, setpgid=109,
+)
+_AARCH64 = dict(
+    execve=221, execveat=281, clone=220, clone3=435,
+    socket=198, socketpair=199, bind=200, listen=201, accept=202, connect=203, accept4=242,
+    ptrace=117, process_vm_readv=270, process_vm_writev=271,
+    kill=129, tkill=130, tgkill=131, rt_sigqueueinfo=138, rt_tgsigqueueinfo=240,
+    pidfd_open=434, pidfd_send_signal=424, pidfd_getfd=438,
+    mount=40, umount2=39, pivot_root=41, chroot=51, unshare=97, setns=268,
+    keyctl=219, add_key=217, request_key=218, bpf=280, perf_event_open=241, userfaultfd=282,
+    open_by_handle_at=265, name_to_handle_at=264, init_module=105, finit_module=273,
+    delete_module=106, kexec_load=104, kexec_file_load=294, reboot=142, swapon=224, swapoff=225,
+    personality=92, io_uring_setup=425, io_uring_enter=426, io_uring_register=427,
+    setrlimit=164, prlimit64=261, setsid=157, setpgid=154,
+)
+_ARCHES = {"x86_64": (0xC000003E, _X86_64), "aarch64": (0xC00000B7, _AARCH64)}
+
+# Denied in the zygote and (inherited) in every program child: no exec, no network, no
+# debugging or signalling of other processes, no namespace / mount / kernel-module games.
+_DENY_ALWAYS = (
+    "execve", "execveat", "socket", "socketpair", "connect", "bind", "listen", "accept", "accept4",
+    "ptrace", "process_vm_readv", "process_vm_writev", "rt_sigqueueinfo", "rt_tgsigqueueinfo",
+    "pidfd_open", "pidfd_send_signal", "pidfd_getfd", "mount", "umount2", "pivot_root", "chroot",
+    "unshare", "setns", "keyctl", "add_key", "request_key", "bpf", "perf_event_open",
+    "userfaultfd", "open_by_handle_at", "name_to_handle_at", "init_module", "finit_module",
+    "delete_module", "kexec_load", "kexec_file_load", "reboot", "swapon", "swapoff",
+    "personality", "io_uring_setup", "io_uring_enter", "io_uring_register",
+)
+# Added in the child that runs programs: no process creation, no changing its limits, no leaving
+# the process group (which the pool kills as a whole).
+_DENY_CHILD = ("fork", "vfork", "setrlimit", "prlimit64", "setsid", "setpgid")
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint32)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+_PID_PLACEHOLDER = 0xFFFFFFFF  # no real pid
+_LD_W_ABS, _JEQ, _JSET, _JGE, _RET = 0x20, 0x15, 0x45, 0x35, 0x06
+_OFF_NR, _OFF_ARCH, _OFF_ARG0 = 0, 4, 16  # struct seccomp_data; args are little-endian u64
+
+
+def _bpf(child_pid: int | None) -> list[tuple[int, int, int, int]]:
+    """A seccomp program: the always-denied calls; with `child_pid`, the child rules as well."""
+    arch_id, table = _ARCHES[platform.machine()]
+    deny = _RET, 0, 0, SECCOMP_RET_ERRNO | errno.EPERM
+    allow = _RET, 0, 0, SECCOMP_RET_ALLOW
+    prog = [
+        (_LD_W_ABS, 0, 0, _OFF_ARCH),
+        (_JEQ, 1, 0, arch_id),
+        (_RET, 0, 0, SECCOMP_RET_KILL_PROCESS),
+        (_LD_W_ABS, 0, 0, _OFF_NR),
+    ]
+    if arch_id == 0xC000003E:  # x32 ABI syscalls alias the x86_64 ones with bit 30 set
+        prog += [(_JGE, 0, 1, 0x40000000), deny]
+    names = _DENY_ALWAYS + (_DENY_CHILD if child_pid is not None else ())
+    for name in names:
+        if name in table:
+            prog += [(_JEQ, 0, 1, table[name]), deny]
+    if child_pid is not None:
+        # clone is allowed only for threads (fork/vfork/posix_spawn all come without CLONE_THREAD);
+        # clone3 gets ENOSYS so that libc falls back to the inspectable clone.
+        prog += [
+            (_JEQ, 0, 4, table["clone"]), (_LD_W_ABS, 0, 0, _OFF_ARG0), (_JSET, 0, 1, CLONE_THREAD),
+            allow, deny,
+            (_JEQ, 0, 1, table["clone3"]), (_RET, 0, 0, SECCOMP_RET_ERRNO | errno.ENOSYS),
+        ]
+        for name in ("kill", "tkill", "tgkill"):  # signals only to itself (abort(), raise())
+            prog += [(_JEQ, 0, 4, table[name]), (_LD_W_ABS, 0, 0, _OFF_ARG0), (_JEQ, 0, 1, child_pid), allow, deny]
+    prog.append(allow)
+    return prog
+
+
+class SeccompFilter:
+    """A seccomp program built ahead of time (the child only patches in its pid and installs it)."""
+
+    def __init__(self, child: bool) -> None:
+        self.supported = platform.machine() in _ARCHES
+        prog = _bpf(_PID_PLACEHOLDER if child else None) if self.supported else []
+        self._array = (_SockFilter * len(prog))(*(_SockFilter(*ins) for ins in prog))
+        self._pid_slots = [i for i, ins in enumerate(prog) if ins[0] == _JEQ and ins[3] == _PID_PLACEHOLDER]
+        self._fprog = _SockFprog(len(prog), self._array)
+
+    def install(self, pid: int | None = None) -> bool:
+        """Install (stacking on earlier filters). Needs no-new-privs unless root."""
+        if not self.supported:
+            return False
+        for i in self._pid_slots:
+            self._array[i].k = pid
+        return _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(self._fprog), 0, 0) == 0
+
+
+def die_with_parent() -> bool:
+    return _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+
+
+def no_new_privs() -> bool:
+    return _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+
+
+def unshare_network() -> bool:
+    """A fresh, empty network namespace (only a down loopback). As non-root, via a user namespace."""
+    if _libc.unshare(CLONE_NEWNET) == 0:
+        return True
+    if os.geteuid() == 0:
+        return False
+    uid, gid = os.geteuid(), os.getegid()
+    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
+        return False
+    try:  # map ourselves so that file ownership still reads sensibly inside the namespace
+        with open("/proc/self/setgroups", "w") as f:
+            f.write("deny")
+        with open("/proc/self/uid_map", "w") as f:
+            f.write(f"{uid} {uid} 1")
+        with open("/proc/self/gid_map", "w") as f:
+            f.write(f"{gid} {gid} 1")
+    except OSError:
+        pass
+    return True
+
+
+def chroot_and_drop(jail: str, uid: int) -> bool:
+    """As root: chroot into the empty `jail`, then become `uid` (no groups, no capabilities)."""
+    os.chroot(jail)
+    os.chdir("/")
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    return os.geteuid() == uid
+
+
+def set_limit(which: int, value: int) -> bool:
+    """Set soft = hard = `value` (lowering only, so that it also works unprivileged)."""
+    try:
+        _, hard = resource.getrlimit(which)
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)
+        resource.setrlimit(which, (value, value))
+        return True
+    except (ValueError, OSError):
+        return False
+
+
+def close_fds_except(keep: set[int]) -> None:
+    """Close every descriptor not in `keep` (a directory fd left open would defeat the chroot)."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def address_space_bytes(statm_fd: int) -> int:
+    """Current virtual size, read from an fd on /proc/self/statm opened before the chroot."""
+    pages = int(os.pread(statm_fd, 64, 0).split()[0])
+    return pages * os.sysconf("SC_PAGE_SIZE")

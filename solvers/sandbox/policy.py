@@ -1,0 +1,265 @@
+"""The Python-level layer: a static AST filter, restricted builtins and an import allow-list.
+
+This is a *filter*, not the wall: allowed libraries themselves offer ways out (sympy's
+`sympify` evaluates strings with the real builtins, numpy reaches ctypes, ...). It exists to
+classify obviously hostile programs as FORBIDDEN early and cheaply; containment of anything
+that gets past it is the job of `lockdown.py`.
+"""
+from __future__ import annotations
+
+import ast
+import builtins
+import importlib
+import opcode
+import sys
+from types import CodeType
+
+# Modules a program may import (with their already loaded submodules). Nothing is loaded lazily:
+# once the worker is locked down the file system is gone.
+ALLOWED_MODULES = (
+    "math", "cmath", "fractions", "decimal", "datetime", "itertools", "functools", "statistics",
+    "collections", "re", "string", "random", "operator", "heapq", "bisect", "numbers", "typing",
+    "copy", "numpy", "sympy",
+)
+
+# Attribute names that lead from ordinary objects to frames, code, globals or the OS.
+_FORBIDDEN_ATTRS = frozenset({
+    "gi_frame", "gi_code", "gi_yieldfrom", "cr_frame", "cr_code", "cr_await", "ag_frame", "ag_code",
+    "f_back", "f_globals", "f_locals", "f_builtins", "f_code", "tb_frame", "tb_next", "func_globals",
+    "os", "sys", "subprocess", "ctypes", "ctypeslib", "builtins", "f2py", "distutils", "system",
+    "popen", "mro",
+})
+# Dunders a program may use: class boilerplate and the `if __name__ == "__main__"` idiom.
+_ALLOWED_DUNDERS = frozenset({"__init__", "__name__", "__main__", "__str__", "__repr__", "__eq__",
+                              "__lt__", "__le__", "__gt__", "__ge__", "__hash__", "__len__", "__iter__",
+                              "__next__", "__call__", "__add__", "__sub__", "__mul__", "__truediv__"})
+# Calls that change library-global state (random seeds, decimal context, numpy error modes).
+_STATEFUL_CALLS = frozenset({"seed", "setstate", "setcontext", "localcontext", "seterr", "set_printoptions",
+                             "setrecursionlimit", "register"})
+# Builtins replaced by a stub that reports FORBIDDEN when called.
+FORBIDDEN_BUILTINS = ("open", "exec", "eval", "compile", "input", "breakpoint", "exit", "quit", "help",
+                      "vars", "globals", "memoryview", "__import__")
+_SAFE_BUILTINS = (
+    "abs", "all", "any", "ascii", "bin", "bool", "bytearray", "bytes", "callable", "chr", "complex",
+    "dict", "dir", "divmod", "enumerate", "filter", "float", "format", "frozenset", "hash", "hex", "id",
+    "int", "isinstance", "issubclass", "iter", "len", "list", "locals", "map", "max", "min", "next",
+    "object", "oct", "ord", "pow", "property", "range", "repr", "reversed", "round", "set", "slice",
+    "sorted", "staticmethod", "classmethod", "str", "sum", "super", "tuple", "type", "zip",
+    "NotImplemented", "Ellipsis", "__build_class__",
+)
+
+
+class Forbidden(BaseException):
+    """Raised by the policy; a BaseException so that `except Exception` in a program won't eat it."""
+
+
+# Whether the current program attempted something forbidden, kept out of the program's reach so
+# that catching `Forbidden` does not erase the verdict.
+_denied: list[str | None] = [None]
+
+
+def reset_denied() -> None:
+    _denied[0] = None
+
+
+def denied() -> str | None:
+    """The first forbidden operation the current program attempted, if any."""
+    return _denied[0]
+
+
+def _deny(message: str) -> Forbidden:
+    if _denied[0] is None:
+        _denied[0] = message
+    return Forbidden(message)
+
+
+class Rejected(Exception):
+    """A static verdict on a program's source: `status` is "syntax" or "forbidden"."""
+
+    def __init__(self, status: str, detail: str):
+        super().__init__(detail)
+        self.status = status
+
+
+def _is_dunder(name: str) -> bool:
+    return name.startswith("__") and name.endswith("__") and name not in _ALLOWED_DUNDERS
+
+
+def _forbidden_name(name: str) -> bool:
+    return _is_dunder(name) or name in _FORBIDDEN_ATTRS
+
+
+class _Checker(ast.NodeVisitor):
+    """Finds forbidden constructs and whether a program may change state shared with later ones."""
+
+    def __init__(self) -> None:
+        self.mutates_shared = False
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        if _forbidden_name(node.attr):
+            raise Rejected("forbidden", f"attribute {node.attr!r}")
+        # `x.y = v` / `del x.y` / `x.y[k] = v` may reach into a module or class; `self.y = v` cannot.
+        if not isinstance(node.ctx, ast.Load) and not (isinstance(node.value, ast.Name) and node.value.id == "self"):
+            self.mutates_shared = True
+        self.generic_visit(node)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if _is_dunder(node.id):
+            raise Rejected("forbidden", f"name {node.id!r}")
+        if node.id in ("setattr", "delattr"):
+            self.mutates_shared = True
+
+    def visit_Subscript(self, node: ast.Subscript) -> None:
+        if not isinstance(node.ctx, ast.Load) and isinstance(node.value, ast.Attribute):
+            self.mutates_shared = True
+        self.generic_visit(node)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        if name in _STATEFUL_CALLS:
+            self.mutates_shared = True
+        self.generic_visit(node)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        if node.level:
+            raise Rejected("forbidden", "relative import")
+        _check_import(node.module or "")
+        for alias in node.names:
+            if _forbidden_name(alias.name):
+                raise Rejected("forbidden", f"import of {alias.name!r}")
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            _check_import(alias.name)
+
+
+def _check_import(name: str) -> None:
+    if name.partition(".")[0] not in ALLOWED_MODULES:
+        raise Rejected("forbidden", f"import of {name!r} is not allowed")
+
+
+# Names that class bodies and annotations bring into code objects on their own.
+_IMPLICIT_DUNDERS = frozenset({"__module__", "__qualname__", "__classcell__", "__annotations__", "__doc__"})
+_SUSPECT_NAMES = _FORBIDDEN_ATTRS | _STATEFUL_CALLS | {"setattr", "delattr"}
+_STORE_ATTR, _DELETE_ATTR, _STORE_SUBSCR, _LOAD_ATTR = (opcode.opmap[name] for name in (
+    "STORE_ATTR", "DELETE_ATTR", "STORE_SUBSCR", "LOAD_ATTR"))
+
+
+def _needs_ast_check(code: CodeType) -> bool:
+    """Whether compiled code uses any name or store the AST checker would look at closely.
+
+    Most programs use none, and scanning code objects is far cheaper than walking the AST.
+    """
+    names = set(code.co_names) | set(code.co_varnames) | set(code.co_cellvars) | set(code.co_freevars)
+    if names & _SUSPECT_NAMES:
+        return True
+    if any(_is_dunder(name) and name not in _IMPLICIT_DUNDERS and name != "__class__" for name in names):
+        return True
+    if "__class__" in code.co_names:
+        return True
+    ops = set(code.co_code[::2])
+    if _STORE_ATTR in ops or _DELETE_ATTR in ops or (_STORE_SUBSCR in ops and _LOAD_ATTR in ops):
+        return True
+    return any(isinstance(const, CodeType) and _needs_ast_check(const) for const in code.co_consts)
+
+
+def compile_program(source: str, max_chars: int = 100_000) -> tuple[CodeType, bool]:
+    """Compile and check; returns (code, mutates_shared). Raises `Rejected`."""
+    if len(source) > max_chars:
+        raise Rejected("forbidden", f"program longer than {max_chars} characters")
+    try:
+        code = compile(source, "<program>", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as e:  # ValueError: null bytes in the source
+        raise Rejected("syntax", f"{type(e).__name__}: {e}") from None
+    except (RecursionError, MemoryError) as e:
+        raise Rejected("syntax", f"{type(e).__name__}: program nested too deeply") from None
+    if not _needs_ast_check(code):
+        return code, False
+    checker = _Checker()
+    try:
+        checker.visit(ast.parse(source, "<program>"))
+    except RecursionError:
+        raise Rejected("forbidden", "program nested too deeply") from None
+    return code, checker.mutates_shared
+
+
+def preload() -> list[str]:
+    """Import the allowed modules (those installed) and warm up their lazy parts."""
+    loaded = []
+    for name in ALLOWED_MODULES:
+        try:
+            importlib.import_module(name)
+            loaded.append(name)
+        except ImportError:
+            continue
+    if "sympy" in sys.modules:  # sympy imports some of its machinery on first use
+        import sympy
+
+        x, y = sympy.symbols("x y")
+        sympy.solve([sympy.Eq(2 * x + y, 7), sympy.Eq(x - y, -1)], [x, y])
+        sympy.simplify(sympy.sqrt(8) * x / 4 + sympy.Rational(1, 3))
+        sympy.nsimplify(0.5)
+        sympy.N(sympy.pi, 10)
+        sympy.factorint(360)
+        sympy.isprime(97)
+        sympy.binomial(10, 3)
+        sympy.sympify("x**2 + 1").subs(x, 2)
+        sympy.Poly(x**2 - 1, x).all_roots()
+    if "numpy" in sys.modules:
+        import numpy
+
+        numpy.linalg.solve(numpy.eye(2), numpy.ones(2))
+        numpy.mean(numpy.arange(4)), numpy.round(1.5), numpy.random.default_rng(0).random()
+    return loaded
+
+
+def _safe_import(name: str, globals=None, locals=None, fromlist=(), level: int = 0):
+    if level or name.partition(".")[0] not in ALLOWED_MODULES or name not in sys.modules:
+        raise _deny(f"import of {name!r} is not allowed")
+    for attr in fromlist or ():
+        if attr != "*" and _forbidden_name(attr):
+            raise _deny(f"import of {attr!r} from {name!r}")
+    return _real_import(name, globals, locals, fromlist, 0)
+
+
+_real_import = builtins.__import__
+
+
+def _checked_name(name: object) -> object:
+    if isinstance(name, str) and (name.startswith("_") or name in _FORBIDDEN_ATTRS):
+        raise _deny(f"attribute {name!r}")
+    return name
+
+
+def _getattr(obj, name, *default):
+    return getattr(obj, _checked_name(name), *default)
+
+
+def _hasattr(obj, name) -> bool:
+    return hasattr(obj, _checked_name(name))
+
+
+def _setattr(obj, name, value) -> None:
+    setattr(obj, _checked_name(name), value)
+
+
+def _delattr(obj, name) -> None:
+    delattr(obj, _checked_name(name))
+
+
+def _stub(name: str):
+    def forbidden(*args, **kwargs):
+        raise _deny(f"{name}() is not allowed")
+    return forbidden
+
+
+def make_builtins(print_function) -> dict:
+    """The `__builtins__` of every program: safe names, exceptions, wrappers and stubs."""
+    safe = {name: getattr(builtins, name) for name in _SAFE_BUILTINS}
+    safe.update({name: value for name, value in vars(builtins).items()
+                 if isinstance(value, type) and issubclass(value, BaseException)})
+    safe.update({name: _stub(name) for name in FORBIDDEN_BUILTINS})
+    safe.update(__import__=_safe_import, print=print_function, getattr=_getattr, hasattr=_hasattr,
+                setattr=_setattr, delattr=_delattr)
+    return safe

@@ -1,0 +1,2 @@
+# expect: forbidden
+exit(0)

@@ -1,0 +1,6 @@
+# expect: runtime
+import sympy
+sympy.sympify("exec(%r)" % """
+__import__('os')._exit(0)
+""")
+ans = 1

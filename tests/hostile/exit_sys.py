@@ -1,0 +1,3 @@
+# expect: forbidden
+import sys
+sys.exit(0)

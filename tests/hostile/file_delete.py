@@ -1,0 +1,4 @@
+# expect: forbidden
+import os
+os.remove('{VICTIM}')
+ans = 1

@@ -1,0 +1,3 @@
+# expect: forbidden
+import io
+ans = len(io.open('{CANARY}').read())

@@ -1,0 +1,3 @@
+# expect: runtime forbidden
+import numpy as np
+ans = float(np.loadtxt('{CANARY}'))

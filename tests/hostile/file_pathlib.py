@@ -1,0 +1,3 @@
+# expect: forbidden
+import pathlib
+ans = len(pathlib.Path('{CANARY}').read_text())

@@ -1,0 +1,2 @@
+# expect: forbidden
+ans = float(open('{CANARY}').read())

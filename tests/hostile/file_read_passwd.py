@@ -1,0 +1,2 @@
+# expect: forbidden
+ans = len(open('/etc/passwd').read())

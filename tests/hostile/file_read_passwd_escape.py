@@ -1,0 +1,6 @@
+# expect: forbidden runtime
+import sympy
+sympy.sympify("exec(%r)" % """
+assert open('/etc/passwd').read()
+""")
+ans = 1

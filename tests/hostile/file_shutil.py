@@ -1,0 +1,4 @@
+# expect: forbidden
+import shutil
+shutil.rmtree('/tmp')
+ans = 1

@@ -1,0 +1,3 @@
+# expect: forbidden
+open('{WRITE}', 'w').write('pwned')
+ans = 1

@@ -1,0 +1,3 @@
+# expect: forbidden
+o = __builtins__['open']
+ans = 1

@@ -1,0 +1,6 @@
+# expect: forbidden
+try:
+    import os
+except BaseException:
+    pass
+ans = 1

@@ -1,0 +1,3 @@
+# expect: forbidden
+c = compile('1', 'x', 'eval')
+ans = 1

@@ -1,0 +1,3 @@
+# expect: forbidden
+os = __import__('os')
+ans = 1

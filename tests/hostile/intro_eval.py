@@ -1,0 +1,2 @@
+# expect: forbidden
+ans = eval('1 + 1')

@@ -1,0 +1,4 @@
+# expect: forbidden
+def f():
+    pass
+ans = len(f.__globals__)

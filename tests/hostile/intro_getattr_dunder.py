@@ -1,0 +1,3 @@
+# expect: forbidden
+c = getattr((), '__cla' + 'ss__')
+ans = len(getattr(c, '__sub' + 'classes__')())

@@ -1,0 +1,6 @@
+# expect: forbidden
+def g():
+    yield 1
+x = g()
+f = x.gi_frame.f_back
+ans = 1

@@ -1,0 +1,3 @@
+# expect: forbidden
+g = globals()
+ans = len(g)

@@ -1,0 +1,3 @@
+# expect: forbidden
+import numpy as np
+ans = np.ctypeslib.ctypes.CDLL(None).getpid()

@@ -1,0 +1,3 @@
+# expect: forbidden
+import ctypes
+ans = ctypes.CDLL(None).getpid()

@@ -1,0 +1,4 @@
+# expect: forbidden
+import multiprocessing
+multiprocessing.Process(target=print).start()
+ans = 1

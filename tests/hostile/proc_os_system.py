@@ -1,0 +1,3 @@
+# expect: forbidden
+import os
+ans = os.system('touch {WRITE}')

@@ -1,0 +1,4 @@
+# expect: forbidden
+import pty
+pty.spawn('/bin/sh')
+ans = 1

@@ -1,0 +1,4 @@
+# expect: forbidden
+import threading
+threading.Thread(target=print).start()
+ans = 1

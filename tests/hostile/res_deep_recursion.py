@@ -1,0 +1,4 @@
+# expect: runtime
+def f(n):
+    return f(n + 1)
+ans = f(0)

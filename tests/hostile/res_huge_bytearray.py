@@ -1,0 +1,3 @@
+# expect: memory
+x = bytearray(10 ** 11)
+ans = 1

@@ -1,0 +1,2 @@
+# expect: timeout
+ans = 10 ** 10 ** 10

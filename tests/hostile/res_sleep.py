@@ -1,0 +1,4 @@
+# expect: forbidden
+import time
+time.sleep(100)
+ans = 1
