@@ -1,0 +1,63 @@
+"""The teacher interface: a `Request` (one question x thought) in, `n` `Completion`s out.
+
+Backends (OpenAI-compatible servers, local transformers or vLLM models, the simulated world
+teacher) implement `Teacher`; `distill.generate` only ever talks to this protocol.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass
+class Request:  # one question x thought; the teacher returns n samples
+    messages: list[dict[str, str]]  # chat messages (system, few-shot turns, user question)
+    n: int = 1
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_tokens: int = 512
+    stop: list[str] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # includes "question", "thought", "id"
+
+
+@dataclass
+class Completion:
+    text: str | None  # None on failure
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None  # failure class, e.g. "http-500", "malformed", "truncated"
+
+
+@runtime_checkable
+class Teacher(Protocol):
+    name: str
+
+    async def complete(self, request: Request) -> list[Completion]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class TeacherError(RuntimeError):
+    """A failure no retry can fix (bad key, unknown model, missing backend): the run stops."""
+
+
+# Failure classes that are transient: the request was not answered, so a later run retries it.
+# Everything else (a 200 with malformed JSON, a truncated answer, a 400) was answered and paid.
+TRANSIENT = ("http-429", "http-5xx", "timeout", "connection")
+
+
+def is_transient(error: str | None) -> bool:
+    return error is not None and (error in TRANSIENT or error.startswith("http-5"))
+
+
+def finish(text: str | None, finish_reason: str | None, prompt_tokens: int = 0, completion_tokens: int = 0) -> Completion:
+    """A completion with `error` set for answers that cannot be used as they are."""
+    error = None
+    if not isinstance(text, str):
+        error, text = "malformed", None
+    elif finish_reason == "length":
+        error = "truncated"
+    elif not text.strip():
+        error = "empty"
+    return Completion(text, finish_reason, prompt_tokens, completion_tokens, error)

@@ -1,0 +1,149 @@
+"""Teachers behind an OpenAI-compatible chat/completions endpoint (OpenAI, vLLM, SGLang, TGI,
+llama.cpp, Ollama, ...), through the official `openai` async client.
+
+Requests go through the client's generic `post` (its documented route for raw bodies): the typed
+`chat.completions.create` spends ~10 ms of CPU per call converting a few-shot prompt's messages,
+which alone would cap a 2-core machine far below the 300+ requests/s a local server can take.
+The client's own retries are switched off: we retry here, so that every attempt passes the rate
+limiter, failures are counted by class, and a failure after the last retry becomes a failed
+`Completion` rather than an exception.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections import Counter
+from typing import Any
+
+from distill.teachers.base import Completion, Request, TeacherError, finish
+from distill.teachers.limits import RateLimiter, backoff, retry_after
+
+FATAL = (401, 403, 404)  # bad key or unknown model: every other request would fail the same way
+
+
+class OpenAITeacher:
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        max_retries: int = 6,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        n_mode: str = "auto",  # auto: ask for n, fall back to n calls when the server ignores it; native; split
+        extra_body: dict[str, Any] | None = None,
+    ):
+        import openai
+
+        if n_mode not in ("auto", "native", "split"):
+            raise TeacherError(f"n_mode must be auto, native or split, not {n_mode!r}")
+        base_url = base_url or os.environ.get("OPENAI_BASE_URL")
+        api_key = api_key or os.environ.get("OPENAI_API_KEY")
+        if not api_key:
+            if not base_url:
+                raise TeacherError("no API key: set OPENAI_API_KEY or pass --api-key (or --base-url for a local server)")
+            api_key = "EMPTY"  # local servers usually ignore the key, but the client insists on one
+        self.name = f"openai:{model}"
+        self.model = model
+        self.max_retries = max_retries
+        self.n_mode = n_mode
+        self.extra_body = extra_body
+        self.limiter = RateLimiter(rpm, tpm)
+        self.retries: Counter[str] = Counter()  # failed attempts by class, retried or not
+        self._errors = openai
+        self._response_type = _http_response_type()
+        self.client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=0)
+
+    async def complete(self, request: Request) -> list[Completion]:
+        if request.n == 1 or self.n_mode == "native":
+            return await self._call(request, request.n)
+        if self.n_mode == "split":
+            return await self._split(request, request.n)
+        got = await self._call(request, request.n)
+        if len(got) < request.n and all(c.error is None for c in got):
+            self.n_mode = "split"  # the server ignored `n`: from now on, one call per sample
+            got += await self._split(request, request.n - len(got))
+        return got
+
+    async def _split(self, request: Request, n: int) -> list[Completion]:
+        parts = await asyncio.gather(*(self._call(request, 1) for _ in range(n)))
+        return [c for part in parts for c in part]
+
+    async def _call(self, request: Request, n: int) -> list[Completion]:
+        errors = self._errors
+        reserved = sum(len(m.get("content", "")) for m in request.messages) // 4 + request.max_tokens * n
+        body: dict[str, Any] = dict(
+            model=self.model, messages=request.messages, temperature=request.temperature,
+            top_p=request.top_p, max_tokens=request.max_tokens, **(self.extra_body or {}),
+        )
+        if n > 1:
+            body["n"] = n
+        if request.stop:
+            body["stop"] = request.stop
+        error = "connection"
+        for attempt in range(self.max_retries + 1):
+            await self.limiter.acquire(reserved)
+            hint = None
+            try:
+                response = await self.client.post("/chat/completions", cast_to=self._response_type, body=body)
+            except errors.APIStatusError as exc:
+                code = exc.status_code
+                error = f"http-{code}"
+                if code in FATAL:
+                    raise TeacherError(f"{self.name}: HTTP {code}: {str(exc)[:200]}") from None
+                if code != 429 and code < 500 and code != 408:
+                    self.retries[error] += 1
+                    return [Completion(None, error=error) for _ in range(n)]  # e.g. 400: retrying will not help
+                hint = retry_after(exc.response.headers)
+            except errors.APITimeoutError:
+                error = "timeout"
+            except errors.APIConnectionError:
+                error = "connection"
+            else:
+                got = parse_choices(await response.aread(), n)
+                self.limiter.settle(reserved, sum(c.prompt_tokens + c.completion_tokens for c in got))
+                return got
+            self.retries[error] += 1
+            self.limiter.settle(reserved, 0)
+            if attempt < self.max_retries:
+                await asyncio.sleep(backoff(attempt, hint=hint))
+        return [Completion(None, error=error) for _ in range(n)]
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+def _http_response_type() -> type:
+    """The HTTP library's Response class (httpx, or httpx2 in newer clients)."""
+    try:
+        import httpx2 as httpx  # type: ignore[import-not-found]
+    except ImportError:
+        import httpx  # type: ignore[no-redef]
+    return httpx.Response
+
+
+def parse_choices(body: bytes, n: int) -> list[Completion]:
+    """Completions from a chat/completions response body; a body we cannot read yields `n`
+    failures marked "malformed". Usage is reported per response, so the prompt tokens go to the
+    first choice and the completion tokens are shared out evenly: the sums stay exact."""
+    try:
+        data = json.loads(body)
+        choices = data["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise TypeError
+        usage = data.get("usage") or {}
+        prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return [Completion(None, error="malformed") for _ in range(n)]
+    share, extra = divmod(completion, len(choices))
+    out = []
+    for i, choice in enumerate(choices):
+        try:
+            text, reason = choice["message"]["content"], choice.get("finish_reason")
+        except (KeyError, TypeError, AttributeError):
+            text, reason = None, None
+        out.append(finish(text, reason, prompt if i == 0 else 0, share + (extra if i == 0 else 0)))
+    return out

@@ -1,0 +1,88 @@
+"""Few-shot prompt files (`prompts/<thought>.yaml`): data, not code.
+
+A file holds `thought`, `system`, `cue` (the user-turn template with `{question}`, the student
+cue of the thought), optional `stop` strings and `exemplars` (question, rationale, answer).
+The prompt hash covers everything that reaches the teacher, so editing a file makes new requests.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import yaml
+
+from distill.cues import PROMPTS_DIR
+from distill.records import THOUGHTS, InputError
+
+
+@dataclass(frozen=True)
+class Exemplar:
+    question: str
+    rationale: str
+    answer: float | int | None = None
+
+
+@dataclass(frozen=True)
+class Prompt:
+    thought: str
+    system: str
+    cue: str
+    exemplars: tuple[Exemplar, ...] = ()
+    stop: tuple[str, ...] = ()
+    path: str = field(default="", compare=False)
+
+    def user(self, question: str) -> str:
+        return self.cue.replace("{question}", question.strip())
+
+    def messages(self, question: str) -> list[dict[str, str]]:
+        msgs = [{"role": "system", "content": self.system}] if self.system else []
+        for ex in self.exemplars:
+            msgs += [{"role": "user", "content": self.user(ex.question)}, {"role": "assistant", "content": ex.rationale}]
+        return msgs + [{"role": "user", "content": self.user(question)}]
+
+    @cached_property
+    def hash(self) -> str:
+        content = [self.system, self.cue, [(e.question, e.rationale) for e in self.exemplars], list(self.stop)]
+        return hashlib.sha256(json.dumps(content).encode()).hexdigest()[:12]
+
+
+def default_path(thought: str) -> Path:
+    return PROMPTS_DIR / f"{thought}.yaml"
+
+
+def load_prompt(path: str | os.PathLike) -> Prompt:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"cannot read prompt: {exc}".splitlines()[0], path) from None
+    if not isinstance(data, dict):
+        raise InputError("a prompt file is a mapping with thought, system, cue, exemplars", path)
+    thought = data.get("thought")
+    if thought not in THOUGHTS:
+        raise InputError(f"field 'thought' must be one of {', '.join(THOUGHTS)}", path)
+    cue = data.get("cue")
+    if not isinstance(cue, str) or "{question}" not in cue:
+        raise InputError("field 'cue' missing or lacks {question}", path)
+    exemplars = []
+    for i, ex in enumerate(data.get("exemplars") or []):
+        if not isinstance(ex, dict) or not isinstance(ex.get("question"), str) or not isinstance(ex.get("rationale"), str):
+            raise InputError(f"exemplar {i}: needs question and rationale strings", path)
+        exemplars.append(Exemplar(ex["question"], ex["rationale"], ex.get("answer")))
+    stop = data.get("stop") or []
+    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+        raise InputError("field 'stop' must be a list of strings", path)
+    return Prompt(thought, str(data.get("system") or ""), cue, tuple(exemplars), tuple(stop), str(path))
+
+
+def load_prompts(thoughts: list[str], files: list[str | os.PathLike] = ()) -> dict[str, Prompt]:
+    """The prompt of each thought: from the user's files where given, else the shipped ones."""
+    given = {p.thought: p for p in map(load_prompt, files)}
+    extra = set(given) - set(thoughts)
+    if extra:
+        raise InputError(f"--prompt given for {', '.join(sorted(extra))}, which is not in --thought")
+    return {t: given.get(t) or load_prompt(default_path(t)) for t in thoughts}
