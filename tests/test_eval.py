@@ -1,0 +1,201 @@
+"""`distill eval`: metrics against hand-computed values, combination rules, resume, the CLI."""
+from __future__ import annotations
+
+import json
+from itertools import combinations
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from distill.cli import main
+from distill.evaluation import evaluate_model, score_predictions
+from distill.evaluation.decode import Batch, plan_batches
+from distill.evaluation.metrics import ks_for, majority, pass_at_k
+from distill.records import Record
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def rec(source: str, rid: str, gold: float, thought: str, pred: float | None, status: str = "ok", sample: int = 0) -> dict:
+    correct = None if gold is None else (status == "ok" and pred == gold)
+    return Record(id=rid, question=f"q {rid}", answer=gold, source=source, thought=thought, rationale="...",
+                  prediction=pred if status == "ok" else None, status=status, correct=correct, model="m",
+                  sample=sample).to_dict()
+
+
+# Two data sets, hand-scored in the comments: (pot, eot, cot) per question.
+SCRIPTED = [
+    rec("a", "1", 4, "pot", 4), rec("a", "1", 4, "eot", 5), rec("a", "1", 4, "cot", 4),  # right, wrong, right
+    rec("a", "2", 6, "pot", None, "syntax"), rec("a", "2", 6, "eot", 6), rec("a", "2", 6, "cot", 7),  # fail, right, wrong
+    rec("a", "3", 10, "pot", 9), rec("a", "3", 10, "eot", None, "parse"), rec("a", "3", 10, "cot", None, "no-answer"),
+    rec("b", "1", 3, "pot", None, "timeout"), rec("b", "1", 3, "eot", None, "under-determined"), rec("b", "1", 3, "cot", 3),
+]
+
+
+def _score(tmp_path: Path, fallback: str, name: str) -> dict:
+    src = _write(tmp_path / "pred.jsonl", SCRIPTED)
+    return score_predictions([src], tmp_path / name, fallback=fallback, vote=True)["datasets"]
+
+
+def test_pass_at_k_matches_brute_force() -> None:
+    for n in range(1, 7):
+        for c in range(n + 1):
+            outcomes = [1] * c + [0] * (n - c)
+            for k in range(1, n + 1):
+                subsets = list(combinations(outcomes, k))
+                assert pass_at_k(n, c, k) == pytest.approx(sum(any(s) for s in subsets) / len(subsets))
+    assert ks_for(1) == [1] and ks_for(4) == [1, 2, 4] and ks_for(5) == [1, 2, 4, 5]
+
+
+def test_majority_breaks_ties_by_position_and_ignores_abstentions() -> None:
+    assert majority([7, 6]) == 0 and majority([None, 6, 7]) == 1
+    assert majority([3, 5, 5]) == 1 and majority([None, None]) is None
+    assert majority([2.5000001, 2.5, 1]) == 0  # same answer to 6 significant digits
+
+
+def test_fallback_order_changes_the_result(tmp_path: Path) -> None:
+    pot_first = _score(tmp_path, "pot,eot,cot", "o1")
+    assert pot_first["a"]["accuracy"] == pytest.approx(
+        {"pot": 1 / 3, "eot": 1 / 3, "cot": 1 / 3, "fallback": 2 / 3, "vote": 2 / 3, "oracle": 2 / 3})
+    assert pot_first["b"]["accuracy"] == {"pot": 0, "eot": 0, "cot": 1, "fallback": 1, "vote": 1, "oracle": 1}
+    assert pot_first["overall"]["accuracy"] == pytest.approx(
+        {"pot": 1 / 4, "eot": 1 / 4, "cot": 2 / 4, "fallback": 3 / 4, "vote": 3 / 4, "oracle": 3 / 4})
+    eot_first = _score(tmp_path, "eot,pot,cot", "o2")
+    assert eot_first["a"]["accuracy"]["fallback"] == pytest.approx(1 / 3)  # a/1 now answered by eot's 5
+    assert eot_first["a"]["accuracy"]["vote"] == pytest.approx(2 / 3)
+    # a/2: a tie between eot's 6 and cot's 7; the fallback order decides it.
+    cot_first = _score(tmp_path, "cot,eot,pot", "o3")
+    assert cot_first["a"]["accuracy"]["vote"] == pytest.approx(1 / 3)
+    items = {(r["source"], r["id"]): r for r in _read(tmp_path / "o3" / "items.jsonl")}
+    assert items[("a", "2")]["vote"] == {"prediction": 7, "thought": "cot", "correct": False}
+    assert items[("a", "3")]["fallback"] == {"prediction": 9, "thought": "pot", "correct": False}
+    assert pot_first["overall"]["failures"]["pot"] == {"correct": 1, "syntax": 1, "wrong": 1, "timeout": 1}
+
+
+def test_sampling_metrics(tmp_path: Path) -> None:
+    # q1 (gold 5): 3, 5, 5, 3 -> c=2, majority ties go to the first seen (3: wrong).
+    # q2 (gold 1): 2, 1, 1, failed -> c=2; maj@1 and maj@2 answer 2 (wrong), maj@4 answers 1 (right).
+    rows = [rec("s", "1", 5, "cot", p, sample=i) for i, p in enumerate([3, 5, 5, 3])]
+    rows += [rec("s", "2", 1, "cot", p, "ok" if p else "no-answer", sample=i) for i, p in enumerate([2, 1, 1, None])]
+    s = score_predictions([_write(tmp_path / "p.jsonl", rows)], tmp_path / "out")["datasets"]["s"]
+    assert s["samples"] == 4 and s["accuracy"]["cot"] == 0.5 and s["pass_ratio@n"]["cot"] == 0.5
+    assert s["pass@k"]["cot"] == pytest.approx({"1": 0.5, "2": 5 / 6, "4": 1.0})
+    assert s["maj@k"]["cot"] == {"1": 0.0, "2": 0.0, "4": 0.5}
+    assert "PassRatio@4" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_plan_batches_respects_the_token_budget() -> None:
+    lengths = [5, 100, 30, 60]
+    batches = plan_batches(lengths, max_new_tokens=100, samples=1, token_budget=400, max_batch=8)
+    assert batches == [Batch([1, 3], 2, 100), Batch([2, 0], 3, 30)]
+    for b in plan_batches(lengths * 10, max_new_tokens=50, samples=2, token_budget=1000, max_batch=8, pad_multiple=16):
+        assert len(b.indices) * 2 * (b.length + 50) <= 1000 and b.length % 16 == 0
+        assert all(lengths[i % 4] <= b.length for i in b.indices)
+
+
+QUESTIONS = [{"id": "1", "question": "Tom has 2 apples and gets 2 more. How many?", "answer": "#### 4"},
+             {"id": "2", "question": "Six eggs?", "answer": 6}]
+SCRIPT = {  # (question id, thought) -> what the "model" writes
+    ("1", "pot"): "ans = 2 + 2", ("1", "eot"): "% x apples\nx = 2 + 3\nans = x", ("1", "cot"): "2 + 2 = 4. The answer is 4.",
+    ("2", "pot"): "ans = (", ("2", "eot"): "x = 6\nans = x", ("2", "cot"): "The answer is 7.",
+}
+
+
+class ScriptedDecoder:
+    """Writes SCRIPT's rationales; records what it was asked to decode."""
+
+    prompting = {"scripted": 1}
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str]] = []
+
+    def prompt(self, question: str, thought: str) -> tuple[str, str]:
+        qid = next(q["id"] for q in QUESTIONS if q["question"] == question)
+        return qid, thought
+
+    def plan(self, prompts: list) -> list[Batch]:
+        return [Batch(list(range(s, min(s + 2, len(prompts)))), 2, 0) for s in range(0, len(prompts), 2)]
+
+    def decode(self, prompts: list, batches: list | None = None):
+        for batch in self.plan(prompts):
+            self.asked += [prompts[i] for i in batch.indices]
+            yield batch.indices, [[SCRIPT[prompts[i]]] for i in batch.indices]
+
+
+def test_pipeline_checks_each_thought_and_resumes(tmp_path: Path) -> None:
+    data, out = _write(tmp_path / "qs.jsonl", QUESTIONS), tmp_path / "run"
+    kwargs = dict(thoughts="pot,eot,cot", vote=True, workers=1, show_progress=False)
+    report = evaluate_model("scripted", str(data), out, decoder=ScriptedDecoder(), **kwargs)
+    assert report["datasets"]["qs"]["accuracy"] == {
+        "pot": 0.5, "eot": 0.5, "cot": 0.5, "fallback": 1.0, "vote": 1.0, "oracle": 1.0}  # q2: tie 6 (eot) vs 7 (cot)
+    preds = _read(out / "predictions.jsonl")
+    assert len(preds) == 6 and {(p["thought"], p["status"]) for p in preds if p["id"] == "2"} == {
+        ("pot", "syntax"), ("eot", "ok"), ("cot", "ok")}
+    # A killed run: two full lines and a torn one. The rerun decodes only what is missing.
+    lines = (out / "predictions.jsonl").read_text().splitlines(keepends=True)
+    (out / "predictions.jsonl").write_text("".join(lines[:2]) + lines[2][:20])
+    again = ScriptedDecoder()
+    assert evaluate_model("scripted", str(data), out, decoder=again, **kwargs) == report
+    assert len(again.asked) == 4 and len(_read(out / "predictions.jsonl")) == 6
+    for name in ("items.jsonl", "report.json", "report.md", "chart.png"):
+        assert (out / name).stat().st_size > 0
+
+
+@pytest.fixture(scope="module")
+def tiny_student(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A student directory as `distill train` saves it: a tiny random T5, a file-less byte tokenizer, its cues."""
+    import torch
+    from transformers import ByT5Tokenizer, T5Config, T5ForConditionalGeneration
+
+    from distill.students import StudentSettings
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("student")
+    tok = ByT5Tokenizer()
+    cfg = T5Config(vocab_size=tok.vocab_size, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=2,
+                   decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    T5ForConditionalGeneration(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    StudentSettings(kind="seq2seq", max_source_len=128, max_target_len=8).save(path)
+    return path
+
+
+def test_cli_decodes_a_student_and_guards_its_output(tmp_path: Path, tiny_student: Path) -> None:
+    data, data2, out = _write(tmp_path / "qs.jsonl", QUESTIONS), _write(tmp_path / "qs2.jsonl", QUESTIONS[:1]), tmp_path / "ev"
+    args = ["eval", "--model", str(tiny_student), "--data", f"{data},{data2}", "--thoughts", "cot,eot",
+            "--max-new-tokens", "6", "--vote", "-o", str(out), "--workers", "1"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    rows = _read(out / "items.jsonl")
+    assert len(rows) == 3 and set(rows[0]["thoughts"]) == {"cot", "eot"}
+    assert set(json.loads((out / "report.json").read_text())["datasets"]) == {"qs", "qs2", "overall"}
+    assert all(r["status"] for r in _read(out / "predictions.jsonl"))
+    assert "overall" in res.output
+    res = CliRunner().invoke(main, [*args[:6], "cot", *args[7:]])
+    assert res.exit_code == 2 and "another config" in res.output
+    assert CliRunner().invoke(main, [*args[:6], "cot", *args[7:], "--overwrite"]).exit_code == 0
+    rescored = tmp_path / "re"
+    res = CliRunner().invoke(main, ["eval", "--predictions", str(out / "predictions.jsonl"), "-o", str(rescored)])
+    assert res.exit_code == 0, res.output
+    assert json.loads((rescored / "report.json").read_text())["thoughts"] == ["cot"]
+
+
+def test_evaluate_metric_module_loads_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    import evaluate
+
+    monkeypatch.setenv("HF_EVALUATE_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    metric = evaluate.load(str(ROOT / "metrics" / "distill_accuracy"))
+    result = metric.compute(predictions=["The answer is 4.", "3.14159", "no idea", "50%"],
+                            references=["#### 4", "3.1416", "7", "0.5"])
+    assert result == {"accuracy": 0.75, "answered": 0.75, "scored": 4}
