@@ -1,0 +1,197 @@
+"""`distill train`: fine-tune a seq2seq or causal student on an MTD data set.
+
+`train(config)` wires the small pieces together: config -> data -> model -> loop -> checkpoints.
+Multi-GPU runs go through accelerate (`accelerate launch -m distill train ...`).
+"""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from distill.cues import load_cues
+from distill.records import InputError
+from distill.students import StudentSettings, model_kind
+from distill.train.checkpoint import (CONFIG_FILE, TrainState, latest_checkpoint, load_checkpoint, save_checkpoint,
+                                      save_model)
+from distill.train.config import TrainConfig, load_config
+from distill.train.data import Collator, length, load_splits, plan_batches, tokenize
+from distill.train.log import MetricsLog, StepProgress, trackers, truncate_metrics
+from distill.train.loop import Loop, Plan
+from distill.train.model import count_parameters, load_model, load_tokenizer
+from distill.train.plot import plot_losses
+
+__all__ = ["TrainConfig", "load_config", "train"]
+
+
+def _optimizer(model: Any, config: TrainConfig, fused: bool) -> torch.optim.Optimizer:
+    # No weight decay on biases and norm weights (1-D tensors).
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.999), eps=1e-8, fused=fused or None)
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int) -> Any:
+    from transformers import get_scheduler
+
+    name = "constant_with_warmup" if config.scheduler == "constant" else config.scheduler
+    return get_scheduler(name, optimizer, num_warmup_steps=math.ceil(config.warmup_ratio * total_steps),
+                         num_training_steps=total_steps)
+
+
+def _prepare_output(out: Path, resume: bool, overwrite: bool) -> Path | None:
+    """The checkpoint to resume from; refuses to mix a new run into an old one."""
+    if resume:
+        checkpoint = latest_checkpoint(out)
+        if checkpoint is None:
+            raise InputError("nothing to resume: no complete checkpoint", out / "checkpoints")
+        return checkpoint
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise InputError("output exists; pass --resume to continue it or --overwrite to start over", out)
+    return None
+
+
+def _clear_run(out: Path) -> None:
+    # Only what a run writes: stale checkpoints would be resumed, stale metrics appended to.
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    for name in ("metrics.jsonl", "loss.png"):
+        (out / name).unlink(missing_ok=True)
+
+
+def _finish(accelerator: Any, model: Any, tokenizer: Any, config: TrainConfig, settings: StudentSettings) -> None:
+    """The final student in the output dir, loadable by `distill.students.load_student` (LoRA merged)."""
+    out = Path(config.output_dir)
+    unwrapped = accelerator.unwrap_model(model)
+    if config.lora.enabled:
+        save_model(accelerator, model, tokenizer, out / "adapter")
+        if accelerator.is_main_process:
+            if config.lora.quantize != "none":  # merge into full-precision base weights, not the quantised ones
+                from peft import PeftModel
+                from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+                auto = AutoModelForSeq2SeqLM if settings.kind == "seq2seq" else AutoModelForCausalLM
+                base = auto.from_pretrained(config.student, dtype=torch.bfloat16)
+                unwrapped = PeftModel.from_pretrained(base, str(out / "adapter"))
+            merged = unwrapped.merge_and_unload()
+            merged.config.use_cache = True
+            merged.save_pretrained(out)
+            tokenizer.save_pretrained(out)
+    else:
+        unwrapped.config.use_cache = True
+        save_model(accelerator, model, tokenizer, out)
+    if accelerator.is_main_process:
+        settings.save(out)
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat
+
+
+def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
+          on_step: Callable[[int, dict[str, float]], None] | None = None) -> Path:
+    """Train a student as `config` says; returns the output dir holding the final student.
+
+    `resume`: continue from the newest checkpoint exactly (same losses as an uninterrupted run).
+    `on_step(step, metrics)`: called after every optimizer step (metrics empty between log steps).
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    out = Path(config.output_dir)
+    checkpoint = _prepare_output(out, resume, overwrite)
+    on_gpu = torch.cuda.is_available()
+    if not on_gpu:
+        torch.set_num_threads(config.threads or len(os.sched_getaffinity(0)))
+    precision = config.mixed_precision
+    if precision == "auto":
+        precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "no"
+    accelerator = Accelerator(mixed_precision=precision, log_with=trackers(config) or None, project_dir=str(out))
+    main = accelerator.is_main_process
+    if main:
+        if overwrite and checkpoint is None:
+            _clear_run(out)
+        out.mkdir(parents=True, exist_ok=True)
+        config.dump(out / CONFIG_FILE)
+    set_seed(config.seed)  # before the model: tiny students and LoRA adapters start from seeded weights
+
+    splits = load_splits(config.data)
+    tokenizer = load_tokenizer(config)
+    model = load_model(config, tokenizer, on_gpu=on_gpu, weights_from=checkpoint)
+    kind = model_kind(model.config)
+    if kind == "causal" and config.prompt_format == "chat" and not getattr(tokenizer, "chat_template", None):
+        raise InputError(f"key 'prompt_format': 'chat', but the tokenizer of {config.student!r} has no chat template")
+    settings = StudentSettings(kind=kind, cues=splits.cues or dict(load_cues()), max_source_len=config.max_source_len,
+                               max_target_len=config.max_target_len, prompt_format=config.prompt_format)
+    auto_pack = getattr(model.config, "_attn_implementation", None) == "flash_attention_2"
+    packed = kind == "causal" and (auto_pack if config.packing == "auto" else config.packing)
+    collate = Collator(kind, tokenizer.pad_token_id, decoder_start_id=getattr(model.config, "decoder_start_token_id", None),
+                       packing=packed, pad_to_multiple_of=config.pad_to_multiple_of or (8 if on_gpu else 1))
+    plan = Plan(tokenize(splits.train, tokenizer, settings), config.batch_size, config.max_tokens,
+                config.group_by_length, packed, config.seed, config.grad_accum,
+                rank=accelerator.process_index, world=accelerator.num_processes)
+    if config.max_steps:
+        total_steps = config.max_steps
+        epochs = math.ceil(config.max_steps / plan.steps_in_epoch(0)) + 1  # plans vary a little per epoch
+    else:
+        epochs = config.epochs
+        total_steps = sum(plan.steps_in_epoch(e) for e in range(epochs))
+
+    eval_batches = None
+    if splits.validation:
+        val = tokenize(splits.validation, tokenizer, settings)
+        batches = plan_batches([length(e) for e in val], batch_size=config.batch_size, max_tokens=config.max_tokens,
+                               packed=packed)
+        eval_batches = [collate([val[i] for i in b]) for b in batches[accelerator.process_index::accelerator.num_processes]]
+
+    optimizer = _optimizer(model, config, fused=on_gpu)
+    scheduler = _scheduler(optimizer, config, total_steps)
+    if config.compile:
+        model.compile(dynamic=True)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    state = TrainState()
+    if checkpoint is not None:
+        state = load_checkpoint(accelerator, checkpoint, optimizer, scheduler)
+        if main:
+            truncate_metrics(out / "metrics.jsonl", state.step)
+    trainable, total = count_parameters(model)
+    if main:
+        from distill.progress import console
+
+        console.print(f"{kind} student {config.student}: {trainable:,} trainable of {total:,} parameters; "
+                      f"{len(plan.examples):,} examples, {total_steps:,} steps"
+                      + (f"; resuming at step {state.step}" if checkpoint else ""))
+    accelerator.init_trackers("distill-train", config=_flat(config.to_dict()))
+    metrics = MetricsLog(out / "metrics.jsonl", accelerator)
+
+    def save(state: TrainState) -> None:
+        save_checkpoint(accelerator, model, optimizer, scheduler, tokenizer, config, settings, state,
+                        config.keep_checkpoints)
+
+    loop = Loop(accelerator, model, optimizer, scheduler, plan, collate, total_steps, epochs, config.max_grad_norm,
+                config.log_every, metrics, eval_batches, config.eval_every, config.save_every, save, on_step)
+    try:
+        with StepProgress(total_steps, state.step, enabled=main) as progress:
+            state = loop.run(state, progress)
+        if (eval_loss := loop.evaluate()) is not None:
+            metrics.write({"step": state.step, "eval_loss": round(eval_loss, 5)})
+        if checkpoint is None or state.step > int(checkpoint.name.removeprefix("step-")):
+            save(state)
+        _finish(accelerator, model, tokenizer, config, settings)
+    finally:
+        metrics.close()
+        accelerator.end_training()
+    if main:
+        plot_losses(out / "metrics.jsonl", out / "loss.png")
+    return out

@@ -1,0 +1,244 @@
+"""Training configuration: a dataclass, loaded from a student preset (YAML) plus CLI overrides.
+
+Resolution order: defaults < preset (`recipes/students/<name>.yaml` or a path) < overrides.
+Every unknown key or badly typed value is an `InputError` naming the key and the file it came from.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from distill.records import InputError
+
+RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes" / "students"
+TINY_STUDENTS = ("tiny-t5", "tiny-llama")
+
+# Keys that take one of a fixed set of values.
+CHOICES = {
+    "kind": ("auto", "seq2seq", "causal"),
+    "prompt_format": ("plain", "chat"),
+    "scheduler": ("cosine", "linear", "constant"),
+    "mixed_precision": ("auto", "no", "bf16", "fp16"),
+    "dtype": ("auto", "float32", "bfloat16", "float16"),
+    "lora.quantize": ("none", "4bit", "8bit"),
+}
+
+
+@dataclass
+class LoraSettings:
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] | str = "all-linear"
+    quantize: str = "none"  # 4bit/8bit: QLoRA through bitsandbytes
+
+
+@dataclass
+class TinySettings:
+    """Shape of the `tiny-t5` / `tiny-llama` students built from a config (random weights)."""
+
+    d_model: int = 128
+    layers: int = 3
+    heads: int = 4
+    dropout: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    student: str = ""  # hub id, local model dir, or tiny-t5 / tiny-llama
+    data: str = ""  # MTD dir from `distill mix`, or JSONL file/dir of {input, target}
+    output_dir: str = ""
+    tokenizer: str | None = None  # default: the student's own (ByT5 for the tiny students)
+    kind: str = "auto"  # seq2seq | causal | auto (from the model config)
+    prompt_format: str = "plain"  # causal students: the cue text as it is, or the chat template
+    max_source_len: int = 256
+    max_target_len: int = 256
+    # Optimisation (Xwin-Math SFT defaults: 3 epochs, lr 2e-5, cosine, 4% warm-up).
+    epochs: int = 3
+    max_steps: int = 0  # > 0: stop after this many optimizer steps (overrides epochs)
+    lr: float = 2e-5
+    weight_decay: float = 0.0
+    scheduler: str = "cosine"
+    warmup_ratio: float = 0.04
+    max_grad_norm: float = 1.0
+    batch_size: int = 16  # examples per micro-batch and process
+    max_tokens: int = 0  # > 0: also cap each micro-batch at this many (padded) tokens
+    grad_accum: int = 1
+    group_by_length: bool = True
+    # Causal students: padding-free micro-batches (position_ids, no cross-sample attention). auto: when
+    # the attention is flash_attention_2 (varlen kernels); under SDPA a packed row pays dense attention
+    # over its whole length, and length-grouped padding is cheaper.
+    packing: bool | str = "auto"
+    # Precision and speed.
+    mixed_precision: str = "auto"  # auto: bf16 where the GPU supports it, else none
+    dtype: str = "auto"  # weights; auto: float32 for full fine-tuning, bfloat16 LoRA base on GPU
+    attn_implementation: str = "auto"  # auto: flash_attention_2 when flash-attn is installed and a GPU is there, else sdpa
+    gradient_checkpointing: bool = False
+    compile: bool = False
+    pad_to_multiple_of: int = 0  # 0: 8 on GPU (tensor cores), 1 on CPU
+    threads: int = 0  # CPU threads for torch (0: every core)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    tiny: TinySettings = field(default_factory=TinySettings)
+    # Checkpoints, evaluation, logging.
+    save_every: int = 500  # optimizer steps between checkpoints (0: only at the end)
+    keep_checkpoints: int = 2  # newest kept (0: all)
+    eval_every: int = 0  # 0: evaluate at each checkpoint and at the end
+    log_every: int = 10
+    trackers: list[str] | str = "auto"  # auto: TensorBoard when installed; or a list (tensorboard, wandb)
+    seed: int = 42
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def dump(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True))
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_matches(v, item) for v in value)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    return str(hint).replace("typing.", "") if not isinstance(hint, type) else hint.__name__
+
+
+def _apply(obj: Any, data: dict[str, Any], source: str, prefix: str = "") -> None:
+    """Set the fields of the dataclass `obj` from `data`, checking names and types."""
+    if not isinstance(data, dict):
+        raise InputError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {type(data).__name__}", source)
+    hints = typing.get_type_hints(type(obj))
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if key not in hints:
+            known = ", ".join(f.name for f in dataclasses.fields(obj))
+            raise InputError(f"unknown key {name!r} (known: {known})", source)
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _apply(current, value, source, f"{name}.")
+            continue
+        if isinstance(value, int) and not isinstance(value, bool) and hints[key] is float:
+            value = float(value)
+        if not _matches(value, hints[key]):
+            raise InputError(f"key {name!r}: expected {_type_name(hints[key])}, got {value!r}", source)
+        if name in CHOICES and value not in CHOICES[name]:
+            raise InputError(f"key {name!r}: {value!r} is not one of {', '.join(CHOICES[name])}", source)
+        setattr(obj, key, value)
+
+
+def _check(config: TrainConfig, source: str) -> None:
+    positive = {"batch_size": config.batch_size, "grad_accum": config.grad_accum, "epochs": config.epochs,
+                "max_source_len": config.max_source_len, "max_target_len": config.max_target_len,
+                "log_every": config.log_every, "lora.r": config.lora.r, "tiny.d_model": config.tiny.d_model,
+                "tiny.layers": config.tiny.layers, "tiny.heads": config.tiny.heads}
+    non_negative = {"max_steps": config.max_steps, "max_tokens": config.max_tokens, "save_every": config.save_every,
+                    "keep_checkpoints": config.keep_checkpoints, "eval_every": config.eval_every,
+                    "threads": config.threads, "pad_to_multiple_of": config.pad_to_multiple_of,
+                    "weight_decay": config.weight_decay, "max_grad_norm": config.max_grad_norm}
+    for key, value in positive.items():
+        if value <= 0:
+            raise InputError(f"key {key!r}: must be > 0, got {value}", source)
+    for key, value in non_negative.items():
+        if value < 0:
+            raise InputError(f"key {key!r}: must be >= 0, got {value}", source)
+    if not 0 < config.lr < 1:
+        raise InputError(f"key 'lr': must be in (0, 1), got {config.lr}", source)
+    if not 0 <= config.warmup_ratio < 1:
+        raise InputError(f"key 'warmup_ratio': must be in [0, 1), got {config.warmup_ratio}", source)
+    if not 0 <= config.tiny.dropout < 1:
+        raise InputError(f"key 'tiny.dropout': must be in [0, 1), got {config.tiny.dropout}", source)
+    if not 0 <= config.lora.dropout < 1:
+        raise InputError(f"key 'lora.dropout': must be in [0, 1), got {config.lora.dropout}", source)
+    if config.tiny.d_model % config.tiny.heads:
+        raise InputError("key 'tiny.d_model': must be a multiple of tiny.heads", source)
+    if config.packing not in (True, False, "auto"):
+        raise InputError(f"key 'packing': true, false or auto, got {config.packing!r}", source)
+    if isinstance(config.trackers, str) and config.trackers not in ("auto", "none"):
+        raise InputError(f"key 'trackers': 'auto', 'none' or a list, got {config.trackers!r}", source)
+
+
+def recipe_path(name: str) -> Path | None:
+    """A preset by name (`codet5p-770m`) or path; None when there is no such preset."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    candidate = RECIPES_DIR / f"{name}.yaml"
+    return candidate if candidate.is_file() else None
+
+
+def preset_for_student(student: str) -> Path | None:
+    """The preset named `student`, or else the one whose `student:` is this model id."""
+    if (path := recipe_path(student)) is not None:
+        return path
+    for path in sorted(RECIPES_DIR.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if isinstance(data, dict) and data.get("student") == student:
+            return path
+    return None
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"cannot read config: {str(exc).splitlines()[0]}", path) from None
+    if not isinstance(data, dict):
+        raise InputError("expected a mapping of config keys", path)
+    return data
+
+
+def parse_set(items: typing.Iterable[str]) -> dict[str, Any]:
+    """`key=value` strings (dotted keys for nested sections, YAML values) as a nested dict."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        *parents, leaf = key.strip().split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def load_config(recipe: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,
+                *, base: TrainConfig | None = None) -> TrainConfig:
+    """Defaults (or `base`), then the preset file, then `overrides` (CLI); validated."""
+    config = base or TrainConfig()
+    if recipe is not None:
+        path = recipe_path(str(recipe))
+        if path is None:
+            known = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
+            raise InputError(f"no student preset {str(recipe)!r} (presets: {known})")
+        _apply(config, read_yaml(path), str(path))
+        _check(config, str(path))
+    _apply(config, overrides or {}, "command line")
+    _check(config, "command line")
+    for key in ("student", "data", "output_dir"):
+        if not getattr(config, key):
+            raise InputError(f"key {key!r} is required (give it in the preset or on the command line)")
+    return config

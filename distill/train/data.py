@@ -1,0 +1,195 @@
+"""Training data: read an MTD set, tokenise it, plan length-grouped batches, collate them.
+
+Causal examples carry *shifted* labels: `labels[t]` is the token that follows position t when it
+belongs to the target, else -100. The loss is then a plain cross-entropy per position, prompt
+tokens cost nothing, and packing several examples in one row needs no special label handling.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from distill.records import InputError, iter_jsonl
+from distill.students import StudentSettings, format_prompt
+
+IGNORE = -100
+Row = dict[str, str]
+
+
+@dataclass
+class Splits:
+    train: list[Row]
+    validation: list[Row]
+    cues: dict[str, str] | None  # the templates `distill mix` used (mix.json), when known
+
+
+def _jsonl_rows(path: Path) -> list[Row]:
+    rows = []
+    for lineno, obj in iter_jsonl(path):
+        for name in ("input", "target"):
+            if not isinstance(obj.get(name), str):
+                raise InputError(f"field {name!r} missing or not a string", path, lineno)
+        rows.append({"input": obj["input"], "target": obj["target"]})
+    return rows
+
+
+def _dataset_rows(dataset: Any, where: str) -> list[Row]:
+    for name in ("input", "target"):
+        if name not in dataset.column_names:
+            raise InputError(f"column {name!r} missing (have: {', '.join(dataset.column_names)})", where)
+    return [{"input": i, "target": t} for i, t in zip(dataset["input"], dataset["target"])]
+
+
+def load_splits(path: str | Path) -> Splits:
+    """Train and validation rows from an MTD dir (`save_to_disk`), a JSONL file, or a dir of JSONL files.
+
+    In a JSONL dir, files whose name starts with `val` or `dev` are the validation split.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError("no such file or directory", path)
+    cues = None
+    if (path / "mix.json").is_file():
+        try:
+            cues = json.loads((path / "mix.json").read_text(encoding="utf-8")).get("cues")
+        except (json.JSONDecodeError, AttributeError) as exc:
+            raise InputError(f"cannot read mix.json: {exc}", path / "mix.json") from None
+    if path.is_file():
+        return Splits(_jsonl_rows(path), [], cues)
+    if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+        from datasets import DatasetDict, load_from_disk
+
+        data = load_from_disk(str(path))
+        if not isinstance(data, DatasetDict):
+            return Splits(_dataset_rows(data, str(path)), [], cues)
+        if "train" not in data:
+            raise InputError(f"no 'train' split (have: {', '.join(data)})", path)
+        val = data.get("validation")
+        return Splits(_dataset_rows(data["train"], f"{path}/train"),
+                      _dataset_rows(val, f"{path}/validation") if val is not None and len(val) else [], cues)
+    files = sorted(path.glob("*.jsonl"))
+    if not files:
+        raise InputError("neither a saved DatasetDict nor a directory of .jsonl files", path)
+    train, val = [], []
+    for file in files:
+        (val if file.name.lower().startswith(("val", "dev")) else train).extend(_jsonl_rows(file))
+    if not train:
+        raise InputError("no training rows", path)
+    return Splits(train, val, cues)
+
+
+def tokenize(rows: list[Row], tokenizer: Any, settings: StudentSettings, chunk: int = 1024) -> list[dict[str, list[int]]]:
+    """Token ids per example: seq2seq `{src, tgt}`; causal `{ids, labels}` (labels shifted, prompt masked)."""
+    eos = tokenizer.eos_token_id
+    out = []
+    for start in range(0, len(rows), chunk):
+        part = rows[start:start + chunk]
+        targets = tokenizer([r["target"] for r in part], add_special_tokens=False)["input_ids"]
+        if settings.kind == "seq2seq":
+            sources = tokenizer([r["input"] for r in part], truncation=True, max_length=settings.max_source_len)["input_ids"]
+            for src, tgt in zip(sources, targets):
+                out.append({"src": src, "tgt": tgt[:settings.max_target_len - 1] + [eos]})
+            continue
+        prompts = [format_prompt(tokenizer, r["input"], settings) for r in part]
+        # A chat template writes its own special tokens; plain prompts get the tokenizer's (e.g. BOS).
+        special = settings.prompt_format != "chat"
+        encoded = tokenizer(prompts, add_special_tokens=special)["input_ids"]
+        for prompt, tgt in zip(encoded, targets):
+            prompt = _strip_eos(prompt, eos)[:settings.max_source_len]
+            tgt = tgt[:settings.max_target_len - 1] + [eos]
+            ids = prompt + tgt
+            labels = [IGNORE] * (len(prompt) - 1) + tgt + [IGNORE]
+            out.append({"ids": ids, "labels": labels})
+    return out
+
+
+def _strip_eos(ids: list[int], eos: int) -> list[int]:
+    # Tokenizers that append EOS to every text (T5-style) would end the prompt before the target.
+    return ids[:-1] if ids and ids[-1] == eos else ids
+
+
+def length(example: dict[str, list[int]]) -> int:
+    return len(example["ids"]) if "ids" in example else len(example["src"]) + len(example["tgt"])
+
+
+def _cost(lengths: list[int], packed: bool) -> int:
+    """Tokens a micro-batch occupies: the sum when packed, else padded to the longest."""
+    return sum(lengths) if packed else len(lengths) * max(lengths)
+
+
+def plan_batches(lengths: list[int], *, batch_size: int, max_tokens: int = 0, group_by_length: bool = True,
+                 packed: bool = False, seed: int = 0, epoch: int = 0) -> list[list[int]]:
+    """Micro-batches of example indices for one epoch: a pure function of (seed, epoch), so a resumed
+    run rebuilds the same plan and skips to its position.
+
+    Grouping by length sorts examples within shuffled mega-batches (50 batches each), so batches
+    are nearly uniform in length (little padding) while the order stays random.
+    """
+    rng = random.Random(seed * 100_003 + epoch)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    if group_by_length:
+        mega = batch_size * 50
+        order = [i for s in range(0, len(order), mega)
+                 for i in sorted(order[s:s + mega], key=lambda i: lengths[i], reverse=True)]
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        fits = len(current) < batch_size and (
+            not max_tokens or _cost([lengths[j] for j in current] + [lengths[i]], packed) <= max_tokens)
+        if current and not fits:
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    if group_by_length:
+        rng.shuffle(batches)
+    return batches
+
+
+def _pad(seqs: list[list[int]], value: int, multiple: int) -> torch.Tensor:
+    width = math.ceil(max(map(len, seqs)) / multiple) * multiple
+    return torch.tensor([s + [value] * (width - len(s)) for s in seqs], dtype=torch.long)
+
+
+@dataclass
+class Collator:
+    """Turns a list of tokenised examples into model inputs (CPU tensors)."""
+
+    kind: str
+    pad_id: int
+    decoder_start_id: int | None = None
+    packing: bool = False
+    pad_to_multiple_of: int = 1
+
+    def __call__(self, examples: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        m = self.pad_to_multiple_of
+        if self.kind == "seq2seq":
+            src = [e["src"] for e in examples]
+            tgt = [e["tgt"] for e in examples]
+            return {
+                "input_ids": _pad(src, self.pad_id, m),
+                "attention_mask": _pad([[1] * len(s) for s in src], 0, m),
+                "decoder_input_ids": _pad([[self.decoder_start_id] + t[:-1] for t in tgt], self.pad_id, m),
+                "labels": _pad(tgt, IGNORE, m),
+            }
+        if self.packing:
+            # One row, position ids restarting per example: the attention backend keeps examples apart.
+            return {
+                "input_ids": torch.tensor([[t for e in examples for t in e["ids"]]]),
+                "position_ids": torch.tensor([[p for e in examples for p in range(len(e["ids"]))]]),
+                "labels": torch.tensor([[t for e in examples for t in e["labels"]]]),
+            }
+        ids = [e["ids"] for e in examples]
+        return {
+            "input_ids": _pad(ids, self.pad_id, m),
+            "attention_mask": _pad([[1] * len(s) for s in ids], 0, m),
+            "labels": _pad([e["labels"] for e in examples], IGNORE, m),
+        }

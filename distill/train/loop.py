@@ -1,0 +1,175 @@
+"""The training loop: token-weighted loss, one optimizer step over micro-batches, evaluation."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from distill.train.checkpoint import TrainState
+from distill.train.data import IGNORE, Collator, length, plan_batches
+from distill.train.log import MetricsLog, StepProgress
+
+Batch = dict[str, torch.Tensor]
+
+
+def loss_sum(model: Any, batch: Batch) -> torch.Tensor:
+    """Summed cross-entropy over the target tokens of a micro-batch (labels are already aligned)."""
+    labels = batch["labels"]
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    if "decoder_input_ids" in batch:
+        logits = model(**inputs).logits
+    else:
+        # Causal: project only target positions onto the vocabulary (prompt logits are never used).
+        keep = labels != IGNORE
+        logits, labels = model(**inputs, logits_to_keep=keep).logits, labels[keep]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
+                           ignore_index=IGNORE, reduction="sum")
+
+
+def target_tokens(batch: Batch) -> int:
+    return int((batch["labels"] != IGNORE).sum())
+
+
+@dataclass
+class Plan:
+    """Which examples each optimizer step of this process trains on."""
+
+    examples: list[dict[str, list[int]]]
+    batch_size: int
+    max_tokens: int
+    group_by_length: bool
+    packed: bool
+    seed: int
+    grad_accum: int
+    rank: int = 0
+    world: int = 1
+
+    def micro_batches(self, epoch: int) -> list[list[int]]:
+        """This process's micro-batches of an epoch (the same count on every process)."""
+        batches = plan_batches([length(e) for e in self.examples], batch_size=self.batch_size,
+                               max_tokens=self.max_tokens, group_by_length=self.group_by_length,
+                               packed=self.packed, seed=self.seed, epoch=epoch)
+        usable = len(batches) // self.world * self.world or len(batches)
+        return batches[self.rank:usable:self.world]
+
+    def steps_in_epoch(self, epoch: int) -> int:
+        return -(-len(self.micro_batches(epoch)) // self.grad_accum)
+
+
+@dataclass
+class Loop:
+    """What one run trains: the prepared model and optimizer, the data plan, and where to report."""
+
+    accelerator: Any
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    plan: Plan
+    collate: Collator
+    total_steps: int
+    epochs: int
+    max_grad_norm: float
+    log_every: int
+    metrics: MetricsLog
+    eval_batches: list[Batch] | None  # this process's share; None: no validation split
+    eval_every: int
+    save_every: int
+    save: Callable[[TrainState], None]
+    on_step: Callable[[int, dict[str, float]], None] | None = None
+
+    def to_device(self, batch: Batch) -> Batch:
+        return {k: v.to(self.accelerator.device, non_blocking=True) for k, v in batch.items()}
+
+    def step(self, micro: list[Batch]) -> torch.Tensor:
+        """One optimizer step; returns the summed target loss (a device tensor: no host sync here)."""
+        accelerator, model = self.accelerator, self.model
+        n_tokens = sum(target_tokens(b) for b in micro)
+        if accelerator.num_processes > 1:  # normalise by the tokens of every process, as one big batch
+            total = accelerator.reduce(torch.tensor(n_tokens, device=accelerator.device), "sum").item()
+            scale = accelerator.num_processes / max(total, 1)
+        else:
+            scale = 1 / max(n_tokens, 1)
+        summed = torch.zeros((), device=accelerator.device)
+        for i, batch in enumerate(micro):
+            sync = i == len(micro) - 1
+            with nullcontext() if sync else accelerator.no_sync(model):
+                loss = loss_sum(model, self.to_device(batch))
+                accelerator.backward(loss * scale)
+            summed += loss.detach()
+        if self.max_grad_norm:
+            accelerator.clip_grad_norm_(model.parameters(), self.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return summed
+
+    @torch.no_grad()
+    def evaluate(self) -> float | None:
+        if self.eval_batches is None:
+            return None
+        self.model.eval()
+        total = torch.zeros((), device=self.accelerator.device)
+        tokens = 0
+        for batch in self.eval_batches:
+            total += loss_sum(self.model, self.to_device(batch))
+            tokens += target_tokens(batch)
+        self.model.train()
+        both = self.accelerator.reduce(torch.stack([total, torch.tensor(float(tokens), device=total.device)]), "sum")
+        return float(both[0] / both[1].clamp(min=1))
+
+    def run(self, state: TrainState, progress: StepProgress) -> TrainState:
+        accelerator, plan = self.accelerator, self.plan
+        window_loss = torch.zeros((), device=accelerator.device)
+        window_targets = window_tokens = 0
+        window_start = time.perf_counter()
+        self.model.train()
+        for epoch in range(state.epoch, self.epochs):
+            batches = plan.micro_batches(epoch)
+            start = state.batch if epoch == state.epoch else 0
+            for first in range(start, len(batches), plan.grad_accum):
+                if state.step >= self.total_steps:
+                    return state
+                examples = [[plan.examples[i] for i in b] for b in batches[first:first + plan.grad_accum]]
+                micro = [self.collate(ex) for ex in examples]
+                window_loss += self.step(micro)
+                window_targets += sum(target_tokens(b) for b in micro)
+                tokens = sum(length(e) for ex in examples for e in ex)
+                window_tokens += tokens
+                state.step += 1
+                state.tokens += tokens
+                state.epoch, state.batch = (epoch, first + plan.grad_accum)
+                if state.batch >= len(batches):
+                    state.epoch, state.batch = epoch + 1, 0
+                row: dict[str, float] = {}
+                if state.step % self.log_every == 0 or state.step == self.total_steps:
+                    targets = torch.tensor(float(window_targets), device=accelerator.device)
+                    loss = accelerator.reduce(window_loss, "sum").item() / max(accelerator.reduce(targets, "sum").item(), 1)
+                    elapsed = time.perf_counter() - window_start  # after .item(): the GPU has caught up
+                    row = {"step": state.step, "epoch": round(state.epoch + state.batch / max(len(batches), 1), 4),
+                           "loss": round(loss, 5), "lr": self.scheduler.get_last_lr()[0],
+                           "tokens_per_s": round(window_tokens * accelerator.num_processes / elapsed, 1),
+                           "tokens": state.tokens * accelerator.num_processes}
+                    self.metrics.write(row)
+                    progress.advance(loss=f"{loss:.4f}", lr=f"{row['lr']:.2e}", tps=f"{row['tokens_per_s']:,.0f}")
+                    window_loss.zero_()
+                    window_targets = window_tokens = 0
+                    window_start = time.perf_counter()
+                else:
+                    progress.advance()
+                checkpoint_due = self.save_every and state.step % self.save_every == 0
+                eval_due = self.eval_every and state.step % self.eval_every == 0
+                # The last step's evaluation is left to the caller, which evaluates at the end anyway.
+                if ((checkpoint_due and not self.eval_every) or eval_due) and state.step < self.total_steps:
+                    if (eval_loss := self.evaluate()) is not None:
+                        self.metrics.write({"step": state.step, "eval_loss": round(eval_loss, 5)})
+                        row = {**row, "eval_loss": eval_loss}
+                if checkpoint_due and state.step < self.total_steps:
+                    self.save(state)
+                if self.on_step is not None:
+                    self.on_step(state.step, row)
+        return state

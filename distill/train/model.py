@@ -1,0 +1,114 @@
+"""Build the student for training: tokenizer, model (hub, local or tiny), dtype, LoRA/QLoRA."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from distill.records import InputError
+from distill.students import model_kind
+from distill.train.config import TINY_STUDENTS, TrainConfig
+from distill.train.tiny import default_tokenizer, tiny_causal, tiny_seq2seq
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def load_tokenizer(config: TrainConfig) -> Any:
+    from transformers import AutoTokenizer
+
+    name = config.tokenizer or (None if config.student in TINY_STUDENTS else config.student)
+    if name is None:
+        return default_tokenizer()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot load a tokenizer from {name!r}: {str(exc).splitlines()[0]}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def attention(config: TrainConfig, on_gpu: bool, kind: str) -> str:
+    """FlashAttention-2 keeps packed examples apart at no cost (varlen kernels); SDPA does it with a
+    dense block-diagonal mask, so packed rows cost attention over their whole length."""
+    if config.attn_implementation != "auto":
+        return config.attn_implementation
+    flash = kind == "causal" and on_gpu and importlib.util.find_spec("flash_attn") is not None  # T5 has no FA2 path
+    return "flash_attention_2" if flash else "sdpa"
+
+
+def weights_dtype(config: TrainConfig, on_gpu: bool) -> torch.dtype:
+    """float32 for full fine-tuning (bf16 weights would round away small Adam updates); the frozen
+    base of a LoRA student is bf16 on a GPU, where the adapters stay float32."""
+    if config.dtype != "auto":
+        return DTYPES[config.dtype]
+    return torch.bfloat16 if config.lora.enabled and on_gpu else torch.float32
+
+
+def _quantization(config: TrainConfig) -> Any:
+    if config.lora.quantize == "none":
+        return None
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise InputError(f"key 'lora.quantize': {config.lora.quantize} (QLoRA) needs bitsandbytes installed")
+    from transformers import BitsAndBytesConfig
+
+    if config.lora.quantize == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
+def load_model(config: TrainConfig, tokenizer: Any, *, on_gpu: bool, weights_from: str | Path | None = None) -> Any:
+    """The student, ready to train. `weights_from`: a checkpoint dir to resume (full model or adapter)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    dtype = weights_dtype(config, on_gpu)
+    full_checkpoint = weights_from is not None and not config.lora.enabled
+    source = str(weights_from) if full_checkpoint else config.student
+    if source in TINY_STUDENTS:
+        build = tiny_seq2seq if source == "tiny-t5" else tiny_causal
+        model = build(tokenizer, d_model=config.tiny.d_model, layers=config.tiny.layers, heads=config.tiny.heads,
+                      dropout=config.tiny.dropout)
+        model.to(dtype)
+        model.set_attn_implementation(attention(config, on_gpu, model_kind(model.config)))
+    else:
+        try:
+            kind = model_kind(AutoConfig.from_pretrained(source))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot load a model from {source!r}: {str(exc).splitlines()[0]}") from None
+        auto = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
+        kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attention(config, on_gpu, kind)}
+        if (quant := _quantization(config)) is not None:
+            kwargs["quantization_config"] = quant
+        model = auto.from_pretrained(source, **kwargs)
+    if config.kind != "auto" and config.kind != model_kind(model.config):
+        raise InputError(f"key 'kind': {config.kind!r}, but {config.student!r} is {model_kind(model.config)}")
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))
+    model.config.use_cache = False
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if config.lora.enabled:
+        model = _add_lora(model, config, weights_from)
+    return model
+
+
+def _add_lora(model: Any, config: TrainConfig, weights_from: str | Path | None) -> Any:
+    from peft import LoraConfig, PeftModel, TaskType, get_peft_model, prepare_model_for_kbit_training
+
+    if config.lora.quantize != "none":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+    if weights_from is not None:
+        return PeftModel.from_pretrained(model, str(weights_from), is_trainable=True)
+    task = TaskType.SEQ_2_SEQ_LM if model_kind(model.config) == "seq2seq" else TaskType.CAUSAL_LM
+    lora = LoraConfig(task_type=task, r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
+                      target_modules=config.lora.target_modules)
+    return get_peft_model(model, lora)
+
+
+def count_parameters(model: Any) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)

@@ -1,0 +1,186 @@
+"""`distill train` on tiny students built from configs (random weights, CPU, seconds)."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from distill.cli import main
+from distill.cues import student_input
+from distill.records import InputError
+from distill.students import load_student
+from distill.train import load_config, train
+from distill.train.config import TrainConfig
+from distill.train.data import IGNORE, Collator, load_splits, plan_batches, tokenize
+from distill.train.loop import loss_sum
+from distill.train.tiny import default_tokenizer, tiny_causal
+from distill.students import StudentSettings
+
+CUES = {"cot": "Q: {question}\nThink.\n", "pot": "Q: {question}\nCode.\n", "eot": "Q: {question}\nEquations.\n"}
+
+
+def _rows(n: int, seed: int) -> list[dict[str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        a, b = rng.randint(1, 30), rng.randint(1, 30)
+        question = f"What is {a} plus {b}?"
+        rows.append({"id": f"{seed}-{i}", "question_id": str(i), "question": question, "answer": str(a + b),
+                     "thought": "cot", "input": student_input(question, "cot", CUES),
+                     "target": f"{a} + {b} = {a + b}. The answer is {a + b}.", "teacher": "test"})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def mtd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MTD dir as `distill mix` writes it: a saved DatasetDict plus mix.json."""
+    from datasets import Dataset, DatasetDict
+
+    path = tmp_path_factory.mktemp("mtd")
+    DatasetDict(train=Dataset.from_list(_rows(64, 0)), validation=Dataset.from_list(_rows(12, 1))).save_to_disk(path)
+    (path / "mix.json").write_text(json.dumps({"cues": CUES}))
+    return path
+
+
+def _config(tmp_path: Path, data: Path, student: str = "tiny-t5", **overrides: object) -> TrainConfig:
+    values = {"student": student, "data": str(data), "output_dir": str(tmp_path / "run"), "lr": 3e-3,
+              "batch_size": 16, "max_steps": 8, "log_every": 1, "save_every": 4, "warmup_ratio": 0.0,
+              "trackers": "none", "tiny": {"d_model": 64, "layers": 2, "heads": 4}, **overrides}
+    return load_config(None, values)
+
+
+def _losses(out: Path) -> dict[int, float]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in rows if "loss" in r}
+
+
+@pytest.mark.parametrize("student", ["tiny-t5", "tiny-llama"])
+def test_tiny_student_learns_and_loads(tmp_path: Path, mtd: Path, student: str) -> None:
+    out = train(_config(tmp_path, mtd, student))
+    losses = _losses(out)
+    assert losses[8] < 0.8 * losses[1]
+    for name in ("train_config.yaml", "distill_student.json", "metrics.jsonl", "loss.png", "config.json"):
+        assert (out / name).is_file(), name
+    assert (out / "checkpoints" / "step-8").is_dir() and (out / "checkpoints" / "step-4").is_dir()
+    assert any("eval_loss" in line for line in (out / "metrics.jsonl").read_text().splitlines())
+    model, tokenizer, settings = load_student(str(out))
+    assert settings.kind == ("seq2seq" if student == "tiny-t5" else "causal")
+    assert settings.cues == CUES  # taken from mix.json
+    prompt = tokenizer("Q: What is 2 plus 3?\nThink.\n", return_tensors="pt")
+    generated = model.generate(**prompt, max_new_tokens=4, do_sample=False)
+    assert generated.shape[-1] > 0
+
+
+def test_resume_matches_uninterrupted(tmp_path: Path, mtd: Path) -> None:
+    # Dropout on: the resumed run must also restore the RNG to draw the same masks.
+    tiny = {"d_model": 64, "layers": 2, "heads": 4, "dropout": 0.1}
+    full = train(_config(tmp_path / "a", mtd, max_steps=6, save_every=3, tiny=tiny, grad_accum=2))
+
+    def crash(step: int, _: dict) -> None:
+        if step == 5:
+            raise KeyboardInterrupt  # as if killed after step 5, past the step-3 checkpoint
+
+    config = _config(tmp_path / "b", mtd, max_steps=6, save_every=3, tiny=tiny, grad_accum=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, on_step=crash)
+    with pytest.raises(InputError, match="--resume"):
+        train(config)
+    resumed = train(config, resume=True)
+    a, b = _losses(full), _losses(resumed)
+    assert sorted(b) == [1, 2, 3, 4, 5, 6]  # rows the crashed run wrote after step 3 were dropped
+    for step in range(1, 7):
+        assert b[step] == pytest.approx(a[step], rel=1e-4, abs=1e-5), step
+
+
+def test_lora_adapter_saves_loads_and_merges(tmp_path: Path, mtd: Path) -> None:
+    from accelerate.utils import set_seed
+    from peft import PeftModel
+
+    config = _config(tmp_path, mtd, "tiny-llama", max_steps=3, lora={"enabled": True, "r": 4, "alpha": 8},
+                     packing=True)
+    out = train(config)
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    merged, tokenizer, _ = load_student(str(out))
+    set_seed(config.seed)  # train() builds the tiny base from the same seed
+    base = tiny_causal(tokenizer, d_model=64, layers=2, heads=4)
+    adapted = PeftModel.from_pretrained(base, str(out / "adapter")).eval()
+    ids = tokenizer(["Q: What is 4 plus 5?\nThink.\n"], return_tensors="pt")["input_ids"]
+    set_seed(config.seed)
+    untrained = tiny_causal(tokenizer, d_model=64, layers=2, heads=4)
+    with torch.no_grad():
+        torch.testing.assert_close(merged(ids).logits, adapted(ids).logits, rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(untrained(ids).logits, merged(ids).logits, atol=1e-4)
+
+
+def test_packing_keeps_examples_apart(mtd: Path) -> None:
+    tokenizer = default_tokenizer()
+    settings = StudentSettings(kind="causal", cues=CUES)
+    examples = tokenize(load_splits(mtd).train[:6], tokenizer, settings)
+    assert all(len(e["ids"]) == len(e["labels"]) for e in examples)
+    torch.manual_seed(0)
+    model = tiny_causal(tokenizer, d_model=64, layers=2).eval()
+    padded = Collator("causal", tokenizer.pad_token_id)(examples)
+    packed = Collator("causal", tokenizer.pad_token_id, packing=True)(examples)
+    assert packed["input_ids"].shape[0] == 1 and "attention_mask" not in packed
+    with torch.no_grad():
+        torch.testing.assert_close(loss_sum(model, packed), loss_sum(model, padded), rtol=1e-4, atol=1e-3)
+
+
+def test_labels_cover_only_the_target(mtd: Path) -> None:
+    tokenizer = default_tokenizer()
+    row = load_splits(mtd).train[0]
+    (example,) = tokenize([row], tokenizer, StudentSettings(kind="causal", cues=CUES))
+    targets = [t for t in example["labels"] if t != IGNORE]
+    assert tokenizer.decode(targets) == row["target"] + tokenizer.eos_token
+    (s2s,) = tokenize([row], tokenizer, StudentSettings(kind="seq2seq", cues=CUES, max_target_len=10))
+    assert len(s2s["tgt"]) == 10 and s2s["tgt"][-1] == tokenizer.eos_token_id
+
+
+def test_batch_plan_is_deterministic_grouped_and_within_budget() -> None:
+    rng = random.Random(0)
+    lengths = [rng.randint(40, 500) for _ in range(1000)]
+    plan = plan_batches(lengths, batch_size=16, max_tokens=4096, seed=3, epoch=1)
+    assert plan == plan_batches(lengths, batch_size=16, max_tokens=4096, seed=3, epoch=1)
+    assert plan != plan_batches(lengths, batch_size=16, max_tokens=4096, seed=3, epoch=2)
+    assert sorted(i for b in plan for i in b) == list(range(1000))
+    assert all(len(b) * max(lengths[i] for i in b) <= 4096 for b in plan if len(b) > 1)
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in plan)
+    assert sum(lengths) / padded > 0.9  # grouping by length: little padding
+    packed = plan_batches(lengths, batch_size=64, max_tokens=4096, packed=True)
+    assert all(sum(lengths[i] for i in b) <= 4096 for b in packed if len(b) > 1)
+
+
+def test_bad_config_names_the_key_and_file(tmp_path: Path) -> None:
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("student: tiny-t5\nlora:\n  rank: 8\n")
+    with pytest.raises(InputError, match=r"bad\.yaml.*'lora\.rank'"):
+        load_config(recipe, {"data": "d", "output_dir": "o"})
+    recipe.write_text("student: tiny-t5\nlr: fast\n")
+    with pytest.raises(InputError, match=r"bad\.yaml.*key 'lr': expected float"):
+        load_config(recipe, {"data": "d", "output_dir": "o"})
+    with pytest.raises(InputError, match="'scheduler'.*cosine"):
+        load_config(None, {"student": "s", "data": "d", "output_dir": "o", "scheduler": "wavy"})
+    with pytest.raises(InputError, match="'output_dir' is required"):
+        load_config(None, {"student": "s", "data": "d"})
+
+
+def test_cli_trains_from_jsonl_and_reports_bad_keys(tmp_path: Path) -> None:
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"input": r["input"], "target": r["target"]}) + "\n" for r in _rows(24, 2)))
+    out = tmp_path / "run"
+    args = ["train", "--student", "tiny-t5", "--data", str(data), "-o", str(out), "--max-steps", "2",
+            "--batch-size", "8", "--set", "tiny.d_model=32", "--set", "tiny.layers=1", "--set", "trackers=none"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert load_config(out / "train_config.yaml", {}).tiny.d_model == 32
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 2 and "--overwrite" in again.output
+    bad = CliRunner().invoke(main, [*args, "--overwrite", "--set", "lora.rnak=4"])
+    assert bad.exit_code == 2 and "'lora.rnak'" in bad.output
+    data.write_text('{"input": "x"}\n')
+    broken = CliRunner().invoke(main, [*args, "--overwrite"])
+    assert broken.exit_code == 2 and "train.jsonl:1: field 'target'" in broken.output
