@@ -14,20 +14,18 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TextIO
 
-from rich.live import Live
 from rich.table import Table
 
 from distill.checking import Checker
 from distill.data import load
 from distill.journal import Journal, remove_run
-from distill.ledger import Ledger, Price, find_price
-from distill.progress import console
+from distill.ledger import Ledger, Price, find_price, usage_text
+from distill.progress import live_table
 from distill.records import THOUGHTS, InputError, Record, dumps
 from distill.teachers import Completion, Request, Teacher, TeacherError, make_teacher
 from distill.teachers.base import is_transient
@@ -260,7 +258,7 @@ class Run:
                                        out, self.stats, timeout, workers)
             checking = asyncio.create_task(self.validator.run())
             try:
-                async with live_progress(self, enabled=show_progress):
+                async with live_table(lambda: stats_table(self), enabled=show_progress):
                     workers_done = asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
                     try:
                         await workers_done
@@ -283,10 +281,7 @@ def stats_table(run: Run) -> Table:
     table.add_column()
     table.add_row("requests", f"{s.done}/{s.requests} done  ({s.called} sent, {s.resumed} from the journal)")
     table.add_row("rate", f"{s.called / max(s.elapsed, 1e-9):.1f} requests/s over {s.elapsed:.1f}s")
-    usage = ledger.run
-    cost = ledger.cost(usage)
-    table.add_row("tokens", f"{usage.prompt_tokens:,} prompt + {usage.completion_tokens:,} completion"
-                  + (f"  ${cost:.4f}" if cost is not None else "  (no price for this model)"))
+    table.add_row("tokens", usage_text(ledger, ledger.run))
     for thought in run.thoughts:
         table.add_row(f"kept {thought}", f"{s.correct[thought]}/{s.samples[thought]} = {s.kept_rate(thought):.1%}")
     retries = getattr(run.teacher, "retries", Counter())
@@ -295,26 +290,6 @@ def stats_table(run: Run) -> Table:
     if s.failures:
         table.add_row("failed samples", ", ".join(f"{k} {v}" for k, v in s.failures.most_common()))
     return table
-
-
-@asynccontextmanager
-async def live_progress(run: Run, *, enabled: bool, period: float = 0.25) -> AsyncIterator[None]:
-    """Redraw the stats table from the event loop (so it never reads counters mid-update)."""
-    if not enabled:
-        yield
-        return
-    with Live(stats_table(run), console=console, auto_refresh=False, transient=False) as live:
-        async def tick() -> None:
-            while True:
-                await asyncio.sleep(period)
-                live.update(stats_table(run), refresh=True)
-
-        ticker = asyncio.create_task(tick())
-        try:
-            yield
-        finally:
-            ticker.cancel()
-            live.update(stats_table(run), refresh=True)
 
 
 async def agenerate(

@@ -78,3 +78,10 @@ class Ledger:
 
     def save(self, path: str | os.PathLike) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+def usage_text(ledger: "Ledger", usage: Usage) -> str:
+    """`N prompt + M completion  $cost` for progress tables."""
+    cost = ledger.cost(usage)
+    return (f"{usage.prompt_tokens:,} prompt + {usage.completion_tokens:,} completion"
+            + (f"  ${cost:.4f}" if cost is not None else "  (no price for this model)"))

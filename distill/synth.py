@@ -23,14 +23,12 @@ import json
 import os
 import re
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from rich.live import Live
 from rich.table import Table
 
 from distill.cues import PROMPTS_DIR
@@ -39,8 +37,8 @@ from distill.decontam import DEFAULT_EVAL_SETS, NGRAM, THRESHOLD, EvalIndex
 from distill.dedupe import normalise
 from distill.generate import Settings, agenerate, ledger_path, request_key
 from distill.journal import Journal, remove_run
-from distill.ledger import Ledger, Price, find_price
-from distill.progress import console
+from distill.ledger import Ledger, Price, find_price, usage_text
+from distill.progress import live_table
 from distill.records import THOUGHTS, InputError, Record, write_jsonl
 from distill.teachers import Completion, Request, Teacher, TeacherError, make_teacher
 from distill.teachers.base import is_transient
@@ -280,6 +278,12 @@ class Synth:
         return out
 
     # -- 2. solve, 3. accept
+    def refresh_votes(self) -> None:
+        """While solving, fold the newest votes in from the solutions file (for the live table)."""
+        if self.progress.solving:
+            self.read_solutions()
+            self.decide(self.cands)
+
     def read_solutions(self) -> None:
         """Add the votes in the solutions file written since the last call."""
         path = self.paths["solutions"]
@@ -323,7 +327,7 @@ class Synth:
                 await self.write(c)
 
         try:
-            async with live(self, enabled=show_progress):
+            async with live_table(lambda: progress_table(self), enabled=show_progress, refresh=self.refresh_votes):
                 await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
                 self.cands = cands = self.candidates()
                 items = [c.record for c in cands if c.reason is None]
@@ -377,37 +381,8 @@ def progress_table(run: Synth) -> Table:
         table.add_row("solved", f"{p.decided}/{p.solving} questions x {run.settings.votes} votes")
         table.add_row("accepted", f"{p.accepted}/{p.decided} = {p.acceptance:.1%}  "
                                   f"(agreement >= {run.settings.agreement:g})")
-    usage_ = run.ledger.run
-    cost = run.ledger.cost(usage_)
-    table.add_row("tokens (writing)", f"{usage_.prompt_tokens:,} prompt + {usage_.completion_tokens:,} completion"
-                  + (f"  ${cost:.4f}" if cost is not None else "  (no price for this model)"))
+    table.add_row("tokens (writing)", usage_text(run.ledger, run.ledger.run))
     return table
-
-
-@asynccontextmanager
-async def live(run: Synth, *, enabled: bool, period: float = 0.25) -> AsyncIterator[None]:
-    """Redraw the table from the event loop; while solving, read new votes from the solutions file."""
-    if not enabled:
-        yield
-        return
-    with Live(progress_table(run), console=console, auto_refresh=False, transient=False) as view:
-        async def tick() -> None:
-            while True:
-                await asyncio.sleep(period)
-                if run.progress.solving:
-                    run.read_solutions()
-                    run.decide(run.cands)
-                view.update(progress_table(run), refresh=True)
-
-        ticker = asyncio.create_task(tick())
-        try:
-            yield
-        finally:
-            ticker.cancel()
-            if run.progress.solving:
-                run.read_solutions()
-                run.decide(run.cands)
-            view.update(progress_table(run), refresh=True)
 
 
 def synth(
