@@ -3,19 +3,23 @@
 Two random-weight shapes, CodeT5-large (770M, seq2seq) and LLaMA-2-7B (causal), bf16. For each:
 - naive baseline: HF `generate` on fixed-count batches sorted by length, dynamic cache, no compile;
   timed on a few evenly spaced batches and scaled to all of them (keeps the run inside 10 minutes);
-- fast path: `distill.evaluation.evaluate_model` end to end (decode + execute PoT + solve EoT + score)
-  with a static KV cache, the decode step compiled (CUDA graphs), batches sized by free memory.
+- `graph`: `distill.evaluation.evaluate_model` end to end (decode + execute PoT + solve EoT + score)
+  with `GreedyLoop`: two length buckets, one batch size each (from free memory), a static KV cache,
+  the decode step captured in CUDA graphs (one per bucket and 64-step segment; no compiler);
+- `eager`: the same without CUDA graphs (huge batches, launch overhead hidden behind the GPU work).
+Runs go mode by mode (`--modes`, fast path first); one not started within `--deadline` seconds is
+skipped, and the table in `--out` is rewritten after every run, so a cut-off run keeps what it has.
 No weights or tokenizer files can be downloaded: the tokenizer is a BPE trained here on the GSM8K
 text (token counts close to LLaMA's on this text); generated ids beyond its vocabulary decode to nothing.
 
-    python benchmarks/eval_gpu.py --data .bench/gsm8k_test.jsonl --out results/        # GPU
-    python benchmarks/eval_gpu.py --smoke                                               # CPU, seconds
+    python benchmarks/eval_gpu.py --data .bench/gsm8k_test.jsonl --out results/        # GPU, ~5 minutes
+    python benchmarks/eval_gpu.py --smoke --out /tmp/eval_smoke                         # CPU, every mode
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import json
-import math
 import sys
 import tempfile
 import time
@@ -28,14 +32,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from distill.cues import student_input  # noqa: E402
 from distill.data import load  # noqa: E402
 from distill.evaluation import evaluate_model  # noqa: E402
-from distill.evaluation.decode import DecodeOptions, HFDecoder  # noqa: E402
+from distill.evaluation.decode import Batch, DecodeOptions, HFDecoder  # noqa: E402
 from distill.students import StudentSettings  # noqa: E402
 
 THOUGHTS = ("pot", "eot", "cot")
+MODES = ("graph", "naive", "eager")
 SHAPES = {  # name: (kind, config kwargs, naive batch, fast max batch)
     "770m": ("seq2seq", dict(vocab_size=32100, d_model=1024, d_kv=64, d_ff=4096, num_layers=24, num_decoder_layers=24,
                              num_heads=16, feed_forward_proj="relu", decoder_start_token_id=0, pad_token_id=0,
-                             eos_token_id=2), 1024, 2048),
+                             eos_token_id=2), 1024, 4096),
     "7b": ("causal", dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
                           num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096,
                           pad_token_id=0, bos_token_id=1, eos_token_id=2), 128, 512),
@@ -82,12 +87,13 @@ def sync() -> None:
 
 def naive(model, tok, settings, prompts: list[str], batch: int, new: int, n_timed: int) -> dict:
     """HF generate, fixed-count batches sorted by length, dynamic cache: n_timed batches, scaled."""
-    opts = DecodeOptions(max_new_tokens=new, max_batch=batch, token_budget=10**12, pad_multiple=1,
-                         static_cache=False, compile=False, force_new_tokens=True)
+    opts = DecodeOptions(max_new_tokens=new, loop="generate", force_new_tokens=True)
     decoder = HFDecoder(model, tok, settings, opts)
-    plan = decoder.plan(prompts)
+    lengths = [len(ids) for ids in tok(prompts, truncation=True, max_length=settings.max_source_len)["input_ids"]]
+    order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
+    plan = [Batch(order[s:s + batch], batch, lengths[order[s]]) for s in range(0, len(order), batch)]
     picks = sorted({round(i * (len(plan) - 1) / max(n_timed - 1, 1)) for i in range(min(n_timed, len(plan)))})
-    list(decoder.decode(prompts, [type(plan[0])(plan[0].indices[:2], 2, plan[0].length)]))  # warm-up
+    list(decoder.decode(prompts, [Batch(plan[0].indices[:2], 2, plan[0].length)]))  # warm-up
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     sync()
@@ -100,9 +106,8 @@ def naive(model, tok, settings, prompts: list[str], batch: int, new: int, n_time
             "tokens_per_s": len(prompts) * new / seconds, "peak_gib": _peak()}
 
 
-def fast(model, tok, settings, data: str, limit: int | None, new: int, max_batch: int, compile_: bool, workers: int) -> dict:
-    opts = DecodeOptions(max_new_tokens=new, max_batch=max_batch, compile=compile_, force_new_tokens=True,
-                         static_cache=True)  # also on CPU (--smoke), where compiling is skipped
+def fast(model, tok, settings, data: str, limit: int | None, new: int, max_batch: int, graphs: bool, workers: int) -> dict:
+    opts = DecodeOptions(max_new_tokens=new, max_batch=max_batch, loop="static", compile=graphs, force_new_tokens=True)
     decoder = HFDecoder(model, tok, settings, opts)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -115,10 +120,10 @@ def fast(model, tok, settings, data: str, limit: int | None, new: int, max_batch
         seconds = time.perf_counter() - start
         n = sum(1 for _ in open(Path(out) / "predictions.jsonl"))
     overall = report["datasets"]["overall"]
-    prompts = [decoder.prompt(q.question, t) for q in load(data, limit=limit).records for t in THOUGHTS]
-    plan = decoder.plan(prompts)
-    return {"seconds": seconds, "sequences": n, "batches": len(plan), "batch": max(b.capacity for b in plan),
-            "tokens_per_s": n * new / seconds, "peak_gib": _peak(), "failures": overall["failures"]}
+    loop = decoder.loop
+    return {"seconds": seconds, "sequences": n, "batch": "/".join(str(b) for b, _ in loop.shapes),
+            "shapes": loop.shapes, "graphs": len(loop.captured), "tokens_per_s": n * new / seconds,
+            "peak_gib": _peak(), "failures": overall["failures"]}
 
 
 def _peak() -> float:
@@ -129,44 +134,62 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="../shared/data/gsm8k/test.jsonl")
     ap.add_argument("--shapes", default="770m,7b")
+    ap.add_argument("--modes", default=",".join(MODES), help="runs, in this order: graph, naive, eager")
+    ap.add_argument("--deadline", type=float, default=300, help="seconds after which no further run starts")
     ap.add_argument("--smoke", action="store_true", help="tiny shapes, a few questions, CPU is fine")
     ap.add_argument("--naive-batches", type=int, default=2, help="naive batches timed (then scaled)")
-    ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--workers", type=int, default=16, help="PoT executor processes")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args()
+    began = time.perf_counter()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     limit, new = (4, 8) if args.smoke else (None, 256)
     questions = load(args.data, limit=limit).records
     corpus = [q.question for q in load(args.data).records]
-    rows = []
-    for shape in args.shapes.split(","):
-        kind, _, naive_batch, fast_batch = SHAPES[shape]
-        t0 = time.perf_counter()
-        model, kind = build_model(shape, args.smoke, device, dtype)
-        tok = train_tokenizer(corpus + [student_input("", t) for t in THOUGHTS], model.config.vocab_size)
-        settings = StudentSettings(kind=kind, max_source_len=512)
-        print(f"[{shape}] model and tokenizer built in {time.perf_counter() - t0:.1f} s", flush=True)
-        prompts = [student_input(q.question, t) for q in questions for t in THOUGHTS]
-        base = naive(model, tok, settings, prompts, naive_batch if not args.smoke else 4, new, args.naive_batches)
-        print(f"[{shape}] naive: {json.dumps(base)}", flush=True)
-        best = fast(model, tok, settings, args.data, limit, new, fast_batch, not args.no_compile, args.workers)
-        print(f"[{shape}] fast: {json.dumps(best)}", flush=True)
-        rows.append({"shape": shape, "naive": base, "fast": best, "speedup": base["seconds"] / best["seconds"]})
-        del model
-        if device == "cuda":
-            torch.cuda.empty_cache()
+    tok = train_tokenizer(corpus + [student_input("", t) for t in THOUGHTS], min(k["vocab_size"] for _, k, _, _ in SHAPES.values()))
+    prompts = [student_input(q.question, t) for q in questions for t in THOUGHTS]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    for mode in args.modes.split(","):
+        for shape in args.shapes.split(","):
+            row = {"shape": shape, "mode": mode}
+            rows.append(row)
+            if time.perf_counter() - began > args.deadline:
+                row["error"] = f"skipped: past the {args.deadline:.0f} s deadline"
+                continue
+            kind, _, naive_batch, fast_batch = SHAPES[shape]
+            model, kind = build_model(shape, args.smoke, device, dtype)
+            settings = StudentSettings(kind=kind, max_source_len=512)
+            try:
+                if mode == "naive":
+                    row |= naive(model, tok, settings, prompts, naive_batch if not args.smoke else 4, new, args.naive_batches)
+                else:
+                    row |= fast(model, tok, settings, args.data, limit, new, fast_batch, mode == "graph", args.workers)
+            except Exception as exc:  # noqa: BLE001 - one failed run must not cost the others (one GPU run is all there is)
+                row["error"] = f"{type(exc).__name__}: {exc}"[:300]
+            print(f"[{shape} {mode}] {json.dumps(row)} ({time.perf_counter() - began:.0f} s in)", flush=True)
+            del model
+            gc.collect()
+            if device == "cuda":
+                torch.cuda.empty_cache()
+            write(out, rows)
+    print(markdown(rows))
+
+
+def write(out: Path, rows: list[dict]) -> None:
     (out / "eval_gpu.json").write_text(json.dumps({"device": _device(), "torch": torch.__version__, "rows": rows}, indent=2))
-    table = markdown(rows)
-    (out / "eval_gpu_table.md").write_text(table)
-    print(table)
+    (out / "eval_gpu_table.md").write_text(markdown(rows))
 
 
 def _device() -> str:
     return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+
+
+RUNS = {"naive": "naive HF generate, dynamic cache ({timed_batches}/{batches} batches timed, scaled)",
+        "graph": "distill eval end to end (static loop, CUDA graphs: {graphs})",
+        "eager": "distill eval end to end (static loop, eager)"}
 
 
 def markdown(rows: list[dict]) -> str:
@@ -174,12 +197,14 @@ def markdown(rows: list[dict]) -> str:
 
     lines = [f"{_device()}, torch {torch.__version__}, transformers {transformers.__version__}", "",
              "| shape | run | batch | seconds | tokens/s | peak GiB | speed-up |", "|---|---|---|---|---|---|---|"]
+    base = {r["shape"]: r["seconds"] for r in rows if r["mode"] == "naive" and "seconds" in r}
     for r in rows:
-        b, f = r["naive"], r["fast"]
-        lines.append(f"| {r['shape']} | naive HF generate ({b['timed_batches']}/{b['batches']} batches timed, scaled) "
-                     f"| {b['batch']} | {b['seconds']:.1f} | {b['tokens_per_s']:,.0f} | {b['peak_gib']:.1f} | 1.0x |")
-        lines.append(f"| {r['shape']} | distill eval end to end (static cache, compiled) | {f['batch']} "
-                     f"| {f['seconds']:.1f} | {f['tokens_per_s']:,.0f} | {f['peak_gib']:.1f} | {r['speedup']:.1f}x |")
+        if "seconds" not in r:
+            lines.append(f"| {r['shape']} | {r['mode']}: {r.get('error', 'not run')} | | | | | |")
+            continue
+        speedup = f"{base[r['shape']] / r['seconds']:.1f}x" if r["shape"] in base else "-"
+        lines.append(f"| {r['shape']} | {RUNS[r['mode']].format(**r)} | {r['batch']} | {r['seconds']:.1f} "
+                     f"| {r['tokens_per_s']:,.0f} | {r['peak_gib']:.1f} | {speedup} |")
     return "\n".join(lines) + "\n"
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from distill.cli import main
 from distill.evaluation import evaluate_model, score_predictions
@@ -97,10 +98,90 @@ def test_sampling_metrics(tmp_path: Path) -> None:
 def test_plan_batches_respects_the_token_budget() -> None:
     lengths = [5, 100, 30, 60]
     batches = plan_batches(lengths, max_new_tokens=100, samples=1, token_budget=400, max_batch=8)
-    assert batches == [Batch([1, 3], 2, 100), Batch([2, 0], 3, 30)]
+    assert batches == [Batch([1, 3], 2, 100), Batch([2, 0], 2, 100)]
     for b in plan_batches(lengths * 10, max_new_tokens=50, samples=2, token_budget=1000, max_batch=8, pad_multiple=16):
-        assert len(b.indices) * 2 * (b.length + 50) <= 1000 and b.length % 16 == 0
+        assert b.capacity * 2 * (b.length + 50) <= 1000 and b.length % 16 == 0 and len(b.indices) <= b.capacity
         assert all(lengths[i % 4] <= b.length for i in b.indices)
+
+
+def test_plan_batches_makes_two_shapes_at_most() -> None:
+    lengths = [(i * 37) % 300 + 1 for i in range(1000)]
+    batches = plan_batches(lengths, max_new_tokens=64, samples=1, token_budget=20_000, max_batch=512, pad_multiple=64)
+    assert {(b.capacity, b.length) for b in batches} == {(61, 256), (49, 320)}  # the 75th percentile's bucket, the longest's
+    assert sorted(i for b in batches for i in b.indices) == list(range(1000))
+    assert all(lengths[i] <= b.length and len(b.indices) <= b.capacity for b in batches for i in b.indices)
+
+
+def _tiny(kind: str):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    if kind == "seq2seq":
+        cfg = T5Config(vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, decoder_start_token_id=0,
+                       pad_token_id=0, eos_token_id=1, relative_attention_num_buckets=8, relative_attention_max_distance=16)
+        return T5ForConditionalGeneration(cfg).eval()
+    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, pad_token_id=0, bos_token_id=2, eos_token_id=1)
+    return LlamaForCausalLM(cfg).eval()
+
+
+class _NoHostSync(TorchDispatchMode):
+    """Fails on the ops that read a tensor on the host (not allowed while capturing a CUDA graph)."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        import torch
+
+        aten = torch.ops.aten
+        assert func not in (aten._local_scalar_dense.default, aten.is_nonzero.default, aten.item.default, aten.nonzero.default,
+                            aten.lift_fresh.default), func  # host reads; tensors from host data
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("kind", ["seq2seq", "causal"])
+@pytest.mark.parametrize("force", [True, False])
+def test_greedy_loop_matches_generate_with_bounded_shapes(kind: str, force: bool) -> None:
+    """GreedyLoop against HF generate on a tiny random model, every batch of a bucket one shape; its
+    decode step makes no host sync (so a CUDA graph can capture it) and is captured once per shape and segment."""
+    import torch
+
+    from distill.evaluation import decode
+
+    model = _tiny(kind)
+    new = decode.SEGMENT + 5  # two segments
+    captured: list = []
+
+    def capture(step, pool):  # runs the step as a CUDA graph would record it, then undoes its writes
+        st = loop.state
+        saved = [t.clone() for t in (st.tok, st.i, st.out, st.finished)]
+        with _NoHostSync():
+            step()
+        for t, value in zip((st.tok, st.i, st.out, st.finished), saved):
+            t.copy_(value)
+        captured.append(step)
+        return step
+
+    loop = decode.GreedyLoop(model, max_new_tokens=new, pad_token_id=0, force_new_tokens=force, capture=capture)
+    gen = torch.Generator().manual_seed(1)
+    lengths = [3 + (i * 7) % 61 for i in range(24)]
+    batches = plan_batches(lengths, max_new_tokens=new, samples=1, token_budget=6 * (64 + new), max_batch=64, pad_multiple=16)
+    assert len({(b.capacity, b.length) for b in batches}) == 2 and len(batches) > 2
+    for b in batches:
+        ids = torch.zeros(b.capacity, b.length, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, i in enumerate(b.indices + b.indices[-1:] * (b.capacity - len(b.indices))):
+            span = slice(b.length - lengths[i], None) if kind == "causal" else slice(0, lengths[i])
+            ids[row, span] = torch.randint(2, 64, (lengths[i],), generator=gen)
+            mask[row, span] = 1
+        ours = loop(ids, mask)
+        with torch.inference_mode():
+            ref = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new, do_sample=False, pad_token_id=0,
+                                 **({"min_new_tokens": new} if force else {}))
+        ref = ref[:, ids.shape[1]:] if kind == "causal" else ref[:, 1:]
+        ref = torch.nn.functional.pad(ref, (0, new - ref.shape[1]), value=0)
+        assert torch.equal(ours, ref)
+    assert loop.shapes == sorted({(b.capacity, b.length) for b in batches}, key=lambda s: -s[1])
+    assert len(loop.captured) == len(captured) == 2 * 2  # two shapes, two segments each
 
 
 QUESTIONS = [{"id": "1", "question": "Tom has 2 apples and gets 2 more. How many?", "answer": "#### 4"},

@@ -1,28 +1,34 @@
 """Batched decoding of student prompts: seq2seq or causal, greedy or sampled.
 
-Prompts are sorted by length (longest first, so that a batch too big for memory fails at once)
-and grouped into batches by a token budget rather than a fixed count: a batch holds as many
-sequences as fit `budget` tokens of KV cache at its padded prompt length plus the new tokens.
-On CUDA the budget comes from free memory and the decoder uses a static KV cache, which lets
-`generate` compile the decode step with CUDA graphs (the step is bound by launch overhead and
-memory traffic, not FLOPs). Prompt lengths are padded to a multiple of `pad_multiple` so that
-few distinct shapes reach the compiler.
+Prompts are grouped into at most two length buckets (the padded length of the 75th-percentile
+prompt and of the longest) and each bucket into batches of one size, the most that fit `budget`
+tokens of KV cache (the last batch is padded with copies). Greedy decoding of the T5 and LLaMA
+families runs `GreedyLoop`: a static KV cache per bucket and a decode step with fixed shapes,
+which on CUDA is captured in CUDA graphs (the step is bound by launch overhead and memory
+traffic, not FLOPs), a few graphs per bucket and no compiler. Other models, and sampling, go
+through `generate` with its dynamic cache.
 """
 from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from distill.cues import student_input
 from distill.records import THOUGHTS, InputError
 from distill.students import StudentSettings, format_prompt, load_student
 
+log = logging.getLogger(__name__)
+
 CPU_TOKEN_BUDGET = 32_768
-RESERVE_BYTES = 4 << 30  # prefill activations, logits, the compiler's workspace
+RESERVE_BYTES = 4 << 30  # prefill activations, logits, CUDA graph pools
+PREFILL_TOKENS = 32_768  # prompt tokens per prefill chunk (bounds its activations)
+SEGMENT = 64  # decode steps per CUDA graph: each graph attends only to the cache filled by its last step
 
 
 @dataclass
@@ -35,8 +41,8 @@ class DecodeOptions:
     token_budget: int | None = None  # KV-cache tokens per batch; None: from free memory (CUDA) or CPU_TOKEN_BUDGET
     max_batch: int = 1024  # sequences per batch at most (samples count)
     pad_multiple: int = 64
-    static_cache: bool | None = None  # None: on CUDA only
-    compile: bool = True  # compile the decode step (static cache on CUDA only)
+    loop: str = "auto"  # "static": GreedyLoop; "generate": HF generate; "auto": GreedyLoop where it applies
+    compile: bool = True  # capture GreedyLoop's decode step in CUDA graphs (on CUDA)
     force_new_tokens: bool = False  # ignore EOS (benchmarks: a fixed amount of work)
 
     def __post_init__(self) -> None:
@@ -44,28 +50,35 @@ class DecodeOptions:
             raise ValueError("samples must be at least 1")
         if self.samples > 1 and self.temperature <= 0:
             raise ValueError("several samples need a temperature above 0 (greedy decoding repeats itself)")
+        if self.loop not in ("auto", "static", "generate"):
+            raise ValueError(f"loop must be auto, static or generate, got {self.loop!r}")
 
 
 @dataclass(frozen=True)
 class Batch:
     indices: list[int]  # into the prompt list
-    capacity: int  # sequences the budget allows at this length (static shapes pad up to it)
-    length: int  # padded prompt length
+    capacity: int  # the batch size of its bucket (static shapes pad up to it)
+    length: int  # padded prompt length: its bucket's
 
 
 def plan_batches(lengths: Sequence[int], *, max_new_tokens: int, samples: int, token_budget: int,
-                 max_batch: int, pad_multiple: int = 1) -> list[Batch]:
-    """Longest prompts first; each batch's KV cache (sequences x (padded prompt + new tokens)) fits the budget."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+                 max_batch: int, pad_multiple: int = 1, quantiles: Sequence[float] = (0.75,)) -> list[Batch]:
+    """Buckets at the padded lengths of the `quantiles` prompts and of the longest, longest first; a
+    bucket's batches share one size, the most whose KV cache (sequences x (bucket length + new tokens))
+    fits the budget, evened out over its batches. So there are as many batch shapes as buckets."""
+    if not lengths:
+        return []
+    ranked = sorted(lengths)
+    cuts = [ranked[min(len(ranked) - 1, int(q * len(ranked)))] for q in quantiles] + [ranked[-1]]
+    edges = sorted({max(1, math.ceil(c / pad_multiple)) * pad_multiple for c in cuts})
+    buckets: dict[int, list[int]] = {}
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        buckets.setdefault(next(e for e in edges if lengths[i] <= e), []).append(i)
     batches: list[Batch] = []
-    for i in order:
-        padded = max(1, math.ceil(lengths[i] / pad_multiple)) * pad_multiple
-        last = batches[-1] if batches else None
-        if last is not None and len(last.indices) < last.capacity:
-            last.indices.append(i)  # shorter than the batch's first prompt: fits
-            continue
-        capacity = max(1, min(max_batch, token_budget // (padded + max_new_tokens)) // samples)
-        batches.append(Batch([i], capacity, padded))
+    for length, members in buckets.items():
+        fit = max(1, min(max_batch, token_budget // (length + max_new_tokens)) // samples)
+        size = math.ceil(len(members) / math.ceil(len(members) / fit))
+        batches += [Batch(members[s:s + size], size, length) for s in range(0, len(members), size)]
     return batches
 
 
@@ -85,8 +98,7 @@ def memory_token_budget(model: Any) -> int:
         return CPU_TOKEN_BUDGET
     free, _ = torch.cuda.mem_get_info(model.device)
     per_token = kv_bytes_per_token(model.config, model.dtype.itemsize)
-    # A quarter of free memory stays for prefill activations and the compiler's autotuning.
-    return max(1, int(free * 0.75 - RESERVE_BYTES) // per_token)
+    return max(1, int(free * 0.85 - RESERVE_BYTES) // per_token)
 
 
 def rationale_extractor() -> Callable[[str, str], str]:
@@ -99,17 +111,290 @@ def rationale_extractor() -> Callable[[str, str], str]:
     return extract_rationale
 
 
+def _attend(q: Any, k: Any, v: Any, mask: Any, scale: float | None = None) -> Any:
+    """Scaled dot-product attention, [batch, heads, queries, dim] -> [batch, queries, heads * dim]."""
+    import torch.nn.functional as F
+
+    gqa = {"enable_gqa": True} if k.shape[1] != q.shape[1] else {}
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, **gqa)
+    return out.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1)
+
+
+def _heads(x: Any, heads: int) -> Any:
+    """[batch, tokens, heads * dim] -> [batch, heads, tokens, dim]."""
+    return x.view(x.shape[0], x.shape[1], heads, -1).transpose(1, 2)
+
+
+class _T5:
+    """T5-family decoder step: self-attention over a static cache, cross-attention over the source's
+    K/V computed once per batch, T5's relative position bias; the HF modules' weights and norms."""
+
+    def __init__(self, model: Any):
+        self.model, self.config = model, model.config
+        self.blocks = model.decoder.block
+        self.rel = self.blocks[0].layer[0].SelfAttention  # holds the relative attention bias
+        self.heads = self.config.num_heads
+
+    def cache_len(self, length: int, new: int) -> int:
+        return new  # the start token and all new tokens but the last
+
+    def keys(self, length: int, i: int) -> int:
+        return i + 1  # self-attention slots read by the step that writes token i
+
+    def allocate(self, st: SimpleNamespace, batch: int, length: int, new: int) -> None:
+        import torch
+
+        m, heads, dim = self.model, self.heads, self.config.d_kv
+        empty = lambda n: torch.zeros(batch, heads, n, dim, dtype=m.dtype, device=m.device)
+        st.cross_k, st.cross_v = [empty(length) for _ in self.blocks], [empty(length) for _ in self.blocks]
+        st.cross_mask = torch.zeros(batch, 1, 1, length, dtype=m.dtype, device=m.device)
+
+    def prefill(self, st: SimpleNamespace, ids: Any, mask: Any) -> None:
+        import torch
+
+        low = torch.finfo(self.model.dtype).min
+        st.cross_mask.copy_(torch.where(mask.bool(), 0.0, low)[:, None, None, :])
+        st.tok.fill_(self.config.decoder_start_token_id)
+        for rows in _chunks_of(ids):
+            hidden = self.model.encoder(input_ids=ids[rows], attention_mask=mask[rows])[0]
+            for block, ck, cv in zip(self.blocks, st.cross_k, st.cross_v):
+                attn = block.layer[1].EncDecAttention
+                ck[rows] = _heads(attn.k(hidden), self.heads)
+                cv[rows] = _heads(attn.v(hidden), self.heads)
+
+    def step(self, st: SimpleNamespace, keys: int) -> Any:
+        import torch
+
+        low = torch.finfo(self.model.dtype).min
+        slots = torch.arange(keys, device=st.i.device)
+        bucket = self.rel._relative_position_bucket(slots - st.i, bidirectional=False,
+                                                     num_buckets=self.rel.relative_attention_num_buckets,
+                                                     max_distance=self.rel.relative_attention_max_distance)
+        bias = self.rel.relative_attention_bias(bucket).T[None, :, None, :]  # [1, heads, 1, keys]
+        bias = bias + torch.where(slots <= st.i, 0.0, low).to(bias.dtype)
+        x = self.model.decoder.embed_tokens(st.tok)
+        for block, k, v, ck, cv in zip(self.blocks, st.k, st.v, st.cross_k, st.cross_v):
+            layer, attn = block.layer[0], block.layer[0].SelfAttention
+            h = layer.layer_norm(x)
+            k.index_copy_(2, st.i, _heads(attn.k(h), self.heads))
+            v.index_copy_(2, st.i, _heads(attn.v(h), self.heads))
+            x = x + attn.o(_attend(_heads(attn.q(h), self.heads), k[:, :, :keys], v[:, :, :keys], bias, scale=1.0))
+            layer, attn = block.layer[1], block.layer[1].EncDecAttention
+            x = x + attn.o(_attend(_heads(attn.q(layer.layer_norm(x)), self.heads), ck, cv, st.cross_mask, scale=1.0))
+            x = block.layer[2](x)
+        x = self.model.decoder.final_layer_norm(x)
+        if self.config.tie_word_embeddings:
+            x = x * self.config.d_model ** -0.5
+        return self.model.lm_head(x)[:, -1]
+
+
+class _Llama:
+    """LLaMA-family decoder layers over a static cache (prompt, then new tokens), left-padded prompts;
+    the HF modules' weights, norms, MLPs and rotary embedding."""
+
+    def __init__(self, model: Any):
+        self.model, self.body, self.config = model, model.model, model.config
+        self.heads = self.config.num_attention_heads
+        self.kv_heads = getattr(self.config, "num_key_value_heads", None) or self.heads
+
+    def cache_len(self, length: int, new: int) -> int:
+        return length + new - 1  # the prompt and all new tokens but the last
+
+    def keys(self, length: int, i: int) -> int:
+        return length + i  # slots read by the step that writes token i (token 0 comes from the prefill)
+
+    def allocate(self, st: SimpleNamespace, batch: int, length: int, new: int) -> None:
+        import torch
+
+        st.length = length
+        st.seen = torch.zeros(batch, dtype=torch.long, device=self.model.device)  # real prompt tokens
+        st.valid = torch.ones(batch, 1, 1, length + new - 1, dtype=torch.bool, device=self.model.device)
+
+    def _layers(self, st: SimpleNamespace, rows: slice, x: Any, positions: Any, slots: Any, mask: Any, keys: int) -> Any:
+        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+        cos, sin = self.body.rotary_emb(x, positions)
+        for layer, k, v in zip(self.body.layers, st.k, st.v):
+            attn, h = layer.self_attn, layer.input_layernorm(x)
+            q, kk = apply_rotary_pos_emb(_heads(attn.q_proj(h), self.heads), _heads(attn.k_proj(h), self.kv_heads), cos, sin)
+            k[rows].index_copy_(2, slots, kk)
+            v[rows].index_copy_(2, slots, _heads(attn.v_proj(h), self.kv_heads))
+            x = x + attn.o_proj(_attend(q, k[rows, :, :keys], v[rows, :, :keys], mask))
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
+        return self.body.norm(x)
+
+    def prefill(self, st: SimpleNamespace, ids: Any, mask: Any) -> Any:
+        import torch
+
+        low, length = torch.finfo(self.model.dtype).min, ids.shape[1]
+        st.valid[..., :length] = mask.bool()[:, None, None, :]
+        st.seen.copy_(mask.sum(-1))
+        slots = torch.arange(length, device=ids.device)
+        causal = slots[None, :] <= slots[:, None]
+        last = []
+        for rows in _chunks_of(ids):
+            allowed = causal & st.valid[rows, :, :, :length]
+            positions = (mask[rows].cumsum(-1) - 1).clamp(min=0)
+            x = self.body.embed_tokens(ids[rows])
+            x = self._layers(st, rows, x, positions, slots, torch.where(allowed, 0.0, low).to(x.dtype), length)
+            last.append(self.model.lm_head(x[:, -1]))
+        return torch.cat(last)
+
+    def step(self, st: SimpleNamespace, keys: int) -> Any:
+        import torch
+
+        slot = st.length + st.i - 1
+        allowed = st.valid[..., :keys] & (torch.arange(keys, device=slot.device) <= slot)
+        x = self.body.embed_tokens(st.tok)
+        mask = torch.where(allowed, 0.0, torch.finfo(x.dtype).min).to(x.dtype)
+        return self.model.lm_head(self._layers(st, slice(None), x, (st.seen + st.i - 1)[:, None], slot, mask, keys))[:, -1]
+
+
+def _chunks_of(ids: Any) -> list[slice]:
+    rows = max(1, PREFILL_TOKENS // ids.shape[1])
+    return [slice(s, s + rows) for s in range(0, ids.shape[0], rows)]
+
+
+def cuda_graph(fn: Callable[[], None], pool: Any) -> Callable[[], None]:
+    """`fn` (already warmed up) captured in a CUDA graph; returns its replay."""
+    import torch
+
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=pool):
+        fn()
+    return graph.replay
+
+
+class GreedyLoop:
+    """Greedy decoding with static shapes for T5 and LLaMA models (`supports`): per bucket shape
+    (batch, prompt length) one static KV cache; the prompt prefilled in chunks, eagerly; then the
+    decode step, all in place on that state, in segments of SEGMENT steps, each attending to the
+    cache slots filled by its last step. With `capture` (CUDA: `cuda_graph`) each segment's step is
+    captured once per shape and replayed: the graphs of a batch shape serve all its batches.
+    Output matches `generate(do_sample=False)` (with `min_new_tokens=max_new_tokens` when
+    `force_new_tokens`), up to floating-point ties."""
+
+    @staticmethod
+    def supports(model: Any) -> bool:
+        from transformers import LlamaForCausalLM, T5ForConditionalGeneration
+
+        return isinstance(model, (T5ForConditionalGeneration, LlamaForCausalLM))
+
+    def __init__(self, model: Any, *, max_new_tokens: int, pad_token_id: int, force_new_tokens: bool,
+                 capture: Callable[[Callable[[], None], Any], Callable[[], None]] | None = None):
+        import torch
+        from transformers import T5ForConditionalGeneration
+
+        self.model, self.new, self.force, self.capture = model, max_new_tokens, force_new_tokens, capture
+        self.arch = _T5(model) if isinstance(model, T5ForConditionalGeneration) else _Llama(model)
+        eos = model.generation_config.eos_token_id
+        self.eos = torch.tensor([eos] if isinstance(eos, int) else list(eos or []), device=model.device)
+        self.pad = pad_token_id
+        self.state: SimpleNamespace | None = None
+        self.shapes: list[tuple[int, int]] = []  # the batch shapes given a state, in order
+        self.captured: list[tuple[int, int, int]] = []  # (batch, length, keys) of each captured step
+
+    def _allocate(self, batch: int, length: int) -> SimpleNamespace:
+        import torch
+
+        m, arch = self.model, self.arch
+        n = arch.cache_len(length, self.new)
+        cfg = m.config
+        heads = getattr(arch, "kv_heads", arch.heads)
+        dim = getattr(cfg, "head_dim", None) or getattr(cfg, "d_kv", None) or cfg.hidden_size // arch.heads
+        layers = getattr(cfg, "num_decoder_layers", None) or cfg.num_hidden_layers
+        empty = lambda: torch.zeros(batch, heads, n, dim, dtype=m.dtype, device=m.device)
+        st = SimpleNamespace(shape=(batch, length), steps={}, k=[empty() for _ in range(layers)],
+                             tok=torch.zeros(batch, 1, dtype=torch.long, device=m.device),
+                             i=torch.zeros(1, dtype=torch.long, device=m.device),
+                             out=torch.zeros(batch, self.new, dtype=torch.long, device=m.device),
+                             finished=torch.zeros(batch, dtype=torch.bool, device=m.device),
+                             pool=torch.cuda.graph_pool_handle() if self.capture is cuda_graph else None)
+        st.v = [empty() for _ in st.k]
+        arch.allocate(st, batch, length, self.new)
+        return st
+
+    def _emit(self, st: SimpleNamespace, logits: Any) -> None:
+        """Token `i` from `logits`: EOS barred when forcing, pad after EOS; in place, no host sync."""
+        if self.force and len(self.eos):
+            logits = logits.index_fill(1, self.eos, float("-inf"))
+        token = logits.argmax(-1).masked_fill(st.finished, self.pad)
+        st.finished |= token.unsqueeze(1).eq(self.eos).any(1)
+        st.out.index_copy_(1, st.i, token[:, None])
+        st.tok.copy_(token[:, None])
+        st.i += 1
+
+    def _step_fn(self, st: SimpleNamespace, keys: int) -> Callable[[], None]:
+        def step() -> None:
+            self._emit(st, self.arch.step(st, keys))
+
+        if self.capture is None:
+            return step
+        if keys not in st.steps:  # warm up (on the side stream CUDA graphs want), undo its writes, capture
+            import torch
+
+            saved = [t.clone() for t in (st.tok, st.i, st.out, st.finished)]
+            side = torch.cuda.Stream() if st.pool is not None else None
+            if side is not None:
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    step()
+                torch.cuda.current_stream().wait_stream(side)
+            else:
+                step()
+            for t, value in zip((st.tok, st.i, st.out, st.finished), saved):
+                t.copy_(value)
+            st.steps[keys] = self.capture(step, st.pool)
+            self.captured.append((*st.shape, keys))
+        return st.steps[keys]
+
+    def __call__(self, ids: Any, mask: Any) -> Any:
+        """New token ids [batch, max_new_tokens] (pad after EOS) for a padded prompt batch."""
+        import torch
+
+        shape = (ids.shape[0], ids.shape[1])
+        if self.state is None or self.state.shape != shape:
+            self.state = None  # free the last shape's cache and graphs first
+            self.state = self._allocate(*shape)
+            self.shapes.append(shape)
+        st, arch = self.state, self.arch
+        with torch.inference_mode():
+            st.i.zero_()
+            st.finished.zero_()
+            st.out.fill_(self.pad)
+            first = arch.prefill(st, ids, mask)
+            if first is not None:
+                self._emit(st, first)
+            start = 1 if first is not None else 0
+            for begin in range(start, self.new, SEGMENT):
+                end = min(begin + SEGMENT, self.new)
+                step = self._step_fn(st, arch.keys(ids.shape[1], end - 1))
+                for _ in range(begin, end):
+                    step()
+                if not self.force and bool(st.finished.all()):
+                    break
+            return st.out.clone()
+
+
 class HFDecoder:
-    """Decodes with `model.generate`; yields results batch by batch so callers can check and save early."""
+    """Decodes with `GreedyLoop` where it applies (greedy, one sample, a T5 or LLaMA model; see
+    `DecodeOptions.loop`), else with `model.generate`; yields results batch by batch so callers can
+    check and save early."""
 
     def __init__(self, model: Any, tokenizer: Any, settings: StudentSettings, options: DecodeOptions):
         self.model, self.tokenizer, self.settings, self.options = model, tokenizer, settings, options
         self.causal = settings.kind == "causal"
         if self.causal:  # generation continues the prompt: pad and truncate on the left
             tokenizer.padding_side = tokenizer.truncation_side = "left"
-        on_cuda = model.device.type == "cuda"
-        self.static = on_cuda if options.static_cache is None else options.static_cache
         self.prompting: dict[str, Any] = {"cues": settings.cues, "format": settings.prompt_format}
+        fits = options.temperature <= 0 and options.samples == 1 and GreedyLoop.supports(model)
+        if options.loop == "static" and not fits:
+            raise InputError("the static loop decodes greedily, one sample, T5 and LLaMA models only")
+        self.loop: GreedyLoop | None = None
+        if options.loop == "static" or (options.loop == "auto" and fits):
+            graphs = options.compile and model.device.type == "cuda"
+            self.loop = GreedyLoop(model, max_new_tokens=options.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                   force_new_tokens=options.force_new_tokens, capture=cuda_graph if graphs else None)
 
     def prompt(self, question: str, thought: str) -> str:
         return format_prompt(self.tokenizer, student_input(question, thought, self.settings.cues), self.settings)
@@ -121,23 +406,7 @@ class HFDecoder:
         kw.update(do_sample=True, temperature=o.temperature, top_p=o.top_p) if o.temperature > 0 else kw.update(do_sample=False)
         if o.force_new_tokens:
             kw["min_new_tokens"] = o.max_new_tokens
-        if self.static:
-            from transformers import CompileConfig
-
-            if o.compile:  # dynamic=None: one static compile, then one with symbolic shapes
-                kw["compile_config"] = CompileConfig(fullgraph=False, dynamic=None)
-            else:
-                kw["disable_compile"] = True
         return kw
-
-    def _static_cache(self, length: int) -> Any:
-        from transformers import EncoderDecoderCache, StaticCache
-
-        config, new = self.model.config.get_text_config(decoder=True), self.options.max_new_tokens
-        if self.causal:
-            return StaticCache(config=config, max_cache_len=length + new)
-        # decoder self-attention (start token + new tokens) and cross-attention over the source
-        return EncoderDecoderCache(StaticCache(config=config, max_cache_len=new + 1), StaticCache(config=config, max_cache_len=length))
 
     def plan(self, prompts: Sequence[str]) -> list[Batch]:
         o = self.options
@@ -153,22 +422,26 @@ class HFDecoder:
 
         torch.manual_seed(self.options.seed)
         kwargs = self._generate_kwargs()
-        for batch in batches if batches is not None else self.plan(prompts):
-            texts = [prompts[i] for i in batch.indices]
-            if self.static:  # a fixed batch shape per length: pad the batch with copies, dropped below
-                texts += texts[-1:] * (batch.capacity - len(texts))
-            enc = self.tokenizer(texts, padding="max_length", truncation=True, return_tensors="pt",
-                                 max_length=min(batch.length, self.settings.max_source_len)).to(self.model.device)
-            if self.static:  # our own cache per batch, sized to its length (generate's own never shrinks)
-                kwargs["past_key_values"] = None  # free the last batch's cache before allocating this one
-                kwargs["past_key_values"] = self._static_cache(enc["input_ids"].shape[1])
-            with torch.inference_mode():
-                out = self.model.generate(**enc, **kwargs)
-            if self.causal:
-                out = out[:, enc["input_ids"].shape[1]:]
-            decoded = self.tokenizer.batch_decode(out[: len(batch.indices) * self.options.samples], skip_special_tokens=True)
-            n = self.options.samples
-            yield batch.indices, [decoded[j * n:(j + 1) * n] for j in range(len(batch.indices))]
+        try:
+            for batch in batches if batches is not None else self.plan(prompts):
+                texts = [prompts[i] for i in batch.indices]
+                if self.loop is not None:  # one shape per bucket: pad the batch with copies, dropped below
+                    texts += texts[-1:] * (batch.capacity - len(texts))
+                enc = self.tokenizer(texts, padding="max_length", truncation=True, return_tensors="pt",
+                                     max_length=min(batch.length, self.settings.max_source_len)).to(self.model.device)
+                if self.loop is not None:
+                    out = self.loop(enc["input_ids"], enc["attention_mask"])
+                else:
+                    with torch.inference_mode():
+                        out = self.model.generate(**enc, **kwargs)
+                    if self.causal:
+                        out = out[:, enc["input_ids"].shape[1]:]
+                decoded = self.tokenizer.batch_decode(out[: len(batch.indices) * self.options.samples], skip_special_tokens=True)
+                n = self.options.samples
+                yield batch.indices, [decoded[j * n:(j + 1) * n] for j in range(len(batch.indices))]
+        finally:
+            if self.loop is not None:
+                self.loop.state = None  # free the static cache and its graphs
 
 
 class VllmDecoder:
