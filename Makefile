@@ -1,4 +1,5 @@
 # One-command set-up: `make test` and `make demo` create .venv on first use.
+# `make demo` is the offline quickstart (recipes/quickstart.yaml: about 10 minutes on 2 CPU cores).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -12,13 +13,18 @@ $(BIN)/distill: pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo quickstart demo-validate bench clean
 install: $(BIN)/distill
 
 test: $(BIN)/distill
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
-demo: $(BIN)/distill
+demo: quickstart
+
+quickstart: $(BIN)/distill
+	$(BIN)/distill run recipes/quickstart.yaml
+
+demo-validate: $(BIN)/distill
 	$(BIN)/distill validate --thought pot ../shared/data/recorded/multiarith_pot_codex_zeroshot.jsonl \
 		--rationale-field generated -o runs/demo/multiarith_pot.jsonl --overwrite
 

@@ -9,9 +9,10 @@ Examples are ETD-like: 40-200 source tokens, 60-300 target tokens (uniform), ran
 
 naive: random batches padded to the longest (16 for (a); 8 for (b) with gradient checkpointing),
        fp32 weights under bf16 autocast, torch.optim.AdamW defaults, the model's own loss.
-ours:  the `distill train` pieces: length-grouped micro-batches under a token budget (padding to a
-       multiple of 8), padding-free packing for the causal student, bf16 frozen base for LoRA,
-       fused AdamW, loss on target positions only (the causal LM head only sees target positions).
+ours:  the `distill train` pieces: micro-batches of fixed shapes under a token budget (`length_buckets`),
+       compiled blocks (`compile: true`; eager when that fails or exceeds --compile-limit), bf16
+       frozen base for LoRA, fused AdamW, loss on target positions only (the causal LM head only
+       sees target positions).
 Throughput counts real (non-pad) tokens only: source + target tokens per example.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ import argparse
 import gc
 import importlib.util
 import random
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -30,7 +32,8 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from distill.train.data import IGNORE, Collator, plan_batches  # noqa: E402
+from distill.train.compile import block_lists, compile_blocks  # noqa: E402
+from distill.train.data import IGNORE, Collator, bucket_shape, length, plan_batches, plan_buckets  # noqa: E402
 from distill.train.loop import loss_sum, target_tokens  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_gpu.md"
@@ -206,6 +209,9 @@ def naive(shape: Shape, data: list[Example], device: torch.device, warmup: int, 
     return seconds, timed, note
 
 
+BUCKETS = {"seq2seq": [64, 128, 192, 256, 320], "causal": [128, 192, 256, 320, 384, 448, 512]}
+
+
 def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, steps: int,
          max_tokens: int, compile_model: bool, pack: str) -> tuple[float, list[list[Example]], str]:
     on_gpu = device.type == "cuda"
@@ -213,18 +219,24 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
     # weights under bf16 autocast (bf16 weights would round away lr-2e-5 Adam updates).
     dtype = torch.bfloat16 if shape.lora_r and on_gpu else torch.float32
     model = build_model(shape, dtype, device, checkpointing=False)
-    if compile_model:
-        model.compile(dynamic=True)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=2e-5, fused=on_gpu or None)
     flash = importlib.util.find_spec("flash_attn") is not None and on_gpu
     packed = shape.kind == "causal" and (flash if pack == "auto" else pack == "yes")
     if packed and flash:
         model.set_attn_implementation("flash_attention_2")
-    collate = Collator(shape.kind, 0, decoder_start_id=0, packing=packed, pad_to_multiple_of=8 if on_gpu else 1)
-    lengths = [len(e["ids"]) if "ids" in e else len(e["src"]) + len(e["tgt"]) for e in data]
-    plan = plan_batches(lengths, batch_size=4096, max_tokens=max_tokens, packed=packed, seed=0)
+    buckets = [] if packed else BUCKETS[shape.kind]
+    collate = Collator(shape.kind, 0, decoder_start_id=0, packing=packed, pad_to_multiple_of=8 if on_gpu else 1,
+                       buckets=buckets, batch_size=4096, max_tokens=max_tokens)
+    if buckets:
+        plan = plan_buckets([bucket_shape(e, buckets) for e in data], batch_size=4096, max_tokens=max_tokens)
+    else:
+        plan = plan_batches([length(e) for e in data], batch_size=4096, max_tokens=max_tokens, packed=packed)
     batches = [[data[i] for i in b] for b in plan]
+    compile_s = 0.0
+    if compile_model:  # as `distill train` with `compile: true`
+        shapes = len(buckets) ** (2 if shape.kind == "seq2seq" else 1) if buckets else 8
+        compile_blocks(model, graph_bound=2 * len(block_lists(model)) * shapes * 2)
 
     def step(examples: list[Example]) -> None:
         batch = {k: v.to(device, non_blocking=True) for k, v in collate(examples).items()}
@@ -235,10 +247,22 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    if compile_model:  # one step per batch shape of the run, so that no compile falls into the timed steps
+        started = time.perf_counter()
+        seen = {}
+        for b in batches[:warmup + steps]:
+            seen.setdefault(tuple(v.shape for v in collate(b).values()), b)
+        for b in seen.values():
+            step(b)
+        if on_gpu:
+            torch.cuda.synchronize()
+        compile_s = time.perf_counter() - started
     seconds, timed = time_steps(model, optimizer, batches, step, warmup, steps, device)
     attention = ("flash-attn varlen" if flash else "SDPA block mask") + ", packed" if packed else "SDPA, length-grouped padding"
+    if buckets:
+        attention = f"SDPA, padded to {len(buckets)} length buckets"
     note = f"token budget {max_tokens:,}, {attention}, fused AdamW" + (", bf16 base" if dtype == torch.bfloat16 else "")
-    return seconds, timed, note + (", compiled" if compile_model else "")
+    return seconds, timed, note + (f", compiled blocks (compile + first steps {compile_s:.0f} s)" if compile_model else "")
 
 
 def free(device: torch.device) -> None:
@@ -259,19 +283,42 @@ def measure(shape: Shape, recipe: str, device: torch.device, peak_flops: float |
     return Result(shape.name, recipe, tokens / seconds, mfu, peak_gb, seconds / len(timed), tokens / len(timed), note)
 
 
+class CompileTimeout(Exception):
+    pass
+
+
 def ours_with_fallback(shape: Shape, data: list[Example], device: torch.device, warmup: int, steps: int,
-                       budget: int, compile_model: bool, pack: str) -> Callable:
-    """Ours at the largest token budget that fits (halved on out-of-memory)."""
-    def run() -> tuple[float, list[list[Example]], str]:
-        tokens = budget
+                       budget: int, compile_model: bool, pack: str, compile_limit: int) -> Callable:
+    """Ours at the largest token budget that fits (3/4 of it on out-of-memory); compiled, or eager
+    when the compiled run fails or takes more than `compile_limit` seconds, so one run always gives a table."""
+    def attempt(tokens: int, compiled: bool) -> tuple[float, list[list[Example]], str]:
         while True:
             try:
-                return ours(shape, data, device, warmup, steps, tokens, compile_model, pack)
+                return ours(shape, data, device, warmup, steps, tokens, compiled, pack)
             except torch.cuda.OutOfMemoryError:
                 if tokens <= 2048:
                     raise
-                tokens //= 2
+                tokens = tokens * 3 // 4 // 512 * 512
                 free(device)
+
+    def run() -> tuple[float, list[list[Example]], str]:
+        if compile_model:
+            def timeout(*_: Any) -> None:
+                raise CompileTimeout
+            previous = signal.signal(signal.SIGALRM, timeout)
+            signal.alarm(compile_limit)
+            try:
+                return attempt(budget, True)
+            except Exception as exc:  # noqa: BLE001 - any failure of the compiled run falls back to eager
+                reason = "over the time limit" if isinstance(exc, CompileTimeout) else f"{type(exc).__name__}: {exc}"
+                print(f"{shape.name}: compiled run failed ({reason}); eager instead", file=sys.stderr)
+                free(device)
+            finally:
+                signal.alarm(0)
+                signal.signal(signal.SIGALRM, previous)
+            seconds, timed, note = attempt(budget, False)
+            return seconds, timed, note + " (compile failed: eager)"
+        return attempt(budget, False)
     return run
 
 
@@ -319,11 +366,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps per case")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--only", choices=["a", "b"], help="one shape only")
-    parser.add_argument("--budget-a", type=int, default=24576, help="ours: token budget per step, shape (a)")
-    parser.add_argument("--budget-b", type=int, default=6144, help="ours: token budget per step, shape (b)")
+    parser.add_argument("--budget-a", type=int, default=16384, help="ours: token budget per step, shape (a)")
+    parser.add_argument("--budget-b", type=int, default=8192, help="ours: token budget per step, shape (b)")
     parser.add_argument("--pack", choices=["auto", "yes", "no"], default="auto",
                         help="ours, causal: padding-free packing (auto: when flash-attn is installed)")
-    parser.add_argument("--compile", action="store_true", help="ours: torch.compile the model (dynamic shapes)")
+    parser.add_argument("--eager", action="store_true", help="ours: no torch.compile of the blocks")
+    parser.add_argument("--compile-limit", type=int, default=150,
+                        help="ours: seconds a compiled run may take (compile included) before eager is measured instead")
     parser.add_argument("--peak-tflops", type=float, help="bf16 dense peak of this GPU (default: from its name)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -344,8 +393,8 @@ def main() -> None:
         data = synthetic(shape, 4096 if not args.smoke else 64)
         budget = args.budget_a if shape.kind == "seq2seq" else args.budget_b
         for recipe, run in (("naive", lambda: naive(shape, data, device, args.warmup, args.steps)),
-                            ("ours", ours_with_fallback(shape, data, device, args.warmup, args.steps, budget, args.compile,
-                                                       args.pack))):
+                            ("ours", ours_with_fallback(shape, data, device, args.warmup, args.steps, budget, not args.eager,
+                                                       args.pack, args.compile_limit))):
             started = time.perf_counter()
             results.append(measure(shape, recipe, device, peak, run))
             console.print(f"{shape.name} {recipe}: {results[-1].tokens_per_s:,.0f} tokens/s "

@@ -184,3 +184,50 @@ def test_cli_trains_from_jsonl_and_reports_bad_keys(tmp_path: Path) -> None:
     data.write_text('{"input": "x"}\n')
     broken = CliRunner().invoke(main, [*args, "--overwrite"])
     assert broken.exit_code == 2 and "train.jsonl:1: field 'target'" in broken.output
+
+
+def test_tiny_student_trains_its_own_tokenizer(tmp_path: Path, mtd: Path) -> None:
+    tiny = {"d_model": 64, "layers": 2, "heads": 4, "d_ff": 128, "vocab_size": 320}
+    out = train(_config(tmp_path, mtd, tokenizer="train-bpe", max_steps=4, tiny=tiny))
+    _, tokenizer, _ = load_student(str(out))
+    assert len(tokenizer) <= 320
+    assert len(tokenizer.tokenize(" plus")) == 1  # a merge learned from the data
+    assert [t for t in tokenizer.tokenize("12 + 30") if t.isdigit()] == ["1", "2", "3", "0"]
+    text = "Q: What is 12 plus 30?\nThink.\n"
+    assert tokenizer.decode(tokenizer(text)["input_ids"], skip_special_tokens=True) == text
+    with pytest.raises(InputError, match="from scratch"):
+        train(_config(tmp_path / "b", mtd, student="t5-small", tokenizer="train-bpe"))
+
+
+def test_length_buckets_give_fixed_shapes() -> None:
+    from distill.train.data import bucket_shape, plan_buckets
+
+    rng = random.Random(0)
+    examples = [{"src": [5] * rng.randint(3, 60), "tgt": [6] * rng.randint(2, 90)} for _ in range(200)]
+    buckets, budget = [32, 64, 96], 512
+    shapes = [bucket_shape(e, buckets) for e in examples]
+    plan = plan_buckets(shapes, batch_size=64, max_tokens=budget, seed=3, epoch=1)
+    assert plan == plan_buckets(shapes, batch_size=64, max_tokens=budget, seed=3, epoch=1)
+    assert sorted(i for b in plan for i in b) == list(range(200))
+    collate = Collator("seq2seq", 0, decoder_start_id=0, buckets=buckets, batch_size=64, max_tokens=budget)
+    seen = set()
+    for b in plan:
+        batch = collate([examples[i] for i in b])
+        (rows, src), (_, tgt) = batch["input_ids"].shape, batch["labels"].shape
+        assert (src, tgt) in {(s, t) for s in buckets for t in buckets} and rows == budget // (src + tgt)
+        assert int((batch["labels"] != IGNORE).sum()) == sum(len(examples[i]["tgt"]) for i in b)
+        seen.add((rows, src, tgt))
+    assert len(seen) <= len(buckets) ** 2
+
+
+def test_compiled_blocks_bounded_and_match_eager(tmp_path: Path, mtd: Path) -> None:
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    common = {"max_steps": 4, "save_every": 0, "max_tokens": 512, "length_buckets": [32, 64, 128]}
+    eager = _losses(train(_config(tmp_path / "eager", mtd, "tiny-llama", **common)))
+    compiled = _losses(train(_config(tmp_path / "compiled", mtd, "tiny-llama", compile=True, **common)))
+    assert compiled == pytest.approx(eager, rel=1e-4)
+    # One block class, train and eval: a graph per (mode, shape) at most, far fewer with dynamic shapes.
+    assert 1 <= counters["stats"]["unique_graphs"] <= 2 * 3

@@ -167,3 +167,21 @@ def test_tokenizer_round_trips_rationales_and_suits_t5(problems: list[Problem], 
     batch = tok(texts[:2], text_target=texts[2:4], padding=True, return_tensors="pt")
     loss = T5ForConditionalGeneration(config)(**batch).loss
     assert torch.isfinite(loss)
+
+
+def test_generate_prints_how_many_injected_errors_were_rejected(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from distill.cli import main
+    from distill.world.audit import audit
+
+    out = tmp_path / "rationales.jsonl"
+    args = ["generate", "--data", "world:train?n=40", "--teacher", "world:error_rate=0.5", "--thought", "pot,eot,cot",
+            "--samples", "3", "--n-per-request", "2", "--no-progress", "-o", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "injected teacher errors rejected by the checkers" in " ".join(result.output.split())
+    found = audit(out, WorldTeacher(error_rate=0.5), round_size=2)  # samples 0-1 in round 0, sample 2 in round 1
+    assert found.unmatched == 0 and found.injected + found.clean == 40 * 3 * 3
+    assert 0.35 < found.injected / (40 * 9) < 0.65
+    assert found.rejection_rate == 1.0 and found.clean_rejected == 0

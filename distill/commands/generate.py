@@ -87,5 +87,11 @@ def command(thoughts: list[str], data: str, limit: int | None, shard: str | None
     console.print(f"wrote {s.written} records to {out} ({s.called} requests sent, {s.resumed} resumed); "
                   f"all runs into this file: {total['prompt_tokens']:,} + {total['completion_tokens']:,} tokens, "
                   f"{cost}; ledger in {ledger_path(out)}")
+    if teacher.startswith("world:") and keep == "all":  # the simulated teacher knows which answers it spoiled
+        from distill.world.audit import audit
+        from distill.world.teacher import WorldTeacher
+
+        found = audit(out, WorldTeacher.from_spec(teacher.partition(":")[2]), settings.rounds()[0], temperature == 0)
+        console.print(found.summary())
     if any(is_transient(k) for k in s.failures):
         console.print("some requests failed after every retry; rerun the same command to retry only those")

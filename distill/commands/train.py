@@ -58,6 +58,8 @@ def _relaunch(num_processes: int | None, accelerate_config: str | None) -> None:
         launch += ["--config_file", accelerate_config]
     if num_processes:
         launch += ["--num_processes", str(num_processes)] + (["--multi_gpu"] if num_processes > 1 else [])
+        if not accelerate_config:
+            launch += ["--main_process_port", "0"]  # a free port
     sys.exit(subprocess.call(launch + ["-m", "distill", "train", *kept]))
 
 
@@ -69,7 +71,7 @@ def _relaunch(num_processes: int | None, accelerate_config: str | None) -> None:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any config key (dotted: lora.r=8).")
 @click.option("--resume", is_flag=True, help="Continue the run in OUTPUT from its newest checkpoint, exactly.")
 @click.option("--overwrite", is_flag=True, help="Start over in an OUTPUT that holds an earlier run.")
-@click.option("--tokenizer", help="Tokenizer (default: the student's; ByT5 for the tiny students).")
+@click.option("--tokenizer", help="Tokenizer (default: the student's; ByT5 for the tiny students). train-bpe: trained on the data (tiny students).")
 @click.option("--epochs", type=int)
 @click.option("--max-steps", type=int, help="Stop after this many optimizer steps (overrides epochs).")
 @click.option("--lr", type=float)

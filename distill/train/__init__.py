@@ -19,7 +19,8 @@ from distill.students import StudentSettings, model_kind
 from distill.train.checkpoint import (CONFIG_FILE, TrainState, latest_checkpoint, load_checkpoint, save_checkpoint,
                                       save_model)
 from distill.train.config import TrainConfig, load_config
-from distill.train.data import Collator, length, load_splits, plan_batches, tokenize
+from distill.train.compile import block_lists, compile_blocks
+from distill.train.data import Collator, bucket_shape, length, load_splits, plan_batches, plan_buckets, tokenize
 from distill.train.log import MetricsLog, StepProgress, trackers, truncate_metrics
 from distill.train.loop import Loop, Plan
 from distill.train.model import count_parameters, load_model, load_tokenizer
@@ -112,13 +113,18 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     out = Path(config.output_dir)
     checkpoint = _prepare_output(out, resume, overwrite)
     on_gpu = torch.cuda.is_available()
-    if not on_gpu:
-        torch.set_num_threads(config.threads or len(os.sched_getaffinity(0)))
+    if not on_gpu:  # processes launched together on one host share its cores
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        torch.set_num_threads(config.threads or max(1, len(os.sched_getaffinity(0)) // local_world))
     precision = config.mixed_precision
     if precision == "auto":
         precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "no"
-    accelerator = Accelerator(mixed_precision=precision, log_with=trackers(config) or None, project_dir=str(out))
+    # cpu=True without CUDA: processes launched by torchrun (`--num-processes N`) then join one gloo group
+    # instead of each training alone as its own main process.
+    accelerator = Accelerator(mixed_precision=precision, log_with=trackers(config) or None, project_dir=str(out),
+                              cpu=not on_gpu)
     main = accelerator.is_main_process
+    accelerator.wait_for_everyone()  # every process has checked the output dir before the main one writes to it
     if main:
         if overwrite and checkpoint is None:
             _clear_run(out)
@@ -127,7 +133,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     set_seed(config.seed)  # before the model: tiny students and LoRA adapters start from seeded weights
 
     splits = load_splits(config.data)
-    tokenizer = load_tokenizer(config)
+    tokenizer = load_tokenizer(config, splits.train, checkpoint=checkpoint)
     model = load_model(config, tokenizer, on_gpu=on_gpu, weights_from=checkpoint)
     kind = model_kind(model.config)
     if kind == "causal" and config.prompt_format == "chat" and not getattr(tokenizer, "chat_template", None):
@@ -137,10 +143,11 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     auto_pack = getattr(model.config, "_attn_implementation", None) == "flash_attention_2"
     packed = kind == "causal" and (auto_pack if config.packing == "auto" else config.packing)
     collate = Collator(kind, tokenizer.pad_token_id, decoder_start_id=getattr(model.config, "decoder_start_token_id", None),
-                       packing=packed, pad_to_multiple_of=config.pad_to_multiple_of or (8 if on_gpu else 1))
+                       packing=packed, pad_to_multiple_of=config.pad_to_multiple_of or (8 if on_gpu else 1),
+                       buckets=config.length_buckets, batch_size=config.batch_size, max_tokens=config.max_tokens)
     plan = Plan(tokenize(splits.train, tokenizer, settings), config.batch_size, config.max_tokens,
                 config.group_by_length, packed, config.seed, config.grad_accum,
-                rank=accelerator.process_index, world=accelerator.num_processes)
+                rank=accelerator.process_index, world=accelerator.num_processes, buckets=config.length_buckets)
     if config.max_steps:
         total_steps = config.max_steps
         epochs = math.ceil(config.max_steps / plan.steps_in_epoch(0)) + 1  # plans vary a little per epoch
@@ -151,14 +158,20 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     eval_batches = None
     if splits.validation:
         val = tokenize(splits.validation, tokenizer, settings)
-        batches = plan_batches([length(e) for e in val], batch_size=config.batch_size, max_tokens=config.max_tokens,
-                               packed=packed)
+        if config.length_buckets and not packed:
+            batches = plan_buckets([bucket_shape(e, config.length_buckets) for e in val], batch_size=config.batch_size,
+                                   max_tokens=config.max_tokens)
+        else:
+            batches = plan_batches([length(e) for e in val], batch_size=config.batch_size,
+                                   max_tokens=config.max_tokens, packed=packed)
         eval_batches = [collate([val[i] for i in b]) for b in batches[accelerator.process_index::accelerator.num_processes]]
 
     optimizer = _optimizer(model, config, fused=on_gpu)
     scheduler = _scheduler(optimizer, config, total_steps)
     if config.compile:
-        model.compile(dynamic=True)
+        # Graphs per block code: (first layer, others) per stack x batch shapes x (train, eval).
+        shapes = len(config.length_buckets) ** (2 if kind == "seq2seq" else 1) if config.length_buckets else 8
+        compile_blocks(model, graph_bound=2 * len(block_lists(model)) * shapes * 2)
     model, optimizer = accelerator.prepare(model, optimizer)
     state = TrainState()
     if checkpoint is not None:

@@ -19,6 +19,7 @@ from distill.records import InputError
 
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes" / "students"
 TINY_STUDENTS = ("tiny-t5", "tiny-llama")
+TRAINED_TOKENIZER = "train-bpe"  # `tokenizer:` value: a BPE trained on the training set (tiny students)
 
 # Keys that take one of a fixed set of values.
 CHOICES = {
@@ -48,7 +49,9 @@ class TinySettings:
     d_model: int = 128
     layers: int = 3
     heads: int = 4
+    d_ff: int = 0  # feed-forward width (0: 4 * d_model)
     dropout: float = 0.0
+    vocab_size: int = 1024  # of the `tokenizer: train-bpe` BPE
 
 
 @dataclass
@@ -56,7 +59,7 @@ class TrainConfig:
     student: str = ""  # hub id, local model dir, or tiny-t5 / tiny-llama
     data: str = ""  # MTD dir from `distill mix`, or JSONL file/dir of {input, target}
     output_dir: str = ""
-    tokenizer: str | None = None  # default: the student's own (ByT5 for the tiny students)
+    tokenizer: str | None = None  # default: the student's own (ByT5 for the tiny students); or train-bpe
     kind: str = "auto"  # seq2seq | causal | auto (from the model config)
     prompt_format: str = "plain"  # causal students: the cue text as it is, or the chat template
     max_source_len: int = 256
@@ -82,7 +85,11 @@ class TrainConfig:
     dtype: str = "auto"  # weights; auto: float32 for full fine-tuning, bfloat16 LoRA base on GPU
     attn_implementation: str = "auto"  # auto: flash_attention_2 when flash-attn is installed and a GPU is there, else sdpa
     gradient_checkpointing: bool = False
-    compile: bool = False
+    compile: bool = False  # torch.compile each repeated block (encoder/decoder layers), dynamic shapes
+    # Pad every micro-batch to a fixed shape: each sequence (seq2seq: source and target apart) to the smallest
+    # of these widths that holds it, and the rows to max_tokens // width (or batch_size). Bounds the shapes
+    # that `compile` sees; [] pads to the longest instead.
+    length_buckets: list[int] = field(default_factory=list)
     pad_to_multiple_of: int = 0  # 0: 8 on GPU (tensor cores), 1 on CPU
     threads: int = 0  # CPU threads for torch (0: every core)
     lora: LoraSettings = field(default_factory=LoraSettings)
@@ -149,8 +156,9 @@ def _check(config: TrainConfig, source: str) -> None:
     positive = {"batch_size": config.batch_size, "grad_accum": config.grad_accum, "epochs": config.epochs,
                 "max_source_len": config.max_source_len, "max_target_len": config.max_target_len,
                 "log_every": config.log_every, "lora.r": config.lora.r, "tiny.d_model": config.tiny.d_model,
-                "tiny.layers": config.tiny.layers, "tiny.heads": config.tiny.heads}
-    non_negative = {"max_steps": config.max_steps, "max_tokens": config.max_tokens, "save_every": config.save_every,
+                "tiny.layers": config.tiny.layers, "tiny.heads": config.tiny.heads,
+                "tiny.vocab_size": config.tiny.vocab_size}
+    non_negative = {"max_steps": config.max_steps, "tiny.d_ff": config.tiny.d_ff, "max_tokens": config.max_tokens, "save_every": config.save_every,
                     "keep_checkpoints": config.keep_checkpoints, "eval_every": config.eval_every,
                     "threads": config.threads, "pad_to_multiple_of": config.pad_to_multiple_of,
                     "weight_decay": config.weight_decay, "max_grad_norm": config.max_grad_norm}
@@ -170,6 +178,8 @@ def _check(config: TrainConfig, source: str) -> None:
         raise InputError(f"key 'lora.dropout': must be in [0, 1), got {config.lora.dropout}", source)
     if config.tiny.d_model % config.tiny.heads:
         raise InputError("key 'tiny.d_model': must be a multiple of tiny.heads", source)
+    if any(b <= 0 for b in config.length_buckets) or config.length_buckets != sorted(set(config.length_buckets)):
+        raise InputError(f"key 'length_buckets': increasing positive widths, got {config.length_buckets}", source)
     if config.packing not in (True, False, "auto"):
         raise InputError(f"key 'packing': true, false or auto, got {config.packing!r}", source)
     if isinstance(config.trackers, str) and config.trackers not in ("auto", "none"):

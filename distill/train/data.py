@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -154,9 +154,50 @@ def plan_batches(lengths: list[int], *, batch_size: int, max_tokens: int = 0, gr
     return batches
 
 
-def _pad(seqs: list[list[int]], value: int, multiple: int) -> torch.Tensor:
-    width = math.ceil(max(map(len, seqs)) / multiple) * multiple
+def bucket(width: int, buckets: list[int]) -> int:
+    """The smallest bucket that holds `width` (past the largest: a multiple of the largest)."""
+    return next((b for b in buckets if b >= width), -(-width // buckets[-1]) * buckets[-1])
+
+
+def bucket_shape(example: dict[str, list[int]], buckets: list[int]) -> tuple[int, ...]:
+    """Padded widths of an example: (ids,) causal, (source, target) seq2seq."""
+    sides = [example["ids"]] if "ids" in example else [example["src"], example["tgt"]]
+    return tuple(bucket(len(s), buckets) for s in sides)
+
+
+def bucket_rows(shape: tuple[int, ...], batch_size: int, max_tokens: int) -> int:
+    """Rows of every micro-batch of this shape: the token budget over the padded row width."""
+    return max(1, min(batch_size, max_tokens // sum(shape))) if max_tokens else batch_size
+
+
+def plan_buckets(shapes: list[tuple[int, ...]], *, batch_size: int, max_tokens: int = 0, seed: int = 0,
+                 epoch: int = 0) -> list[list[int]]:
+    """Micro-batches of one epoch where every batch has one bucket shape: as `plan_batches`, a pure
+    function of (seed, epoch); examples are shuffled within their bucket, batches across buckets."""
+    rng = random.Random(seed * 100_003 + epoch)
+    order = list(range(len(shapes)))
+    rng.shuffle(order)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i in order:
+        groups.setdefault(shapes[i], []).append(i)
+    batches = []
+    for shape, members in sorted(groups.items()):
+        rows = bucket_rows(shape, batch_size, max_tokens)
+        batches += [members[s:s + rows] for s in range(0, len(members), rows)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _pad(seqs: list[list[int]], value: int, multiple: int, width: int = 0) -> torch.Tensor:
+    width = width or math.ceil(max(map(len, seqs)) / multiple) * multiple
     return torch.tensor([s + [value] * (width - len(s)) for s in seqs], dtype=torch.long)
+
+
+def _fill_rows(batch: dict[str, torch.Tensor], rows: int, pad_id: int) -> dict[str, torch.Tensor]:
+    """Extra all-padding rows up to `rows`: no target tokens, and attending to every position (a fully
+    masked row would make NaNs in some attention kernels)."""
+    values = {"attention_mask": 1, "labels": IGNORE}
+    return {k: torch.cat([v, v.new_full((rows - len(v), v.shape[1]), values.get(k, pad_id))]) for k, v in batch.items()}
 
 
 @dataclass
@@ -168,17 +209,29 @@ class Collator:
     decoder_start_id: int | None = None
     packing: bool = False
     pad_to_multiple_of: int = 1
+    # Fixed shapes (see `plan_buckets`): widths padded to these buckets, rows to `bucket_rows`.
+    buckets: list[int] = field(default_factory=list)
+    batch_size: int = 0
+    max_tokens: int = 0
 
     def __call__(self, examples: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        m = self.pad_to_multiple_of
+        if not self.buckets or self.packing:
+            return self._collate(examples, (0, 0))
+        shape = tuple(map(max, zip(*(bucket_shape(e, self.buckets) for e in examples))))
+        batch = self._collate(examples, shape if len(shape) == 2 else (shape[0], 0))
+        return _fill_rows(batch, bucket_rows(shape, self.batch_size, self.max_tokens), self.pad_id)
+
+    def _collate(self, examples: list[dict[str, list[int]]], widths: tuple[int, int]) -> dict[str, torch.Tensor]:
+        m, (width, target_width) = self.pad_to_multiple_of, widths
         if self.kind == "seq2seq":
             src = [e["src"] for e in examples]
             tgt = [e["tgt"] for e in examples]
             return {
-                "input_ids": _pad(src, self.pad_id, m),
-                "attention_mask": _pad([[1] * len(s) for s in src], 0, m),
-                "decoder_input_ids": _pad([[self.decoder_start_id] + t[:-1] for t in tgt], self.pad_id, m),
-                "labels": _pad(tgt, IGNORE, m),
+                "input_ids": _pad(src, self.pad_id, m, width),
+                "attention_mask": _pad([[1] * len(s) for s in src], 0, m, width),
+                "decoder_input_ids": _pad([[self.decoder_start_id] + t[:-1] for t in tgt], self.pad_id, m,
+                                          target_width),
+                "labels": _pad(tgt, IGNORE, m, target_width),
             }
         if self.packing:
             # One row, position ids restarting per example: the attention backend keeps examples apart.
@@ -189,7 +242,7 @@ class Collator:
             }
         ids = [e["ids"] for e in examples]
         return {
-            "input_ids": _pad(ids, self.pad_id, m),
-            "attention_mask": _pad([[1] * len(s) for s in ids], 0, m),
-            "labels": _pad([e["labels"] for e in examples], IGNORE, m),
+            "input_ids": _pad(ids, self.pad_id, m, width),
+            "attention_mask": _pad([[1] * len(s) for s in ids], 0, m, width),
+            "labels": _pad([e["labels"] for e in examples], IGNORE, m, width),
         }

@@ -4,14 +4,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from distill.train.checkpoint import TrainState
-from distill.train.data import IGNORE, Collator, length, plan_batches
+from distill.train.data import IGNORE, Collator, bucket_shape, length, plan_batches, plan_buckets
 from distill.train.log import MetricsLog, StepProgress
 
 Batch = dict[str, torch.Tensor]
@@ -20,7 +20,9 @@ Batch = dict[str, torch.Tensor]
 def loss_sum(model: Any, batch: Batch) -> torch.Tensor:
     """Summed cross-entropy over the target tokens of a micro-batch (labels are already aligned)."""
     labels = batch["labels"]
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    # use_cache=False: T5's decoder otherwise builds a KV cache while training (whose per-layer state
+    # also makes every compiled decoder layer recompile).
+    inputs = {k: v for k, v in batch.items() if k != "labels"} | {"use_cache": False}
     if "decoder_input_ids" in batch:
         logits = model(**inputs).logits
     else:
@@ -48,13 +50,20 @@ class Plan:
     grad_accum: int
     rank: int = 0
     world: int = 1
+    buckets: list[int] = field(default_factory=list)  # fixed batch shapes (`plan_buckets`)
 
     def micro_batches(self, epoch: int) -> list[list[int]]:
         """This process's micro-batches of an epoch (the same count on every process)."""
-        batches = plan_batches([length(e) for e in self.examples], batch_size=self.batch_size,
-                               max_tokens=self.max_tokens, group_by_length=self.group_by_length,
-                               packed=self.packed, seed=self.seed, epoch=epoch)
-        usable = len(batches) // self.world * self.world or len(batches)
+        if self.buckets and not self.packed:
+            batches = plan_buckets([bucket_shape(e, self.buckets) for e in self.examples], batch_size=self.batch_size,
+                                   max_tokens=self.max_tokens, seed=self.seed, epoch=epoch)
+        else:
+            batches = plan_batches([length(e) for e in self.examples], batch_size=self.batch_size,
+                                   max_tokens=self.max_tokens, group_by_length=self.group_by_length,
+                                   packed=self.packed, seed=self.seed, epoch=epoch)
+        if len(batches) < self.world:  # too few to share: processes repeat batches rather than sit idle
+            batches = [batches[i % len(batches)] for i in range(self.world)]
+        usable = len(batches) // self.world * self.world  # the remainder is dropped (as drop_last)
         return batches[self.rank:usable:self.world]
 
     def steps_in_epoch(self, epoch: int) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -9,15 +10,27 @@ import torch
 
 from distill.records import InputError
 from distill.students import model_kind
-from distill.train.config import TINY_STUDENTS, TrainConfig
+from distill.train.config import TINY_STUDENTS, TRAINED_TOKENIZER, TrainConfig
 from distill.train.tiny import default_tokenizer, tiny_causal, tiny_seq2seq
+from distill.world.tokenizer import train_tokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def load_tokenizer(config: TrainConfig) -> Any:
+def load_tokenizer(config: TrainConfig, rows: Iterable[dict[str, str]] = (), *,
+                   checkpoint: str | Path | None = None) -> Any:
+    """The student's tokenizer. `train-bpe` trains one on `rows` (inputs and targets), or reloads it from
+    the `checkpoint` being resumed; it is saved with the student, so `load_student` finds it."""
     from transformers import AutoTokenizer
 
+    if config.tokenizer == TRAINED_TOKENIZER:
+        if config.student not in TINY_STUDENTS:
+            raise InputError(f"key 'tokenizer': {TRAINED_TOKENIZER} needs a student trained from scratch "
+                             f"({', '.join(TINY_STUDENTS)}), not {config.student!r}")
+        if checkpoint is not None:
+            return AutoTokenizer.from_pretrained(str(checkpoint))
+        texts = (text for row in rows for text in (row["input"], row["target"]))
+        return train_tokenizer(texts, vocab_size=config.tiny.vocab_size)
     name = config.tokenizer or (None if config.student in TINY_STUDENTS else config.student)
     if name is None:
         return default_tokenizer()
@@ -70,7 +83,7 @@ def load_model(config: TrainConfig, tokenizer: Any, *, on_gpu: bool, weights_fro
     if source in TINY_STUDENTS:
         build = tiny_seq2seq if source == "tiny-t5" else tiny_causal
         model = build(tokenizer, d_model=config.tiny.d_model, layers=config.tiny.layers, heads=config.tiny.heads,
-                      dropout=config.tiny.dropout)
+                      d_ff=config.tiny.d_ff or None, dropout=config.tiny.dropout)
         model.to(dtype)
         model.set_attn_implementation(attention(config, on_gpu, model_kind(model.config)))
     else:

@@ -93,7 +93,8 @@ def find(question: str, seeds: tuple[int, ...] = (0,), limit: int = 5000, chunk:
 
 
 def load_world(spec: str):  # -> distill.data.DataSet (imported late: data.py imports this module)
-    """`world:train`, `world:test`, `world:train?n=2000&seed=1&families=ages,rates`."""
+    """`world:train`, `world:test`, `world:train?n=2000&seed=1&families=ages,rates` (or `ages+rates`,
+    which survives lists of comma-separated data sets such as `distill eval --data`)."""
     from distill.data import DataSet
 
     name, _, query = spec.partition("?")
@@ -104,7 +105,7 @@ def load_world(spec: str):  # -> distill.data.DataSet (imported late: data.py im
         seed = int(params.pop("seed", 0))
     except ValueError:
         raise InputError(f"bad world spec {spec!r} (expected e.g. world:train?n=2000&seed=1)") from None
-    families = params.pop("families", "").split(",") if "families" in params else None
+    families = params.pop("families", "").replace(" ", ",").split(",") if "families" in params else None
     if params:
         raise InputError(f"unknown world parameters {sorted(params)} in {spec!r} (known: n, seed, families)")
     problems = generate_problems(split, n, seed, families)

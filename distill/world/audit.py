@@ -1,0 +1,63 @@
+"""How many of the simulated teacher's injected errors the checkers rejected, read from generate's output.
+
+The world teacher decides each completion from (seed, question, thought, round, sample) alone, so
+`WorldTeacher.write` tells again, for every written record, whether its raw text carries an injected
+error and which kind; the record's `correct` says whether the checkers kept it. `distill generate`
+prints the result after a run with a `world:` teacher.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from distill.records import iter_jsonl
+from distill.world.teacher import _SEEDED_ID, WorldTeacher
+
+
+@dataclass
+class Audit:
+    injected: int = 0  # records whose raw text carries an injected error
+    rejected: int = 0  # ... of them, rejected by the checkers
+    clean: int = 0  # records without an injected error
+    clean_rejected: int = 0  # ... of them, rejected anyway (a checker too strict)
+    unmatched: int = 0  # records the teacher does not write again (another teacher, failed requests)
+    accepted_kinds: Counter[str] = field(default_factory=Counter)  # injected errors that got through, by kind
+
+    @property
+    def rejection_rate(self) -> float:
+        return self.rejected / self.injected if self.injected else 1.0
+
+    def summary(self) -> str:
+        through = ", ".join(f"{k} {n}" for k, n in self.accepted_kinds.most_common()) or "none"
+        line = (f"injected teacher errors rejected by the checkers: {self.rejected}/{self.injected} "
+                f"({self.rejection_rate:.1%}; accepted: {through}); correct rationales rejected: "
+                f"{self.clean_rejected}/{self.clean}")
+        return line + (f"; {self.unmatched} records not from this teacher" if self.unmatched else "")
+
+
+def audit(path: str | Path, teacher: WorldTeacher, round_size: int, greedy: bool = False) -> Audit:
+    """Audit the records in `path` (written with `--keep all`) that `teacher` answered in requests of
+    `round_size` samples (sample s was sample s % round_size of round s // round_size)."""
+    result = Audit()
+    for _, rec in iter_jsonl(Path(path)):
+        raw = (rec.get("meta") or {}).get("raw")
+        sample = int(rec.get("sample") or 0)
+        seeded = _SEEDED_ID.match(str(rec.get("id", "")))
+        found = raw and teacher.write(rec["question"], rec["thought"], 0 if greedy else sample % round_size,
+                                      0 if greedy else sample // round_size,
+                                      int(seeded.group(1)) if seeded else None)
+        if not found or found[0] != raw:
+            result.unmatched += 1
+            continue
+        kind = found[1]
+        if kind is None:
+            result.clean += 1
+            result.clean_rejected += rec.get("correct") is not True
+        else:
+            result.injected += 1
+            if rec.get("correct") is True:
+                result.accepted_kinds[kind] += 1
+            else:
+                result.rejected += 1
+    return result
