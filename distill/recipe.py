@@ -8,7 +8,7 @@ the hash of its arguments; a rerun skips it, and an interrupted stage is rerun w
 
     name: quickstart
     run_dir: runs/quickstart
-    smoke: {stages: {train: {max-steps: 20}}}      # overrides applied by `--smoke`
+    smoke: {stages: {train: {max-steps: 20}}}      # `--smoke` overrides (options, or stage keys)
     stages:
       - name: generate-pot
         command: generate
@@ -85,10 +85,11 @@ class Recipe:
         m.write_text(stage.fingerprint() + "\n")
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` merged into a copy of `base`, nested mappings key by key."""
     out = copy.deepcopy(base)
     for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -102,6 +103,13 @@ def _subst(value: Any, variables: dict[str, str]) -> Any:
     if isinstance(value, dict):
         return {k: _subst(v, variables) for k, v in value.items()}
     return value
+
+
+def _as_stage_override(override: dict[str, Any]) -> dict[str, Any]:
+    """`{max-steps: 20}` is shorthand for `{options: {max-steps: 20}}`; stage keys stay as they are."""
+    options = {k: v for k, v in override.items() if k not in STAGE_KEYS}
+    rest = {k: v for k, v in override.items() if k in STAGE_KEYS}
+    return merge(rest, {"options": options}) if options else rest
 
 
 def load_recipe(path: str | os.PathLike, *, smoke: bool = False, run_dir: str | None = None) -> Recipe:
@@ -120,6 +128,9 @@ def load_recipe(path: str | os.PathLike, *, smoke: bool = False, run_dir: str | 
     name = str(raw.get("name", path.stem))
     rdir = run_dir or str(raw.get("run_dir", f"runs/{name}"))
     overrides = (raw.get("smoke") or {}).get("stages", {}) if smoke else {}
+    names = {str(e.get("name", e.get("command"))) for e in raw["stages"] if isinstance(e, dict)}
+    if unknown := set(overrides) - names:
+        raise InputError(f"smoke: unknown stage {sorted(unknown)[0]!r}", path)
     stages, seen = [], set()
     for i, entry in enumerate(raw["stages"]):
         where = f"stages[{i}]"
@@ -133,7 +144,7 @@ def load_recipe(path: str | os.PathLike, *, smoke: bool = False, run_dir: str | 
         if sname in seen:
             raise InputError(f"{where}: duplicate stage name {sname!r}", path)
         seen.add(sname)
-        entry = _merge(entry, overrides.get(sname, {}))
+        entry = merge(entry, _as_stage_override(overrides.get(sname, {})))
         entry = _subst(entry, {"run_dir": rdir})
         stages.append(Stage(sname, entry["command"], list(entry.get("args", [])), dict(entry.get("options") or {})))
     return Recipe(name, Path(rdir), stages, path)

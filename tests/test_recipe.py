@@ -69,3 +69,17 @@ def test_bad_recipes_are_caught_before_running(tmp_path: Path, stages: str, mess
 def test_shipped_recipes_pass_dry_run(recipe: Path) -> None:
     res = CliRunner().invoke(main, ["run", str(recipe), "--dry-run"])
     assert res.exit_code == 0, res.output
+
+
+def test_smoke_overrides_apply_as_options(tmp_path: Path) -> None:
+    from distill.recipe import load_recipe
+
+    recipe = _recipe(tmp_path, TWO_STAGES)
+    text = recipe.read_text()
+    recipe.write_text(text.replace("stages:\n", "smoke:\n  stages:\n    second: {thought: pot}\n    first: {options: {thought: eot}}\nstages:\n", 1))
+    plain, smoke = load_recipe(recipe), load_recipe(recipe, smoke=True)
+    assert [s.options["thought"] for s in plain.stages] == ["cot", "cot"]
+    assert [s.options["thought"] for s in smoke.stages] == ["eot", "pot"]
+    recipe.write_text(text.replace("stages:\n", "smoke:\n  stages:\n    third: {thought: pot}\nstages:\n", 1))
+    res = CliRunner().invoke(main, ["run", str(recipe), "--smoke", "--dry-run"])
+    assert res.exit_code == 2 and "unknown stage 'third'" in res.output

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from distill.progress import console
+from distill.recipe import merge
 from distill.records import InputError
 
 # CLI flag -> config key (flags left unset keep the preset's value).
@@ -19,7 +20,7 @@ FLAG_KEYS = {
     "save_every": "save_every", "eval_every": "eval_every", "seed": "seed", "lora": "lora.enabled",
     "lora_r": "lora.r", "gradient_checkpointing": "gradient_checkpointing",
 }
-LAUNCH_FLAGS = ("--num-processes", "--accelerate-config")
+LAUNCH_PARAMS = ("num_processes", "accelerate_config")
 
 
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:
@@ -33,26 +34,30 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = dict(a)
-    for key, value in b.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
+def _command_line(ctx: click.Context) -> list[str]:
+    """This command's options rebuilt from their parsed values, less the launch flags, so that a
+    relaunch works however the command was invoked (shell, `distill run`, Python)."""
+    argv: list[str] = []
+    for p in ctx.command.params:
+        value = ctx.params.get(p.name or "")
+        if not isinstance(p, click.Option) or p.name in LAUNCH_PARAMS or value is None:
+            continue
+        flag = max(p.opts, key=len)
+        if p.is_flag:
+            if p.secondary_opts:  # --x/--no-x
+                argv.append(flag if value else max(p.secondary_opts, key=len))
+            elif value:
+                argv.append(flag)
+        elif p.multiple:
+            for v in value:
+                argv += [flag, str(v)]
+        else:
+            argv += [flag, str(value)]
+    return argv
 
 
-def _relaunch(num_processes: int | None, accelerate_config: str | None) -> None:
+def _relaunch(ctx: click.Context, num_processes: int | None, accelerate_config: str | None) -> None:
     """Run this same command under `accelerate launch` (one process per GPU)."""
-    args = sys.argv[sys.argv.index("train") + 1:]
-    kept, skip = [], False
-    for arg in args:
-        if skip:
-            skip = False
-            continue
-        if arg in LAUNCH_FLAGS:
-            skip = True
-            continue
-        if not arg.startswith(tuple(f"{f}=" for f in LAUNCH_FLAGS)):
-            kept.append(arg)
     launch = [sys.executable, "-m", "accelerate.commands.launch"]
     if accelerate_config:
         launch += ["--config_file", accelerate_config]
@@ -60,7 +65,7 @@ def _relaunch(num_processes: int | None, accelerate_config: str | None) -> None:
         launch += ["--num_processes", str(num_processes)] + (["--multi_gpu"] if num_processes > 1 else [])
         if not accelerate_config:
             launch += ["--main_process_port", "0"]  # a free port
-    sys.exit(subprocess.call(launch + ["-m", "distill", "train", *kept]))
+    sys.exit(subprocess.call(launch + ["-m", "distill", "train", *_command_line(ctx)]))
 
 
 @click.command(help="Fine-tune a student on an MTD data set (from `distill mix`) or a JSONL file of {input, target}.")
@@ -92,7 +97,7 @@ def _relaunch(num_processes: int | None, accelerate_config: str | None) -> None:
 def command(recipe: str | None, sets: tuple[str, ...], resume: bool, overwrite: bool, num_processes: int | None,
             accelerate_config: str | None, **flags: Any) -> None:
     if num_processes or accelerate_config:
-        _relaunch(num_processes, accelerate_config)
+        _relaunch(click.get_current_context(), num_processes, accelerate_config)
     from distill.train import train
     from distill.train.checkpoint import CONFIG_FILE
     from distill.train.config import load_config, parse_set, preset_for_student
@@ -111,7 +116,7 @@ def command(recipe: str | None, sets: tuple[str, ...], resume: bool, overwrite: 
             if flags["student"] == preset.stem:  # a preset name, not a model: the preset says which model
                 del overrides["student"]
             console.print(f"student preset: {preset.name}")
-    config = load_config(recipe, _merge(_nest(overrides), parse_set(sets)))
+    config = load_config(recipe, merge(_nest(overrides), parse_set(sets)))
     if os.environ.get("LOCAL_RANK", "0") == "0":
         console.print(f"training {config.student} on {config.data} -> {config.output_dir}")
     out = train(config, resume=resume, overwrite=overwrite)
