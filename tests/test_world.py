@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import asyncio
 from collections import Counter
 from collections.abc import Iterator
@@ -167,6 +169,19 @@ def test_tokenizer_round_trips_rationales_and_suits_t5(problems: list[Problem], 
     batch = tok(texts[:2], text_target=texts[2:4], padding=True, return_tensors="pt")
     loss = T5ForConditionalGeneration(config)(**batch).loss
     assert torch.isfinite(loss)
+
+
+def test_whole_number_tokenizer_keeps_numbers_whole_and_round_trips(problems: list[Problem]) -> None:
+    from distill.world.tokenizer import train_tokenizer
+
+    texts = [x for p in problems for t in THOUGHTS for x in (student_input(p.question, t), p.render(t))]
+    tok = train_tokenizer(texts[: len(texts) // 2], vocab_size=2048, whole_numbers=True)
+    for text in texts:  # the second half was not seen in training
+        assert tok.decode(tok(text).input_ids, skip_special_tokens=True) == text
+    seen = {n for text in texts[: len(texts) // 2] for n in re.findall(r"\d+", text)}
+    frequent = max(seen, key=lambda n: sum(text.count(n) for text in texts))
+    assert [t.strip("Ġ") for t in tok.tokenize(f"x = {frequent}") if t.strip("Ġ").isdigit()] == [frequent]
+    assert tok.decode(tok("ans = 987654321").input_ids, skip_special_tokens=True) == "ans = 987654321"  # unseen: pieces
 
 
 def test_generate_prints_how_many_injected_errors_were_rejected(tmp_path) -> None:

@@ -14,6 +14,7 @@ from distill.train.config import TINY_STUDENTS, TRAINED_TOKENIZER, TrainConfig
 from distill.train.tiny import default_tokenizer, tiny_causal, tiny_seq2seq
 from distill.world.tokenizer import train_tokenizer
 
+WHOLE_NUMBERS_TOKENIZER = f"{TRAINED_TOKENIZER}-numbers"  # the same BPE, frequent numbers kept whole
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -23,14 +24,15 @@ def load_tokenizer(config: TrainConfig, rows: Iterable[dict[str, str]] = (), *,
     the `checkpoint` being resumed; it is saved with the student, so `load_student` finds it."""
     from transformers import AutoTokenizer
 
-    if config.tokenizer == TRAINED_TOKENIZER:
+    if config.tokenizer in (TRAINED_TOKENIZER, WHOLE_NUMBERS_TOKENIZER):
         if config.student not in TINY_STUDENTS:
-            raise InputError(f"key 'tokenizer': {TRAINED_TOKENIZER} needs a student trained from scratch "
+            raise InputError(f"key 'tokenizer': {config.tokenizer} needs a student trained from scratch "
                              f"({', '.join(TINY_STUDENTS)}), not {config.student!r}")
         if checkpoint is not None:
             return AutoTokenizer.from_pretrained(str(checkpoint))
         texts = (text for row in rows for text in (row["input"], row["target"]))
-        return train_tokenizer(texts, vocab_size=config.tiny.vocab_size)
+        return train_tokenizer(texts, vocab_size=config.tiny.vocab_size,
+                               whole_numbers=config.tokenizer == WHOLE_NUMBERS_TOKENIZER)
     name = config.tokenizer or (None if config.student in TINY_STUDENTS else config.student)
     if name is None:
         return default_tokenizer()

@@ -14,11 +14,15 @@ from transformers import PreTrainedTokenizerFast
 SPECIALS = ["<pad>", "</s>", "<unk>"]
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> PreTrainedTokenizerFast:
-    """Train on `texts` (questions, cues and rationales) and wrap for `transformers`."""
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024, *, whole_numbers: bool = False) -> PreTrainedTokenizerFast:
+    """Train on `texts` (questions, cues and rationales) and wrap for `transformers`.
+
+    `whole_numbers`: a number is one pre-token instead of one per digit, so BPE learns the frequent
+    numbers of the data as single tokens (a rarer number still splits into pieces, and decoding stays
+    exact): copying a number from the question is then one token, not one per digit."""
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(r"\d"), behavior="isolated"),
+        pre_tokenizers.Split(Regex(r"\d+" if whole_numbers else r"\d"), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
     ])
     tok.decoder = decoders.ByteLevel()
