@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from solvers.answers import extract_answer, outcome_correct
 from solvers.outcome import Outcome
 
-from distill.records import THOUGHTS, InputError
+from distill.records import THOUGHTS, InputError, Record
 
 
 class Checker:
@@ -39,6 +39,11 @@ class Checker:
             one = lambda text: solve_eot(text, timeout=self.timeout)  # noqa: E731
         return [one(text) for text in rationales]
 
+    def fill(self, records: Sequence[Record]) -> None:
+        """Check the records' rationales and set their prediction, status and correct in place."""
+        for r, outcome in zip(records, self.check([r.rationale or "" for r in records])):
+            r.prediction, r.status, r.correct = outcome.prediction, str(outcome.status), outcome_correct(outcome, r.answer)
+
     def close(self) -> None:
         if self._executor is not None:
             self._executor.close()
@@ -51,4 +56,4 @@ class Checker:
         self.close()
 
 
-__all__ = ["Checker", "outcome_correct"]
+__all__ = ["Checker"]

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from distill.records import Record, dumps, write_jsonl
+from distill.records import Record, cut_torn_line, dumps, write_jsonl
 from distill.teachers.base import Completion
 
 
@@ -31,12 +31,7 @@ def _lines(path: Path) -> Iterator[dict[str, Any]]:
     """The complete JSON lines of a file we appended to; a torn last line is cut off the file."""
     if not path.exists():
         return
-    with open(path, "rb+") as fh:
-        data = fh.read()
-        end = data.rfind(b"\n") + 1
-        if end < len(data):  # killed mid-write: drop the fragment so that appends start clean
-            fh.truncate(end)
-    for line in data[:end].splitlines():
+    for line in cut_torn_line(path).splitlines():
         if line.strip():
             yield json.loads(line)
 

@@ -67,6 +67,17 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
             yield lineno, obj
 
 
+def cut_torn_line(path: str | os.PathLike) -> bytes:
+    """Cut a torn last line (a killed run's half-written append) off a file we append to, so that
+    later appends start clean; returns the complete lines' bytes."""
+    with open(path, "rb+") as fh:
+        data = fh.read()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            fh.truncate(end)
+    return data[:end]
+
+
 def read_records(path: str | os.PathLike) -> list[Record]:
     out = []
     for lineno, obj in iter_jsonl(path):

@@ -25,8 +25,7 @@ from distill.evaluation.decode import Batch, DecodeOptions, open_decoder, ration
 from distill.evaluation.report import Report, write_reports
 from distill.evaluation.scoring import build_items, methods, summarize
 from distill.progress import progress_bar
-from distill.records import THOUGHTS, InputError, Record, dumps, read_records, write_jsonl
-from solvers.answers import outcome_correct
+from distill.records import THOUGHTS, InputError, Record, cut_torn_line, dumps, read_records, write_jsonl
 
 PREDICTIONS = "predictions.jsonl"
 CONFIG = "config.json"
@@ -88,16 +87,8 @@ def read_predictions(path: Path, *, repair: bool = False) -> list[Record]:
     if not path.exists():
         return []
     if repair:
-        _cut_torn_line(path)
+        cut_torn_line(path)
     return read_records(path)
-
-
-def _cut_torn_line(path: Path) -> None:
-    with open(path, "rb+") as fh:
-        data = fh.read()
-        end = data.rfind(b"\n") + 1
-        if end < len(data):
-            fh.truncate(end)
 
 
 def decode_and_check(
@@ -128,8 +119,7 @@ def decode_and_check(
                 out.append(r)
                 by_thought.setdefault(thought, []).append(r)
         for thought, records in by_thought.items():
-            for r, outcome in zip(records, checkers[thought].check([r.rationale or "" for r in records])):
-                r.prediction, r.status, r.correct = outcome.prediction, str(outcome.status), outcome_correct(outcome, r.answer)
+            checkers[thought].fill(records)
         sink(out)
         return len(indices)
 
@@ -225,8 +215,7 @@ def score_predictions(
         unchecked = [r for r in records if r.thought == thought and r.status is None]
         if unchecked:
             with Checker(thought, timeout=timeout, workers=workers) as checker:
-                for r, outcome in zip(unchecked, checker.check([r.rationale or "" for r in unchecked])):
-                    r.prediction, r.status, r.correct = outcome.prediction, str(outcome.status), outcome_correct(outcome, r.answer)
+                checker.fill(unchecked)
     out = Path(out_dir)
     config = {"model": ", ".join(sorted({r.model or "?" for r in records})), "predictions": [str(p) for p in paths],
               "samples": 1 + max((r.sample for r in records), default=0)}
