@@ -11,7 +11,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from distill.cli import main
 from distill.evaluation import evaluate_model, score_predictions
-from distill.evaluation.decode import Batch, plan_batches
+from distill.evaluation.decode import Batch, plan_batches, plan_cost
 from distill.evaluation.metrics import ks_for, majority, pass_at_k
 from distill.records import Record
 
@@ -97,19 +97,59 @@ def test_sampling_metrics(tmp_path: Path) -> None:
 
 def test_plan_batches_respects_the_token_budget() -> None:
     lengths = [5, 100, 30, 60]
-    batches = plan_batches(lengths, max_new_tokens=100, samples=1, token_budget=400, max_batch=8)
-    assert batches == [Batch([1, 3], 2, 100), Batch([2, 0], 2, 100)]
+    batches = plan_batches(lengths, max_new_tokens=100, samples=1, token_budget=400, max_batch=8, step_cost=1000)
+    assert batches == [Batch([1, 3], 2, 100), Batch([2, 0], 2, 30)]  # a high step cost: the fewest batches, each padded to its own
     for b in plan_batches(lengths * 10, max_new_tokens=50, samples=2, token_budget=1000, max_batch=8, pad_multiple=16):
         assert b.capacity * 2 * (b.length + 50) <= 1000 and b.length % 16 == 0 and len(b.indices) <= b.capacity
         assert all(lengths[i % 4] <= b.length for i in b.indices)
 
 
-def test_plan_batches_makes_two_shapes_at_most() -> None:
-    lengths = [(i * 37) % 300 + 1 for i in range(1000)]
-    batches = plan_batches(lengths, max_new_tokens=64, samples=1, token_budget=20_000, max_batch=512, pad_multiple=64)
-    assert {(b.capacity, b.length) for b in batches} == {(61, 256), (49, 320)}  # the 75th percentile's bucket, the longest's
-    assert sorted(i for b in batches for i in b.indices) == list(range(1000))
+def _partitions(n: int):
+    """Every way to cut range(n) into runs of neighbours, as lists of (start, end)."""
+    for mask in range(1 << (n - 1)):
+        cuts = [0] + [i + 1 for i in range(n - 1) if mask >> i & 1] + [n]
+        yield list(zip(cuts, cuts[1:]))
+
+
+@pytest.mark.parametrize("step_cost", [0.0, 50.0, 400.0, 5000.0])
+def test_plan_batches_finds_the_cheapest_buckets(step_cost: float) -> None:
+    """Against brute force over every bucketing of the length-sorted prompts."""
+    lengths = [300, 12, 40, 33, 35, 90, 8, 41, 64, 20, 38]
+    new, budget, pad = 32, 600, 8
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    kw = dict(max_new_tokens=new, samples=1, step_cost=step_cost)
+
+    def bucketed(spans):  # batches per bucket
+        out = []
+        for i, j in spans:
+            length = -(-lengths[order[i]] // pad) * pad
+            fit = max(1, min(4, budget // (length + new)))
+            size = -(-(j - i) // -(-(j - i) // fit))
+            out.append([Batch(order[s:min(s + size, j)], size, length) for s in range(i, j, size)])
+        return out
+
+    def cost(buckets):
+        return sum(plan_cost(b, **kw) for b in buckets)
+
+    best = min(cost(bucketed(spans)) for spans in _partitions(len(lengths)))
+    plan = plan_batches(lengths, token_budget=budget, max_batch=4, pad_multiple=pad, **kw)
+    shapes = {(b.capacity, b.length) for b in plan}
+    assert cost([[b for b in plan if (b.capacity, b.length) == s] for s in shapes]) == pytest.approx(best)
+    assert sorted(i for b in plan for i in b.indices) == list(range(len(lengths)))
+    assert all(lengths[i] <= b.length and b.capacity * (b.length + new) <= budget for b in plan for i in b.indices)
+    if step_cost == 0:  # nothing to gain from one batch more: the 300-token outlier pads no one else
+        assert [b.indices for b in plan if b.length == 304] == [[0]]
+
+
+def test_plan_batches_scales_to_many_prompts() -> None:
+    lengths = [(i * 37) % 300 + 1 for i in range(20_000)]
+    batches = plan_batches(lengths, max_new_tokens=64, samples=1, token_budget=100_000, max_batch=1024, pad_multiple=16,
+                           step_cost=50_000)
+    assert sorted(i for b in batches for i in b.indices) == list(range(20_000))
     assert all(lengths[i] <= b.length and len(b.indices) <= b.capacity for b in batches for i in b.indices)
+    one_bucket = [Batch(list(range(s, min(s + 275, 20_000))), 275, 304) for s in range(0, 20_000, 275)]  # 275 x (304 + 64) fits
+    kw = dict(max_new_tokens=64, samples=1, step_cost=50_000)
+    assert plan_cost(batches, **kw) < 0.75 * plan_cost(one_bucket, **kw)
 
 
 def _tiny(kind: str):
@@ -164,8 +204,10 @@ def test_greedy_loop_matches_generate_with_bounded_shapes(kind: str, force: bool
     loop = decode.GreedyLoop(model, max_new_tokens=new, pad_token_id=0, force_new_tokens=force, capture=capture)
     gen = torch.Generator().manual_seed(1)
     lengths = [3 + (i * 7) % 61 for i in range(24)]
-    batches = plan_batches(lengths, max_new_tokens=new, samples=1, token_budget=6 * (64 + new), max_batch=64, pad_multiple=16)
-    assert len({(b.capacity, b.length) for b in batches}) == 2 and len(batches) > 2
+    batches = plan_batches(lengths, max_new_tokens=new, samples=1, token_budget=6 * (64 + new), max_batch=64, pad_multiple=16,
+                           step_cost=2000)
+    shapes = {(b.capacity, b.length) for b in batches}
+    assert len(batches) > len(shapes) >= 2
     for b in batches:
         ids = torch.zeros(b.capacity, b.length, dtype=torch.long)
         mask = torch.zeros_like(ids)
@@ -180,8 +222,8 @@ def test_greedy_loop_matches_generate_with_bounded_shapes(kind: str, force: bool
         ref = ref[:, ids.shape[1]:] if kind == "causal" else ref[:, 1:]
         ref = torch.nn.functional.pad(ref, (0, new - ref.shape[1]), value=0)
         assert torch.equal(ours, ref)
-    assert loop.shapes == sorted({(b.capacity, b.length) for b in batches}, key=lambda s: -s[1])
-    assert len(loop.captured) == len(captured) == 2 * 2  # two shapes, two segments each
+    assert loop.shapes == sorted(shapes, key=lambda s: -s[1])
+    assert len(loop.captured) == len(captured) == len(shapes) * 2  # two segments per shape
 
 
 QUESTIONS = [{"id": "1", "question": "Tom has 2 apples and gets 2 more. How many?", "answer": "#### 4"},

@@ -1,11 +1,11 @@
 """Batched decoding of student prompts: seq2seq or causal, greedy or sampled.
 
-Prompts are grouped into at most two length buckets (the padded length of the 75th-percentile
-prompt and of the longest) and each bucket into batches of one size, the most that fit `budget`
-tokens of KV cache (the last batch is padded with copies). Greedy decoding of the T5 and LLaMA
-families runs `GreedyLoop`: a static KV cache per bucket and a decode step with fixed shapes,
-which on CUDA is captured in CUDA graphs (the step is bound by launch overhead and memory
-traffic, not FLOPs), a few graphs per bucket and no compiler. Other models, and sampling, go
+Prompts are grouped into length buckets and each bucket into batches of one size that fit the
+memory's budget of KV-cache tokens (the last batch is padded with copies); `plan_batches` picks the
+buckets that minimise a memory-traffic cost model. Greedy decoding of the T5 and LLaMA families
+runs `GreedyLoop`: a static KV cache per bucket and a decode step with fixed shapes, which on CUDA
+is captured in CUDA graphs (the step is bound by launch overhead and memory traffic, not FLOPs),
+a few graphs per bucket and no compiler. Other models, and sampling, go
 through `generate` with its dynamic cache.
 """
 from __future__ import annotations
@@ -29,6 +29,10 @@ CPU_TOKEN_BUDGET = 32_768
 RESERVE_BYTES = 4 << 30  # prefill activations, logits, CUDA graph pools
 PREFILL_TOKENS = 32_768  # prompt tokens per prefill chunk (bounds its activations)
 SEGMENT = 64  # decode steps per CUDA graph: each graph attends only to the cache filled by its last step
+# Cost model of a decode step on an H100 (benchmarks/decode_step.py: CodeT5-large shape, batch 1,304, CUDA
+# graphs): cache reads at the copy bandwidth, and a floor of launches and small kernels.
+BANDWIDTH = 2.9e12  # bytes/s
+STEP_FLOOR_S = 5e-3
 
 
 @dataclass
@@ -40,7 +44,7 @@ class DecodeOptions:
     seed: int = 0
     token_budget: int | None = None  # KV-cache tokens per batch; None: from free memory (CUDA) or CPU_TOKEN_BUDGET
     max_batch: int = 1024  # sequences per batch at most (samples count)
-    pad_multiple: int = 64
+    pad_multiple: int = 16
     loop: str = "auto"  # "static": GreedyLoop; "generate": HF generate; "auto": GreedyLoop where it applies
     compile: bool = True  # capture GreedyLoop's decode step in CUDA graphs (on CUDA)
     force_new_tokens: bool = False  # ignore EOS (benchmarks: a fixed amount of work)
@@ -62,24 +66,60 @@ class Batch:
 
 
 def plan_batches(lengths: Sequence[int], *, max_new_tokens: int, samples: int, token_budget: int,
-                 max_batch: int, pad_multiple: int = 1, quantiles: Sequence[float] = (0.75,)) -> list[Batch]:
-    """Buckets at the padded lengths of the `quantiles` prompts and of the longest, longest first; a
-    bucket's batches share one size, the most whose KV cache (sequences x (bucket length + new tokens))
-    fits the budget, evened out over its batches. So there are as many batch shapes as buckets."""
+                 max_batch: int, pad_multiple: int = 1, step_cost: float = 0.0) -> list[Batch]:
+    """Length buckets and batches that minimise `plan_cost` within the memory budget.
+
+    The prompts, longest first, are cut into buckets (runs of neighbours); a bucket pads to its longest
+    prompt (rounded up to `pad_multiple`) and splits into equal batches, the fewest whose KV cache
+    (sequences x (length + new tokens)) fits `token_budget`: one batch shape per bucket, so the static
+    loop's graphs serve all its batches. Dynamic programming over cut points (every prompt up to 256
+    prompts, then an even grid of 256): a long outlier gets a small bucket of its own when that is
+    cheaper than padding a big batch to its length."""
     if not lengths:
         return []
-    ranked = sorted(lengths)
-    cuts = [ranked[min(len(ranked) - 1, int(q * len(ranked)))] for q in quantiles] + [ranked[-1]]
-    edges = sorted({max(1, math.ceil(c / pad_multiple)) * pad_multiple for c in cuts})
-    buckets: dict[int, list[int]] = {}
-    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
-        buckets.setdefault(next(e for e in edges if lengths[i] <= e), []).append(i)
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    padded = [max(1, math.ceil(lengths[i] / pad_multiple)) * pad_multiple for i in order]
+    grid = max(1, len(order) // 256)
+    cuts = list(range(0, len(order), grid)) + [len(order)]
+
+    def bucket(i: int, j: int) -> tuple[float, int]:  # cost and batch size of the bucket order[i:j]
+        fit = max(1, min(max_batch, token_budget // (padded[i] + max_new_tokens)) // samples)
+        size = math.ceil((j - i) / math.ceil((j - i) / fit))
+        return plan_cost([Batch([], size, padded[i])] * math.ceil((j - i) / size), max_new_tokens=max_new_tokens,
+                         samples=samples, step_cost=step_cost), size
+
+    best: list[tuple[float, int, int]] = [(0.0, 0, 0)]  # per cut: (cost up to it, previous cut, batch size)
+    for b in range(1, len(cuts)):
+        best.append(min((best[a][0] + cost, a, size) for a in range(b) for cost, size in [bucket(cuts[a], cuts[b])]))
+    spans, b = [], len(cuts) - 1
+    while b:
+        _, a, size = best[b]
+        spans.append((cuts[a], cuts[b], size))
+        b = a
     batches: list[Batch] = []
-    for length, members in buckets.items():
-        fit = max(1, min(max_batch, token_budget // (length + max_new_tokens)) // samples)
-        size = math.ceil(len(members) / math.ceil(len(members) / fit))
-        batches += [Batch(members[s:s + size], size, length) for s in range(0, len(members), size)]
+    for i, j, size in reversed(spans):
+        batches += [Batch(order[s:min(s + size, j)], size, padded[i]) for s in range(i, j, size)]
     return batches
+
+
+def plan_cost(batches: Sequence[Batch], *, max_new_tokens: int, samples: int, step_cost: float) -> float:
+    """Modelled decoding cost of a plan, in KV-cache token reads (a decode step is bound by memory
+    traffic): per step, `step_cost` (weights and the launch floor) plus the cache each sequence reads,
+    its padded prompt and on average half the new tokens; each batch shape also warms up and
+    captures its graphs, about two steps per segment."""
+    setup = {(b.capacity, b.length): 2 * math.ceil(max_new_tokens / SEGMENT) for b in batches}
+    steps = {shape: 0 for shape in setup}
+    for b in batches:
+        steps[b.capacity, b.length] += max_new_tokens
+    return sum((steps[s] + setup[s]) * (step_cost + s[0] * samples * (s[1] + max_new_tokens / 2)) for s in setup)
+
+
+def step_cost(model: Any) -> float:
+    """A decode step's fixed cost for `plan_cost`, in KV-cache token reads: reading the weights plus
+    the launch floor (STEP_FLOOR_S at BANDWIDTH)."""
+    element = model.dtype.itemsize
+    weights = sum(p.numel() for p in model.parameters()) * element
+    return (weights + STEP_FLOOR_S * BANDWIDTH) / kv_bytes_per_token(model.config, element)
 
 
 def kv_bytes_per_token(config: Any, element_size: int) -> int:
@@ -98,7 +138,7 @@ def memory_token_budget(model: Any) -> int:
         return CPU_TOKEN_BUDGET
     free, _ = torch.cuda.mem_get_info(model.device)
     per_token = kv_bytes_per_token(model.config, model.dtype.itemsize)
-    return max(1, int(free * 0.85 - RESERVE_BYTES) // per_token)
+    return max(1, int(free * 0.9 - RESERVE_BYTES) // per_token)
 
 
 def rationale_extractor() -> Callable[[str, str], str]:
@@ -120,6 +160,16 @@ def _attend(q: Any, k: Any, v: Any, mask: Any, scale: float | None = None) -> An
     return out.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1)
 
 
+def _attend_one(q: Any, k: Any, v: Any, mask: Any, scale: float | None = None) -> Any:
+    """`_attend` for one query position as two batched matrix-vector products, scores in fp32.
+    T5's per-head position bias keeps SDPA off its fused kernels (on an H100 it fell back to the math
+    path, copying K at every step: 135 ms per 770M step at batch 1,304, this 26 ms)."""
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scores = (q * scale).matmul(k.transpose(-1, -2)).float() + mask
+    out = scores.softmax(-1).to(v.dtype).matmul(v)
+    return out.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1)
+
+
 def _heads(x: Any, heads: int) -> Any:
     """[batch, tokens, heads * dim] -> [batch, heads, tokens, dim]."""
     return x.view(x.shape[0], x.shape[1], heads, -1).transpose(1, 2)
@@ -134,6 +184,9 @@ class _T5:
         self.blocks = model.decoder.block
         self.rel = self.blocks[0].layer[0].SelfAttention  # holds the relative attention bias
         self.heads = self.config.num_heads
+
+    self_attention = staticmethod(_attend_one)  # class attributes: benchmarks/decode_step.py swaps them
+    cross_attention = staticmethod(_attend)
 
     def cache_len(self, length: int, new: int) -> int:
         return new  # the start token and all new tokens but the last
@@ -178,9 +231,9 @@ class _T5:
             h = layer.layer_norm(x)
             k.index_copy_(2, st.i, _heads(attn.k(h), self.heads))
             v.index_copy_(2, st.i, _heads(attn.v(h), self.heads))
-            x = x + attn.o(_attend(_heads(attn.q(h), self.heads), k[:, :, :keys], v[:, :, :keys], bias, scale=1.0))
+            x = x + attn.o(self.self_attention(_heads(attn.q(h), self.heads), k[:, :, :keys], v[:, :, :keys], bias, 1.0))
             layer, attn = block.layer[1], block.layer[1].EncDecAttention
-            x = x + attn.o(_attend(_heads(attn.q(layer.layer_norm(x)), self.heads), ck, cv, st.cross_mask, scale=1.0))
+            x = x + attn.o(self.cross_attention(_heads(attn.q(layer.layer_norm(x)), self.heads), ck, cv, st.cross_mask, 1.0))
             x = block.layer[2](x)
         x = self.model.decoder.final_layer_norm(x)
         if self.config.tie_word_embeddings:
@@ -414,7 +467,7 @@ class HFDecoder:
                                                       max_length=self.settings.max_source_len)["input_ids"]]
         budget = o.token_budget or memory_token_budget(self.model)
         return plan_batches(lengths, max_new_tokens=o.max_new_tokens, samples=o.samples, token_budget=budget,
-                            max_batch=o.max_batch, pad_multiple=o.pad_multiple)
+                            max_batch=o.max_batch, pad_multiple=o.pad_multiple, step_cost=step_cost(self.model))
 
     def decode(self, prompts: Sequence[str], batches: Sequence[Batch] | None = None) -> Iterator[tuple[list[int], list[list[str]]]]:
         """(prompt indices, their `samples` texts each) per batch."""

@@ -1,0 +1,86 @@
+"""Probe of one `GreedyLoop` decode step on the GPU: milliseconds per step (CUDA-graph replay, median
+of 10) for each attention variant and cache fill, and the top kernels of one eager step. Random
+weights of the real shapes; a prompt batch of `--batch` x `--length` tokens.
+
+    python benchmarks/decode_step.py --shape 770m --batch 1304 --length 128
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from eval_gpu import build_model
+
+from distill.evaluation import decode
+
+
+def _batch_bias(q, k, v, mask, scale=None):
+    """SDPA with the bias materialised per sequence (some fused kernels refuse a batch-broadcast one)."""
+    return decode._attend(q, k, v, mask.expand(q.shape[0], -1, -1, -1).contiguous(), scale)
+
+
+ATTENTION = {"sdpa": decode._attend, "one": decode._attend_one, "sdpa-batch-bias": _batch_bias}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shape", default="770m")
+    ap.add_argument("--batch", type=int, default=1304)
+    ap.add_argument("--length", type=int, default=128)
+    ap.add_argument("--variants", default="one/sdpa,sdpa/sdpa,one/one,sdpa-batch-bias/sdpa",
+                    help="T5: self/cross attention; the first is also timed at every segment's cache fill")
+    args = ap.parse_args()
+    model, _ = build_model(args.shape, False, "cuda", torch.bfloat16)
+    new = 256
+    loop = decode.GreedyLoop(model, max_new_tokens=new, pad_token_id=0, force_new_tokens=True, capture=decode.cuda_graph)
+    st = loop._allocate(args.batch, args.length)
+    ids = torch.randint(3, 30000, (args.batch, args.length), device="cuda")
+    with torch.inference_mode():
+        loop.arch.prefill(st, ids, torch.ones_like(ids))
+    ends = list(range(decode.SEGMENT, new + 1, decode.SEGMENT))
+    ev = [torch.cuda.Event(enable_timing=True) for _ in range(2)]
+    variants = args.variants.split(",") if isinstance(loop.arch, decode._T5) else ["default"]
+    for n, name in enumerate(variants):
+        if name != "default":
+            self_name, cross_name = name.split("/")
+            loop.arch.self_attention, loop.arch.cross_attention = ATTENTION[self_name], ATTENTION[cross_name]
+        total = 0.0
+        for end in ends if n == 0 else ends[-1:]:
+            keys = loop.arch.keys(args.length, end - 1)
+            with torch.inference_mode():
+                st.steps.clear()
+                st.i.fill_(end - 2)
+                step = loop._step_fn(st, keys)
+                ts = []
+                for _ in range(13):
+                    st.i.fill_(end - 2)
+                    ev[0].record(); step(); ev[1].record(); torch.cuda.synchronize()
+                    ts.append(ev[0].elapsed_time(ev[1]))
+            ms = sorted(ts[3:])[5]
+            total += ms * decode.SEGMENT
+            print(f"{args.shape} batch {args.batch} length {args.length} {name} keys {keys}: {ms:.2f} ms/step", flush=True)
+        if n == 0:
+            print(f"{name}: {total / 1000:.2f} s per batch of {new} steps (segments of {decode.SEGMENT})", flush=True)
+    print(f"peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+    if variants[0] != "default":
+        loop.arch.self_attention, loop.arch.cross_attention = (ATTENTION[n] for n in variants[0].split("/"))
+    loop.capture = None
+    st.steps.clear()
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode(), profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(2):
+            st.i.fill_(new - 2)
+            loop._step_fn(st, loop.arch.keys(args.length, new - 1))()
+        torch.cuda.synchronize()
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=12, max_name_column_width=90))
+
+
+if __name__ == "__main__":
+    main()
