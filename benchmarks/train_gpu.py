@@ -36,6 +36,7 @@ from distill.train.compile import block_lists, compile_blocks  # noqa: E402
 from distill.train.data import IGNORE, Collator, bucket_shape, length, plan_batches, plan_buckets  # noqa: E402
 from distill.train.loop import loss_sum, target_tokens  # noqa: E402
 
+PROFILE = False  # --profile
 RESULTS = Path(__file__).resolve().parent / "results" / "train_gpu.md"
 PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.0}  # dense bf16 tensor-core peaks
 Example = dict[str, list[int]]
@@ -258,6 +259,14 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
             torch.cuda.synchronize()
         compile_s = time.perf_counter() - started
     seconds, timed = time_steps(model, optimizer, batches, step, warmup, steps, device)
+    if PROFILE and on_gpu:  # where a step's GPU time goes: the top kernels of two steps
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for b in batches[:2]:
+                step(b)
+            torch.cuda.synchronize()
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=20, max_name_column_width=80), file=sys.stderr)
     attention = ("flash-attn varlen" if flash else "SDPA block mask") + ", packed" if packed else "SDPA, length-grouped padding"
     if buckets:
         attention = f"SDPA, padded to {len(buckets)} length buckets"
@@ -364,8 +373,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny shapes, 2 steps (CPU is fine)")
     parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps per case")
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps first (the naive recipe needs about 10 to warm up)")
     parser.add_argument("--only", choices=["a", "b"], help="one shape only")
+    parser.add_argument("--profile", action="store_true", help="print the top GPU kernels of two steps of ours")
     parser.add_argument("--budget-a", type=int, default=16384, help="ours: token budget per step, shape (a)")
     parser.add_argument("--budget-b", type=int, default=8192, help="ours: token budget per step, shape (b)")
     parser.add_argument("--pack", choices=["auto", "yes", "no"], default="auto",
@@ -376,6 +386,8 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, help="bf16 dense peak of this GPU (default: from its name)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    global PROFILE
+    PROFILE = args.profile
     from rich.console import Console
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
