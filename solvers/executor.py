@@ -105,8 +105,11 @@ class _Worker:
         except ProcessLookupError:
             pass
         self.proc.wait()
-        self.proc.stdin.close()
-        self.proc.stdout.close()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            try:
+                pipe.close()
+            except OSError:  # stdin still held a payload the dead worker never read: the flush fails
+                pass
 
     def close(self) -> None:
         try:
