@@ -210,6 +210,7 @@ class Executor:
         queue = deque(runnable[i:i + size] for i in range(0, len(runnable), size))
         idle = list(range(len(self._workers)))
         busy: dict[int, tuple[int, list[int], float]] = {}  # fd -> (worker slot, job, deadline)
+        deaths: dict[int, int] = {}  # program -> workers lost while it ran alone
         while queue or busy:
             while queue and idle:
                 slot, job = idle.pop(), queue.popleft()
@@ -219,7 +220,7 @@ class Executor:
                 if worker.send([programs[i] for i in job]):
                     busy[worker.fd] = (slot, job, deadline)
                 else:
-                    self._failed(slot, job, queue, results, "sandbox worker died")
+                    self._failed(slot, job, queue, results, deaths, "sandbox worker died")
                     idle.append(slot)
             wait = max(0.0, min(deadline for _, _, deadline in busy.values()) - time.monotonic()) if busy else 0
             readable = select.select(list(busy), [], [], wait)[0] if busy else []
@@ -231,31 +232,37 @@ class Executor:
                 if message is not None:
                     outcomes = _parse(message.decode("utf-8", "replace"), len(job))
                     if outcomes is None:
-                        self._failed(slot, job, queue, results, "malformed answer from the sandbox")
+                        self._failed(slot, job, queue, results, deaths, "malformed answer from the sandbox")
                     else:
                         for i, outcome in zip(job, outcomes):
                             results[i] = outcome
                 elif alive:
                     continue
                 else:
-                    self._failed(slot, job, queue, results, "sandbox worker died")
+                    self._failed(slot, job, queue, results, deaths, "sandbox worker died")
                 del busy[fd]
                 idle.append(slot)
             now = time.monotonic()
             for fd, (slot, job, deadline) in list(busy.items()):
                 if now >= deadline:
                     del busy[fd]
-                    self._failed(slot, job, queue, results, "sandbox worker stopped answering")
+                    self._failed(slot, job, queue, results, deaths, "sandbox worker stopped answering")
                     idle.append(slot)
         return results  # type: ignore[return-value]
 
-    def _failed(self, slot: int, job: list[int], queue: deque, results: list, why: str) -> None:
-        """Replace a dead or stuck worker; retry its batch one program at a time to find the culprit."""
+    def _failed(self, slot: int, job: list[int], queue: deque, results: list, deaths: dict[int, int], why: str) -> None:
+        """Replace a dead or stuck worker; retry its batch one program at a time to find the culprit.
+        A program is blamed when a worker is lost twice while running it alone: the first loss may
+        be a worker that had died before the program reached it (killed from outside)."""
         self._workers[slot].kill()
         self._workers[slot] = _Worker(self._config, self._jail)
         self._workers[slot].wait_ready(time.monotonic() + _START_TIMEOUT)
         if len(job) > 1:
             queue.extendleft([i] for i in reversed(job))
+            return
+        deaths[job[0]] = deaths.get(job[0], 0) + 1
+        if deaths[job[0]] < 2:
+            queue.appendleft(job)
         else:
             results[job[0]] = Outcome.fail(Status.RUNTIME, why)
 
