@@ -110,12 +110,18 @@ class Validator:
 
     def __init__(self, thoughts: Sequence[str], prompts: dict[str, Prompt], teacher: str, settings: Settings,
                  journal: Journal, out: TextIO, stats: Stats, timeout: float, workers: int | None):
-        self.checkers = {t: Checker(t, timeout=timeout, workers=workers) for t in thoughts}
+        self.checkers: dict[str, Checker] = {}  # opened by `run`, while the first requests are in flight
+        self.thoughts, self.timeout, self.workers = thoughts, timeout, workers
         self.prompts, self.teacher, self.settings = prompts, teacher, settings
         self.journal, self.out, self.stats = journal, out, stats
         self.queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=4 * VALIDATE_BATCH)
 
+    def open(self) -> None:
+        for thought in self.thoughts:  # PoT starts the sandbox pool (about half a second)
+            self.checkers[thought] = Checker(thought, timeout=self.timeout, workers=self.workers)
+
     async def run(self) -> None:
+        await asyncio.to_thread(self.open)
         while (job := await self.queue.get()) is not None:
             batch = [job]
             while len(batch) < VALIDATE_BATCH and not self.queue.empty():
@@ -261,6 +267,10 @@ class Run:
                 async with live_table(lambda: stats_table(self), enabled=show_progress):
                     workers_done = asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
                     try:
+                        await asyncio.wait({workers_done, checking}, return_when=asyncio.FIRST_COMPLETED)
+                        if checking.done():  # the validator stops early only on an error: stop asking
+                            checking.result()
+                            raise RuntimeError("the validator stopped before the requests were done")
                         await workers_done
                     except BaseException:
                         workers_done.cancel()

@@ -43,6 +43,7 @@ _ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OPENBLAS_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1"}
 _UID_BASE = 1_000_000_000  # root only: worker uid = base + zygote pid, unique among live workers
 _START_TIMEOUT = 120.0
+_MIN_BATCH = 32
 
 
 class SandboxError(RuntimeError):
@@ -205,8 +206,9 @@ class Executor:
                 runnable.append(i)
             else:
                 results[i] = Outcome.fail(Status.SYNTAX, f"program is {type(program).__name__}, not str")
-        # Several batches per worker balance the load; large batches amortise the fork.
-        size = max(1, min(self.batch_size, math.ceil(len(runnable) / (4 * len(self._workers)))))
+        # Several batches per worker balance the load; large batches amortise the fork (about a
+        # millisecond, forty typical programs' worth): no batch is cut below _MIN_BATCH programs.
+        size = min(self.batch_size, max(_MIN_BATCH, math.ceil(len(runnable) / (4 * len(self._workers)))))
         queue = deque(runnable[i:i + size] for i in range(0, len(runnable), size))
         idle = list(range(len(self._workers)))
         busy: dict[int, tuple[int, list[int], float]] = {}  # fd -> (worker slot, job, deadline)
