@@ -274,6 +274,7 @@ class Run:
                         await workers_done
                     except BaseException:
                         workers_done.cancel()
+                        workers_done.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no warning
                         raise
                     await self.validator.queue.put(None)
                     await checking

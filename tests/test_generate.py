@@ -170,3 +170,35 @@ def test_cli_refuses_a_foreign_output_and_overwrites_when_asked(tmp_path):
         assert len(read(out)) == 2
         bad = CliRunner().invoke(main, args + ["--device", "cpu"])
         assert bad.exit_code == 2 and "--device" in bad.output
+
+
+def test_a_failing_validator_stops_the_requests(tmp_path):
+    """An error while checking ends the run with that error, without asking the teacher for the rest.
+    In a subprocess: the fixture server's thread logs the dropped connections while the main thread
+    unwinds, and concurrent imports under pytest's assertion rewriting trip a CPython 3.11 AST bug."""
+    script = tmp_path / "broken.py"
+    script.write_text(f"""
+import sys
+sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / "tests")!r}]
+from pathlib import Path
+import distill.generate as gen
+from test_generate import TeacherServer, workload
+
+class Broken(gen.Checker):
+    def check(self, rationales):
+        raise RuntimeError("checker broke")
+
+gen.Checker = Broken
+items, script = workload(300)
+with TeacherServer(script) as server:
+    try:
+        gen.generate(items, "cot", "openai:teacher-x", Path({str(tmp_path / "out.jsonl")!r}),
+                     teacher_options={{"base_url": server.url}}, settings=gen.Settings(samples=1), concurrency=4, workers=1)
+    except RuntimeError as exc:
+        print("raised:", exc, "requests:", server.requests)
+""")
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    message = res.stdout.split("raised: ")[-1].split()
+    assert message[:2] == ["checker", "broke"] and 0 < int(message[-1]) < 300, res.stdout
+    assert "never retrieved" not in res.stderr
