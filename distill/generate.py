@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -112,13 +113,21 @@ class Validator:
                  journal: Journal, out: TextIO, stats: Stats, timeout: float, workers: int | None):
         self.checkers: dict[str, Checker] = {}  # opened by `run`, while the first requests are in flight
         self.thoughts, self.timeout, self.workers = thoughts, timeout, workers
+        self.lock, self.closed = threading.Lock(), False
         self.prompts, self.teacher, self.settings = prompts, teacher, settings
         self.journal, self.out, self.stats = journal, out, stats
         self.queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=4 * VALIDATE_BATCH)
 
     def open(self) -> None:
-        for thought in self.thoughts:  # PoT starts the sandbox pool (about half a second)
-            self.checkers[thought] = Checker(thought, timeout=self.timeout, workers=self.workers)
+        """Open the checkers (PoT starts the sandbox pool: about half a second). Runs in a thread that
+        a cancelled run does not stop, hence the lock: what opens after `close` is closed at once."""
+        for thought in self.thoughts:
+            checker = Checker(thought, timeout=self.timeout, workers=self.workers)
+            with self.lock:
+                if self.closed:
+                    checker.close()
+                    return
+                self.checkers[thought] = checker
 
     async def run(self) -> None:
         await asyncio.to_thread(self.open)
@@ -182,7 +191,10 @@ class Validator:
         )
 
     def close(self) -> None:
-        for checker in self.checkers.values():
+        with self.lock:
+            self.closed = True
+            checkers = list(self.checkers.values())
+        for checker in checkers:
             checker.close()
 
 

@@ -17,6 +17,7 @@ and carries on with a fresh child; this pool kills a whole worker that stops ans
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import math
 import os
@@ -62,6 +63,7 @@ class _Worker:
         self.fd = self.proc.stdout.fileno()
         self.buffer = bytearray()
         self.layers: tuple[str, ...] = ()
+        self.ready = False  # its greeting read (`wait_ready`)
 
     def wait_ready(self, deadline: float) -> None:
         while (message := self.receive()) is None:
@@ -74,6 +76,7 @@ class _Worker:
         if kind != "ready":
             raise SandboxError(f"unexpected greeting from sandbox worker: {kind!r}")
         self.layers = tuple(layers.split(","))
+        self.ready = True
 
     def send(self, programs: list[str]) -> bool:
         payload = pickle.dumps(programs, protocol=pickle.HIGHEST_PROTOCOL)
@@ -138,6 +141,13 @@ def _parse(text: str, n: int) -> list[Outcome] | None:
             status, detail = Status.RUNTIME, "malformed result from the sandbox"
         outcomes.append(Outcome.fail(status, detail))
     return outcomes
+
+
+def _batch_size(programs: int, workers: int, cap: int) -> int:
+    """Programs per batch: several batches per worker balance the load; large batches amortise the
+    fork (about a millisecond, forty typical programs' worth), so none is cut below _MIN_BATCH
+    programs unless that would leave a worker idle."""
+    return max(1, min(cap, max(math.ceil(programs / (4 * workers)), min(_MIN_BATCH, math.ceil(programs / workers)))))
 
 
 def _shutdown(workers: list[_Worker], jail: str) -> None:
@@ -206,17 +216,30 @@ class Executor:
                 runnable.append(i)
             else:
                 results[i] = Outcome.fail(Status.SYNTAX, f"program is {type(program).__name__}, not str")
-        # Several batches per worker balance the load; large batches amortise the fork (about a
-        # millisecond, forty typical programs' worth): no batch is cut below _MIN_BATCH programs.
-        size = min(self.batch_size, max(_MIN_BATCH, math.ceil(len(runnable) / (4 * len(self._workers)))))
+        size = _batch_size(len(runnable), len(self._workers), self.batch_size)
         queue = deque(runnable[i:i + size] for i in range(0, len(runnable), size))
         idle = list(range(len(self._workers)))
         busy: dict[int, tuple[int, list[int], float]] = {}  # fd -> (worker slot, job, deadline)
+        try:
+            self._serve(programs, queue, idle, busy, results)
+        except BaseException:  # interrupted: the busy workers' answers would reach the next call
+            for slot, _, _ in busy.values():
+                self._workers[slot].kill()
+                with contextlib.suppress(Exception):  # else the dead worker is replaced at its next job
+                    self._workers[slot] = _Worker(self._config, self._jail)
+            raise
+        return results  # type: ignore[return-value]
+
+    def _serve(self, programs: list[str], queue: deque, idle: list[int], busy: dict[int, tuple[int, list[int], float]],
+               results: list[Outcome | None]) -> None:
+        """Hand out the queued batches to idle workers and collect their answers until all are in."""
         deaths: dict[int, int] = {}  # program -> workers lost while it ran alone
         while queue or busy:
             while queue and idle:
                 slot, job = idle.pop(), queue.popleft()
                 worker = self._workers[slot]
+                if not worker.ready:
+                    worker.wait_ready(time.monotonic() + _START_TIMEOUT)
                 # Backstop only: the zygote itself enforces the per-program limit.
                 deadline = time.monotonic() + len(job) * 2 * (self.timeout + 1) + 10
                 if worker.send([programs[i] for i in job]):
@@ -250,7 +273,6 @@ class Executor:
                     del busy[fd]
                     self._failed(slot, job, queue, results, deaths, "sandbox worker stopped answering")
                     idle.append(slot)
-        return results  # type: ignore[return-value]
 
     def _failed(self, slot: int, job: list[int], queue: deque, results: list, deaths: dict[int, int], why: str) -> None:
         """Replace a dead or stuck worker; retry its batch one program at a time to find the culprit.

@@ -208,3 +208,39 @@ def test_recorded_teacher_programs_reproduce(shared_data):
     assert not mismatches, mismatches[:5]
     negative = sum(o.is_ok and o.prediction < 0 for o in outcomes)
     assert negative == 23  # the recorded abs() cases, see docs/sandbox.md
+
+
+def test_an_interrupted_call_leaves_no_answers_for_the_next(monkeypatch):
+    """Interrupted while batches are out (Ctrl-C), the busy workers are replaced, so their late answers
+    cannot be read as the next call's."""
+    import select as real_select
+
+    import solvers.executor as module
+
+    class InterruptOnce:
+        armed = True
+
+        @classmethod
+        def select(cls, *args):
+            if cls.armed:
+                cls.armed = False
+                raise KeyboardInterrupt
+            return real_select.select(*args)
+
+    with Executor(workers=1, timeout=1.0) as ex:
+        monkeypatch.setattr(module, "select", InterruptOnce)
+        with pytest.raises(KeyboardInterrupt):
+            ex.run_many([f"ans = {i}" for i in range(32)])
+        monkeypatch.setattr(module, "select", real_select)
+        assert [o.prediction for o in ex.run_many([f"ans = {1000 + i}" for i in range(32)])] == list(range(1000, 1032))
+
+
+@pytest.mark.parametrize("programs, workers, size", [
+    (4, 4, 1),  # one each: no worker idle
+    (20, 2, 10), (64, 2, 32), (200, 2, 32),  # a floor of 32 programs per fork
+    (3000, 2, 375), (30_000, 2, 1024),  # four batches per worker, at most `batch_size`
+])
+def test_batches_amortise_the_fork_but_use_every_worker(programs: int, workers: int, size: int) -> None:
+    from solvers.executor import _batch_size
+
+    assert _batch_size(programs, workers, 1024) == size

@@ -202,3 +202,27 @@ with TeacherServer(script) as server:
     message = res.stdout.split("raised: ")[-1].split()
     assert message[:2] == ["checker", "broke"] and 0 < int(message[-1]) < 300, res.stdout
     assert "never retrieved" not in res.stderr
+
+
+def test_a_run_that_fails_early_leaves_no_sandbox_behind(tmp_path):
+    """The PoT pool opens in a thread while the first requests fly; when the run fails before it is
+    up (here: a bad API key), the pool that opens afterwards is closed at once."""
+    from distill.records import InputError
+    from distill.teachers import TeacherError
+
+    class Refusing:
+        name = "fake:refusing"
+
+        async def complete(self, request):
+            raise TeacherError("bad key")
+
+    def sandboxes() -> int:
+        out = subprocess.run(["ps", "--ppid", str(os.getpid()), "-o", "args="], capture_output=True, text=True).stdout
+        return out.count("solvers.sandbox.worker")
+
+    before = sandboxes()
+    items, _ = workload(5)
+    with pytest.raises(InputError, match="bad key"):
+        generate(items, ["pot"], Refusing(), tmp_path / "out.jsonl", settings=Settings(samples=1), concurrency=2, workers=2)
+    time.sleep(1.5)  # the opening thread finishes (pool start-up) and must close what it opened
+    assert sandboxes() <= before

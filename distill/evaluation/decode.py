@@ -14,6 +14,7 @@ import asyncio
 import importlib.util
 import logging
 import math
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -72,21 +73,22 @@ def plan_batches(lengths: Sequence[int], *, max_new_tokens: int, samples: int, t
     The prompts, longest first, are cut into buckets (runs of neighbours); a bucket pads to its longest
     prompt (rounded up to `pad_multiple`) and splits into equal batches, the fewest whose KV cache
     (sequences x (length + new tokens)) fits `token_budget`: one batch shape per bucket, so the static
-    loop's graphs serve all its batches. Dynamic programming over cut points (every prompt up to 256
-    prompts, then an even grid of 256): a long outlier gets a small bucket of its own when that is
-    cheaper than padding a big batch to its length."""
+    loop's graphs serve all its batches. Dynamic programming over at most 257 cut points (every
+    prompt, or an even grid): a long outlier gets a small bucket of its own when that is cheaper than
+    padding a big batch to its length. A prompt's samples share its batch, so a batch holds at least
+    one prompt's `samples` sequences even where they alone exceed the budget."""
     if not lengths:
         return []
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     padded = [max(1, math.ceil(lengths[i] / pad_multiple)) * pad_multiple for i in order]
-    grid = max(1, len(order) // 256)
+    grid = math.ceil(len(order) / 256)
     cuts = list(range(0, len(order), grid)) + [len(order)]
 
     def bucket(i: int, j: int) -> tuple[float, int]:  # cost and batch size of the bucket order[i:j]
         fit = max(1, min(max_batch, token_budget // (padded[i] + max_new_tokens)) // samples)
-        size = math.ceil((j - i) / math.ceil((j - i) / fit))
-        return plan_cost([Batch([], size, padded[i])] * math.ceil((j - i) / size), max_new_tokens=max_new_tokens,
-                         samples=samples, step_cost=step_cost), size
+        count = math.ceil((j - i) / fit)
+        size = math.ceil((j - i) / count)
+        return _shape_cost(count, size, padded[i], max_new_tokens=max_new_tokens, samples=samples, step_cost=step_cost), size
 
     best: list[tuple[float, int, int]] = [(0.0, 0, 0)]  # per cut: (cost up to it, previous cut, batch size)
     for b in range(1, len(cuts)):
@@ -107,11 +109,15 @@ def plan_cost(batches: Sequence[Batch], *, max_new_tokens: int, samples: int, st
     traffic): per step, `step_cost` (weights and the launch floor) plus the cache each sequence reads,
     its padded prompt and on average half the new tokens; each batch shape also warms up and
     captures its graphs, about two steps per segment."""
-    setup = {(b.capacity, b.length): 2 * math.ceil(max_new_tokens / SEGMENT) for b in batches}
-    steps = {shape: 0 for shape in setup}
-    for b in batches:
-        steps[b.capacity, b.length] += max_new_tokens
-    return sum((steps[s] + setup[s]) * (step_cost + s[0] * samples * (s[1] + max_new_tokens / 2)) for s in setup)
+    shapes = Counter((b.capacity, b.length) for b in batches)
+    return sum(_shape_cost(count, size, length, max_new_tokens=max_new_tokens, samples=samples, step_cost=step_cost)
+               for (size, length), count in shapes.items())
+
+
+def _shape_cost(count: int, size: int, length: int, *, max_new_tokens: int, samples: int, step_cost: float) -> float:
+    """`plan_cost` of `count` batches of one shape (`size` prompts padded to `length`)."""
+    steps = count * max_new_tokens + 2 * math.ceil(max_new_tokens / SEGMENT)
+    return steps * (step_cost + size * samples * (length + max_new_tokens / 2))
 
 
 def step_cost(model: Any) -> float:
@@ -161,7 +167,8 @@ def _attend(q: Any, k: Any, v: Any, mask: Any, scale: float | None = None) -> An
 
 
 def _attend_one(q: Any, k: Any, v: Any, mask: Any, scale: float | None = None) -> Any:
-    """`_attend` for one query position as two batched matrix-vector products, scores in fp32.
+    """`_attend` for one query position as two batched matrix-vector products, the scores upcast to
+    fp32 for the mask and softmax (as HF's eager T5); q and k/v have the same number of heads.
     T5's per-head position bias keeps SDPA off its fused kernels (on an H100 it fell back to the math
     path, copying K at every step: 135 ms per 770M step at batch 1,304, this 26 ms)."""
     scale = q.shape[-1] ** -0.5 if scale is None else scale
