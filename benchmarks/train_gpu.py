@@ -36,7 +36,6 @@ from distill.train.compile import block_lists, compile_blocks  # noqa: E402
 from distill.train.data import IGNORE, Collator, bucket_shape, length, plan_batches, plan_buckets  # noqa: E402
 from distill.train.loop import loss_sum, target_tokens  # noqa: E402
 
-PROFILE = False  # --profile
 RESULTS = Path(__file__).resolve().parent / "results" / "train_gpu.md"
 PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.0}  # dense bf16 tensor-core peaks
 Example = dict[str, list[int]]
@@ -214,7 +213,7 @@ BUCKETS = {"seq2seq": [64, 128, 192, 256, 320], "causal": [128, 192, 256, 320, 3
 
 
 def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, steps: int,
-         max_tokens: int, compile_model: bool, pack: str) -> tuple[float, list[list[Example]], str]:
+         max_tokens: int, compile_model: bool, pack: str, profile: bool = False) -> tuple[float, list[list[Example]], str]:
     on_gpu = device.type == "cuda"
     # LoRA: the frozen base in bf16 (adapters stay fp32, peft's default); full fine-tune: fp32 master
     # weights under bf16 autocast (bf16 weights would round away lr-2e-5 Adam updates).
@@ -259,10 +258,11 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
             torch.cuda.synchronize()
         compile_s = time.perf_counter() - started
     seconds, timed = time_steps(model, optimizer, batches, step, warmup, steps, device)
-    if PROFILE and on_gpu:  # where a step's GPU time goes: the top kernels of two steps
-        from torch.profiler import ProfilerActivity, profile
+    if profile and on_gpu:  # where a step's GPU time goes: the top kernels of two steps
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as profiler
 
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        with profiler(activities=[ProfilerActivity.CUDA]) as prof:
             for b in batches[:2]:
                 step(b)
             torch.cuda.synchronize()
@@ -297,13 +297,13 @@ class CompileTimeout(Exception):
 
 
 def ours_with_fallback(shape: Shape, data: list[Example], device: torch.device, warmup: int, steps: int,
-                       budget: int, compile_model: bool, pack: str, compile_limit: int) -> Callable:
+                       budget: int, compile_model: bool, pack: str, compile_limit: int, profile: bool = False) -> Callable:
     """Ours at the largest token budget that fits (3/4 of it on out-of-memory); compiled, or eager
     when the compiled run fails or takes more than `compile_limit` seconds, so one run always gives a table."""
     def attempt(tokens: int, compiled: bool) -> tuple[float, list[list[Example]], str]:
         while True:
             try:
-                return ours(shape, data, device, warmup, steps, tokens, compiled, pack)
+                return ours(shape, data, device, warmup, steps, tokens, compiled, pack, profile)
             except torch.cuda.OutOfMemoryError:
                 if tokens <= 2048:
                     raise
@@ -386,8 +386,6 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, help="bf16 dense peak of this GPU (default: from its name)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    global PROFILE
-    PROFILE = args.profile
     from rich.console import Console
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -406,7 +404,7 @@ def main() -> None:
         budget = args.budget_a if shape.kind == "seq2seq" else args.budget_b
         for recipe, run in (("naive", lambda: naive(shape, data, device, args.warmup, args.steps)),
                             ("ours", ours_with_fallback(shape, data, device, args.warmup, args.steps, budget, not args.eager,
-                                                       args.pack, args.compile_limit))):
+                                                       args.pack, args.compile_limit, args.profile))):
             started = time.perf_counter()
             results.append(measure(shape, recipe, device, peak, run))
             console.print(f"{shape.name} {recipe}: {results[-1].tokens_per_s:,.0f} tokens/s "

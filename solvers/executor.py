@@ -224,9 +224,8 @@ class Executor:
             self._serve(programs, queue, idle, busy, results)
         except BaseException:  # interrupted: the busy workers' answers would reach the next call
             for slot, _, _ in busy.values():
-                self._workers[slot].kill()
                 with contextlib.suppress(Exception):  # else the dead worker is replaced at its next job
-                    self._workers[slot] = _Worker(self._config, self._jail)
+                    self._replace(slot)
             raise
         return results  # type: ignore[return-value]
 
@@ -274,13 +273,16 @@ class Executor:
                     self._failed(slot, job, queue, results, deaths, "sandbox worker stopped answering")
                     idle.append(slot)
 
+    def _replace(self, slot: int) -> None:
+        """Kill the slot's worker and start another; its greeting is read before its first job."""
+        self._workers[slot].kill()
+        self._workers[slot] = _Worker(self._config, self._jail)
+
     def _failed(self, slot: int, job: list[int], queue: deque, results: list, deaths: dict[int, int], why: str) -> None:
         """Replace a dead or stuck worker; retry its batch one program at a time to find the culprit.
         A program is blamed when a worker is lost twice while running it alone: the first loss may
         be a worker that had died before the program reached it (killed from outside)."""
-        self._workers[slot].kill()
-        self._workers[slot] = _Worker(self._config, self._jail)
-        self._workers[slot].wait_ready(time.monotonic() + _START_TIMEOUT)
+        self._replace(slot)
         if len(job) > 1:
             queue.extendleft([i] for i in reversed(job))
             return
