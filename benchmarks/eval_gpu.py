@@ -4,7 +4,7 @@ Two random-weight shapes, CodeT5-large (770M, seq2seq) and LLaMA-2-7B (causal), 
 - naive baseline: HF `generate` on fixed-count batches sorted by length, dynamic cache, no compile;
   timed on a few evenly spaced batches and scaled to all of them (keeps the run inside 10 minutes);
 - `graph`: `distill.evaluation.evaluate_model` end to end (decode + execute PoT + solve EoT + score)
-  with `GreedyLoop`: two length buckets, one batch size each (from free memory), a static KV cache,
+  with `GreedyLoop`: length buckets chosen by `plan_batches`, one batch size each (from free memory), a static KV cache,
   the decode step captured in CUDA graphs (one per bucket and 64-step segment; no compiler);
 - `eager`: the same without CUDA graphs (huge batches, launch overhead hidden behind the GPU work).
 Runs go mode by mode (`--modes`, fast path first); one not started within `--deadline` seconds is
