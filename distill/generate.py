@@ -27,7 +27,8 @@ from distill.data import load
 from distill.journal import Journal, remove_run
 from distill.ledger import Ledger, Price, find_price, usage_text
 from distill.progress import live_table
-from distill.records import THOUGHTS, InputError, Record, dumps
+from distill.records import InputError, Record, dumps
+from distill.thoughts import parse_thoughts
 from distill.teachers import Completion, Request, Teacher, TeacherError, make_teacher
 from distill.teachers.base import is_transient
 from distill.teachers.extract import extract_rationale
@@ -66,6 +67,7 @@ class Result:
     stats: Stats
     ledger: Ledger
     retries: Counter[str]  # failed teacher attempts by class (most were retried)
+    audit: str | None = None  # the teacher backend's own report on the run, if it has one
 
 
 @dataclass
@@ -184,8 +186,8 @@ class Validator:
         return Record(
             id=item.id, question=item.question, answer=item.answer, source=item.source, thought=job.thought,
             rationale=rationale, prediction=prediction, status=status, correct=correct, model=self.teacher,
-            sample=job.first_sample + i,
-            meta={"prompt_hash": self.prompts[job.thought].hash, "request": job.key, "raw": c.text,
+            sample=job.first_sample + i, request=job.key, prompt_hash=self.prompts[job.thought].hash,
+            meta={"raw": c.text,
                   "finish_reason": c.finish_reason,
                   "usage": {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens}},
         )
@@ -259,7 +261,7 @@ class Run:
         hashes = {t: p.hash for t, p in self.prompts.items()}
         self.prior_correct = Counter(
             (r.id, r.thought) for r in kept
-            if r.correct and r.model == self.teacher.name and r.meta.get("prompt_hash") == hashes.get(r.thought)
+            if r.correct and r.model == self.teacher.name and r.prompt_hash == hashes.get(r.thought)
         )
         self.journal.open()
         todo: asyncio.Queue[tuple[Record, str]] = asyncio.Queue()
@@ -332,9 +334,7 @@ async def agenerate(
 ) -> Result:
     """`generate` for callers that already run an event loop (the teacher is not closed here)."""
     out = Path(out)
-    for thought in thoughts:
-        if thought not in THOUGHTS:
-            raise InputError(f"unknown thought {thought!r} (choose from {', '.join(THOUGHTS)})")
+    thoughts = parse_thoughts(thoughts)
     settings = settings or Settings()
     if settings.keep not in ("all", "correct"):
         raise InputError(f"--keep must be all or correct, not {settings.keep!r}")
@@ -374,7 +374,7 @@ def generate(
     """Generate validated rationales for a data set (spec like `gsm8k:train`, or records) with a
     teacher (spec like `openai:gpt-4o-mini`, or a `Teacher`) into `out`, resuming an earlier run
     into the same file. Keyword arguments go to `agenerate` (settings, concurrency, overwrite, ...)."""
-    thoughts = [t.strip() for t in thoughts.split(",")] if isinstance(thoughts, str) else list(thoughts)
+    thoughts = parse_thoughts(thoughts)
     prompts = load_prompts(thoughts, list(prompt_files))
     items = load(data, limit=limit, shard=shard).records if isinstance(data, str) else list(data)
     kwargs.setdefault("prompts", prompts)

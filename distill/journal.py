@@ -56,7 +56,8 @@ class Journal:
             self.written.clear()  # the output is gone: rebuild it from the answers
             return []
         rows = list(_lines(self.out))
-        kept = [Record.from_dict(r) for r in rows if r.get("meta", {}).get("request") in self.written]
+        records = [Record.from_dict(r) for r in rows]
+        kept = [r for r in records if r.request in self.written]
         if len(kept) < len(rows):
             write_jsonl(self.out, kept)
         return kept

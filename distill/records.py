@@ -13,9 +13,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-THOUGHTS = ("cot", "pot", "eot")
-
-
 class InputError(ValueError):
     """Bad user input; the message is one line naming the file, line and field."""
 
@@ -30,13 +27,17 @@ class Record:
     question: str
     answer: float | int | None = None  # gold answer, parsed to a number (None: unknown)
     source: str = ""  # data set the question comes from, e.g. "gsm8k:test"
-    thought: str | None = None  # cot | pot | eot
+    thought: str | None = None  # a registered thought: cot | pot | eot | ...
     rationale: str | None = None
     prediction: float | int | None = None
     status: str | None = None  # "ok" or a failure class (solvers.Status)
     correct: bool | None = None
     model: str | None = None  # the teacher or student that wrote the rationale
     sample: int = 0  # index among the samples drawn for (question, thought)
+    # Provenance that resume decides by (`distill generate`/`synth`): the key of the teacher request
+    # that produced the record, and the hash of the prompt it was asked with.
+    request: str | None = None
+    prompt_hash: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -48,6 +49,9 @@ class Record:
         kwargs = {k: v for k, v in data.items() if k in known}
         extra = {k: v for k, v in data.items() if k not in known}
         kwargs["meta"] = {**(data.get("meta") or {}), **extra}
+        for name in ("request", "prompt_hash"):  # files written before these were fields kept them in meta
+            if kwargs.get(name) is None and isinstance(kwargs["meta"].get(name), str):
+                kwargs[name] = kwargs["meta"].pop(name)
         kwargs["id"] = str(kwargs.get("id", ""))
         return cls(**kwargs)
 

@@ -39,11 +39,11 @@ from distill.generate import Settings, agenerate, ledger_path, request_key
 from distill.journal import Journal, remove_run
 from distill.ledger import Ledger, Price, find_price, usage_text
 from distill.progress import live_table
-from distill.records import THOUGHTS, InputError, Record, write_jsonl
+from distill.records import InputError, Record, write_jsonl
+from distill.thoughts import parse_thoughts
 from distill.teachers import Completion, Request, Teacher, TeacherError, make_teacher
-from distill.teachers.base import is_transient
+from distill.teachers.base import WRITE_QUESTION, is_transient
 from distill.teachers.prompts import Exemplar, Prompt
-from distill.world.synth import TASK
 from solvers.answers import is_correct
 
 DEFAULT_PROMPT = PROMPTS_DIR / "synth.yaml"
@@ -155,9 +155,8 @@ class SynthSettings:
     decontam_threshold: float = THRESHOLD
 
     def check(self) -> None:
-        bad = [t for t in self.thoughts if t not in THOUGHTS]
-        if bad or not self.thoughts:
-            raise InputError(f"--thought must be among {', '.join(THOUGHTS)} (got {','.join(self.thoughts)!r})")
+        if not parse_thoughts(self.thoughts):
+            raise InputError("--thoughts must name at least one thought")
         if self.n < 1 or self.samples < 1:
             raise InputError("--n and --samples must be at least 1")
         if not 0 < self.agreement <= 1 or not 0 < self.dedupe_threshold <= 1:
@@ -207,10 +206,6 @@ def paths(out: Path) -> dict[str, Path]:
 
 
 def load_seeds(spec: str, limit: int | None = None, data_dir: str | None = None) -> list[Record]:
-    if spec.startswith("world:"):
-        from distill.world import load_world
-
-        return load_world(spec).records[:limit]
     return load(spec, limit=limit, data_root=data_dir).records
 
 
@@ -232,7 +227,7 @@ class Synth:
         seed, k = self.seeds[c % len(self.seeds)], c // len(self.seeds)
         request = Request(self.prompt.messages(seed.question), 1, self.settings.temperature, 1.0,
                           self.settings.max_tokens, list(self.prompt.stop) or None,
-                          meta={"task": TASK, "id": seed.id, "question": seed.question, "round": k})
+                          meta={"task": WRITE_QUESTION, "id": seed.id, "question": seed.question, "round": k})
         return seed, request, request_key(self.teacher.name, seed, self.prompt, request, k)
 
     async def write(self, c: int) -> None:
@@ -269,9 +264,10 @@ class Synth:
                     reason = f"contaminated ({hit.eval_id})"
                 else:
                     near.add(rid, question)
-            meta = {"seed_id": seed.id, "accepted": False, "raw": comp.text, "request": key,
+            meta = {"seed_id": seed.id, "accepted": False, "raw": comp.text,
                     "usage": {"prompt_tokens": comp.prompt_tokens, "completion_tokens": comp.completion_tokens}}
-            rec = Record(id=rid, question=question or "", source=f"synth:{self.source}", model=self.teacher.name, meta=meta)
+            rec = Record(id=rid, question=question or "", source=f"synth:{self.source}", model=self.teacher.name,
+                         request=key, meta=meta)
             out.append(Candidate(rec, reason))
             if reason is not None:
                 self.progress.rejected[reason.partition(" (")[0]] += 1
@@ -404,7 +400,7 @@ def synth(
     show_progress: bool = False,
 ) -> SynthResult:
     """Write `settings.n` new questions from seeds (a spec like `gsm8k:train` or records) with a
-    teacher (a spec or a `Teacher`; `world:` specs get the question-writing `WorldSynthTeacher`),
+    teacher (a spec or a `Teacher`; a backend's `make_writer`, if it has one, builds it),
     label them by agreement, and write the accepted ones to `out`. Rerunning resumes."""
     settings = settings or SynthSettings()
     settings.check()
@@ -428,7 +424,7 @@ def synth(
 
     async def main() -> SynthResult:
         try:
-            built = make_synth_teacher(teacher, teacher_options) if isinstance(teacher, str) else teacher
+            built = make_teacher(teacher, writer=True, **(teacher_options or {})) if isinstance(teacher, str) else teacher
         except TeacherError as exc:
             raise InputError(str(exc)) from None
         ledger = Ledger.start(built.name, price or find_price(built.name, prices))
@@ -448,16 +444,6 @@ def synth(
         return SynthResult(out, report, ledger)
 
     return asyncio.run(main())
-
-
-def make_synth_teacher(spec: str, options: dict[str, Any] | None = None) -> Teacher:
-    """`make_teacher`, except that `world:` specs get the world teacher that can write questions."""
-    kind, _, rest = spec.partition(":")
-    if kind == "world":
-        from distill.world.synth import WorldSynthTeacher
-
-        return WorldSynthTeacher.from_spec(rest)
-    return make_teacher(spec, **(options or {}))
 
 
 __all__ = ["SynthSettings", "SynthResult", "Tally", "NearDuplicates", "parse_question", "synth"]

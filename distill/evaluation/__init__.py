@@ -25,7 +25,8 @@ from distill.evaluation.decode import Batch, DecodeOptions, open_decoder, ration
 from distill.evaluation.report import Report, write_reports
 from distill.evaluation.scoring import build_items, methods, summarize
 from distill.progress import progress_bar
-from distill.records import THOUGHTS, InputError, Record, cut_torn_line, dumps, read_records, write_jsonl
+from distill.records import InputError, Record, cut_torn_line, dumps, read_records, write_jsonl
+from distill.thoughts import parse_thoughts, thought_names
 
 PREDICTIONS = "predictions.jsonl"
 CONFIG = "config.json"
@@ -53,7 +54,7 @@ def split_list(value: str | Sequence[str], *, allowed: Sequence[str] | None = No
 
 def fallback_order(thoughts: Sequence[str], fallback: str | Sequence[str] | None) -> list[str]:
     """The fallback order: the given one (thoughts being evaluated) or the thoughts' own order."""
-    order = list(thoughts) if not fallback else split_list(fallback, allowed=THOUGHTS, what="thought")
+    order = list(thoughts) if not fallback else parse_thoughts(fallback)
     missing = [t for t in order if t not in thoughts]
     if missing:
         raise InputError(f"--fallback names {', '.join(missing)}, which --thoughts does not evaluate")
@@ -162,7 +163,7 @@ def evaluate_model(
     `decoder` replaces loading `model` (benchmarks pass an in-memory model this way);
     `make_checker(thought)` replaces the project's checkers (tests script them)."""
     options = options or DecodeOptions()
-    thought_list = split_list(thoughts, allowed=THOUGHTS, what="thought")
+    thought_list = parse_thoughts(thoughts)
     order = fallback_order(thought_list, fallback)
     questions = load_questions(data, limit=limit, data_root=data_root)
     out = Path(out_dir)
@@ -207,8 +208,8 @@ def score_predictions(
         if not Path(path).is_file():
             raise InputError("no such file", path)
         records += read_predictions(Path(path))
-    present = [t for t in THOUGHTS if any(r.thought == t for r in records)]
-    thought_list = split_list(thoughts, allowed=THOUGHTS, what="thought") if thoughts else present
+    present = [t for t in thought_names() if any(r.thought == t for r in records)]
+    thought_list = parse_thoughts(thoughts, default=present)
     if not thought_list:
         raise InputError("no records with a thought (cot, pot, eot) to score", paths[0] if paths else None)
     for thought in thought_list:

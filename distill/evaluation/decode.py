@@ -18,10 +18,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
+from pathlib import Path
 from typing import Any
 
 from distill.cues import student_input
-from distill.records import THOUGHTS, InputError
+from distill.records import InputError
+from distill.thoughts import thought_names
 from distill.students import StudentSettings, format_prompt, load_student
 
 log = logging.getLogger(__name__)
@@ -551,7 +553,7 @@ class TeacherDecoder:
         except TeacherError as exc:
             raise InputError(str(exc)) from None
         self.options = options
-        self.prompts = load_prompts(list(THOUGHTS))
+        self.prompts = load_prompts(thought_names())
         self.prompting: dict[str, Any] = {t: p.hash for t, p in self.prompts.items()}
         self.loop = asyncio.new_event_loop()  # one loop: clients may hold connections bound to it
 
@@ -584,9 +586,10 @@ class TeacherDecoder:
 def open_decoder(model: str, options: DecodeOptions, *, device: str | None = None, engine: str = "auto") -> Any:
     """The decoder for a teacher spec (`openai:MODEL`, ...), a student directory, a local model or a hub id.
     `engine`: `hf` (transformers), `vllm`, or `auto` (vLLM for causal models on CUDA when installed)."""
-    from distill.teachers import KINDS
+    from distill.teachers import TEACHERS
 
-    if model.partition(":")[0] in KINDS:
+    kind, sep, _ = model.partition(":")
+    if sep and kind in TEACHERS and not Path(model).exists():
         return TeacherDecoder(model, options)
     import torch
 

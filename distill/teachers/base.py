@@ -20,6 +20,10 @@ class Request:  # one question x thought; the teacher returns n samples
     meta: dict[str, Any] = field(default_factory=dict)  # includes "question", "thought", "id"
 
 
+# Request.meta["task"] of a question-writing request (`distill synth`); other requests solve.
+WRITE_QUESTION = "write-question"
+
+
 @dataclass
 class Completion:
     text: str | None  # None on failure

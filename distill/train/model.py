@@ -12,7 +12,7 @@ from distill.records import InputError
 from distill.students import model_kind
 from distill.train.config import TINY_STUDENTS, TRAINED_TOKENIZER, TrainConfig
 from distill.train.tiny import default_tokenizer, tiny_causal, tiny_seq2seq
-from distill.world.tokenizer import train_tokenizer
+from distill.train.tokenizer import train_tokenizer
 
 WHOLE_NUMBERS_TOKENIZER = f"{TRAINED_TOKENIZER}-numbers"  # the same BPE, frequent numbers kept whole
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

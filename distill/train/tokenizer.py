@@ -1,4 +1,4 @@
-"""A small byte-level BPE tokenizer trained on the fly for the quickstart student.
+"""A small byte-level BPE tokenizer trained on the fly for tiny students (the quickstart's).
 
 Digits are always single tokens (the student must learn arithmetic digit by digit), and
 byte-level pieces keep every space and newline, so decode(encode(text)) returns the text

@@ -1,0 +1,96 @@
+"""The generate stage: prompt a teacher for rationales, validate each, write every attempt."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from distill.generate import Result, Settings, generate, ledger_path
+from distill.progress import console
+from distill.stages import Stage, register_stage
+from distill.teachers import teacher_audit
+from distill.teachers.base import is_transient
+
+# Options that go to the teacher's backend (`make_teacher` checks that the backend takes them).
+BACKEND = ("base_url", "api_key", "timeout", "max_retries", "rpm", "tpm", "n_mode", "device", "dtype", "batch_size")
+
+
+@dataclass(frozen=True)
+class TeacherOptions:
+    """Backend options shared by generate and synth; None leaves the backend's default."""
+
+    base_url: str | None = None
+    api_key: str | None = None
+    timeout: float | None = None
+    max_retries: int | None = None
+    rpm: float | None = None
+    tpm: float | None = None
+    n_mode: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    batch_size: int | None = None
+
+
+def backend_options(opts: Any) -> dict[str, Any]:
+    return {name: getattr(opts, name) for name in BACKEND if getattr(opts, name) is not None}
+
+
+@dataclass(frozen=True)
+class GenerateOptions(TeacherOptions):
+    thoughts: tuple[str, ...] = ()
+    data: str = ""
+    teacher: str = ""
+    output: str = ""
+    limit: int | None = None
+    shard: str | None = None
+    samples: int = 1
+    n_per_request: int | None = None
+    max_samples_until_correct: int | None = None
+    keep: str = "all"
+    concurrency: int = 16
+    overwrite: bool = False
+    prompt: tuple[str, ...] = ()
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_tokens: int = 512
+    prices: str | None = None
+    check_timeout: float = 5.0
+    workers: int | None = None
+    no_progress: bool = False
+
+
+REQUIRED = ("thoughts", "data", "teacher", "output")
+
+
+def run(opts: GenerateOptions) -> Result:
+    from distill.records import InputError
+
+    for name in REQUIRED:
+        if not getattr(opts, name):
+            raise InputError(f"missing required option {'--' + name.replace('_', '-')!r}")
+    settings = Settings(samples=opts.samples, per_request=opts.n_per_request, until_correct=opts.max_samples_until_correct,
+                        temperature=opts.temperature, top_p=opts.top_p, max_tokens=opts.max_tokens, keep=opts.keep)
+    result = generate(opts.data, opts.thoughts, opts.teacher, opts.output, limit=opts.limit, shard=opts.shard,
+                      prompt_files=opts.prompt, prices=opts.prices, teacher_options=backend_options(opts),
+                      settings=settings, concurrency=opts.concurrency, overwrite=opts.overwrite,
+                      timeout=opts.check_timeout, workers=opts.workers, show_progress=not opts.no_progress)
+    if opts.keep == "all":
+        result.audit = teacher_audit(opts.teacher, Path(opts.output), settings.rounds()[0], opts.temperature == 0)
+    return result
+
+
+def show(result: Result) -> None:
+    s = result.stats
+    total = result.ledger.to_dict()["total"]
+    cost = f"${total['cost_usd']:.4f}" if total["cost_usd"] is not None else "cost unknown (no price)"
+    console.print(f"wrote {s.written} record{'s' if s.written != 1 else ''} to {result.out} ({s.called} requests sent, "
+                  f"{s.resumed} resumed); all runs into this file: {total['prompt_tokens']:,} + "
+                  f"{total['completion_tokens']:,} tokens, {cost}; ledger in {ledger_path(result.out)}")
+    if result.audit:
+        console.print(result.audit)
+    if any(is_transient(k) for k in s.failures):
+        console.print("some requests failed after every retry; rerun the same command to retry only those")
+
+
+register_stage(Stage("generate", GenerateOptions, run, show, aliases={"thought": "thoughts", "o": "output"},
+                     outputs=("output",)))
