@@ -8,9 +8,9 @@ from pathlib import Path
 import yaml
 
 from distill.records import THOUGHTS, InputError
+from distill.resources import resource
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
-DEFAULT_CUES = PROMPTS_DIR / "cues.yaml"
+DEFAULT_CUES = resource("prompts", "cues.yaml")
 
 
 @lru_cache(maxsize=8)

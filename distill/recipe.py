@@ -34,6 +34,7 @@ import click
 import yaml
 
 from distill.records import InputError
+from distill.resources import find_recipe, shipped_recipes
 
 STAGE_KEYS = {"name", "command", "args", "options"}
 RECIPE_KEYS = {"name", "description", "run_dir", "stages", "smoke"}
@@ -113,8 +114,11 @@ def _as_stage_override(override: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_recipe(path: str | os.PathLike, *, smoke: bool = False, run_dir: str | None = None) -> Recipe:
-    """Parse and check a recipe; with `smoke`, its `smoke.stages` overrides are applied."""
-    path = Path(path)
+    """Parse and check a recipe (a path, or a shipped recipe's name); with `smoke`, its `smoke.stages`
+    overrides are applied."""
+    if (found := find_recipe(str(path))) is None:
+        raise InputError(f"no recipe {str(path)!r}: not a file, nor a shipped recipe ({', '.join(shipped_recipes())})")
+    path = found
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:

@@ -20,8 +20,9 @@ def _argv(stage: Stage, cmd: click.Command, recipe: Recipe) -> list[str]:
     return argv
 
 
-@click.command(help="Run RECIPE.yaml's stages in order; finished stages are skipped on a rerun.")
-@click.argument("recipe_path", metavar="RECIPE.yaml", type=click.Path(exists=True, dir_okay=False))
+@click.command(help="Run RECIPE's stages in order (a YAML path, or a shipped recipe's name such as quickstart); "
+                    "finished stages are skipped on a rerun.")
+@click.argument("recipe_path", metavar="RECIPE")
 @click.option("--dry-run", is_flag=True, help="Check the recipe and print the plan; run nothing.")
 @click.option("--smoke", is_flag=True, help="Apply the recipe's `smoke` overrides (a small, fast run).")
 @click.option("--run-dir", default=None, help="Override the recipe's run_dir.")

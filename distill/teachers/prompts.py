@@ -15,8 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from distill.cues import PROMPTS_DIR
 from distill.records import THOUGHTS, InputError
+from distill.resources import resource
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class Prompt:
 
 
 def default_path(thought: str) -> Path:
-    return PROMPTS_DIR / f"{thought}.yaml"
+    return resource("prompts", f"{thought}.yaml")
 
 
 def load_prompt(path: str | os.PathLike) -> Prompt:
