@@ -6,6 +6,7 @@ Each lives in `distill/commands/<name>.py` as a Click command called `command`.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 
 import click

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import yaml
 
-from distill.cues import PROMPTS_DIR
 from distill.records import InputError
+from distill.resources import resource
 
-DEFAULT_PRICES = PROMPTS_DIR / "prices.yaml"
+DEFAULT_PRICES = resource("prompts", "prices.yaml")
 
 
 @dataclass(frozen=True)

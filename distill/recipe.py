@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 from distill.records import InputError
+from distill.resources import find_recipe, shipped_recipes
 
 STAGE_KEYS = {"name", "command", "args", "options"}
 RECIPE_KEYS = {"name", "description", "run_dir", "stages", "smoke"}
@@ -112,24 +113,12 @@ def _as_stage_override(override: dict[str, Any]) -> dict[str, Any]:
     return merge(rest, {"options": options}) if options else rest
 
 
-def find_recipe(name_or_path: str) -> Path:
-    """A recipe file: the path given, else a shipped recipe by name (`quickstart`) or by its path
-    in the source tree (`recipes/quickstart.yaml`, for a wheel run outside a checkout)."""
-    from distill.resources import resource
-
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    parts = path.with_suffix(".yaml").parts
-    shipped = resource("recipes", *(parts[1:] if parts and parts[0] == "recipes" else parts))
-    if Path(shipped).is_file():
-        return Path(shipped)
-    raise InputError("no such recipe file or shipped recipe", name_or_path)
-
-
 def load_recipe(path: str | os.PathLike, *, smoke: bool = False, run_dir: str | None = None) -> Recipe:
-    """Parse and check a recipe; with `smoke`, its `smoke.stages` overrides are applied."""
-    path = Path(path)
+    """Parse and check a recipe (a path, or a shipped recipe's name); with `smoke`, its `smoke.stages`
+    overrides are applied."""
+    if (found := find_recipe(str(path))) is None:
+        raise InputError(f"no recipe {str(path)!r}: not a file, nor a shipped recipe ({', '.join(shipped_recipes())})")
+    path = found
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:

@@ -31,7 +31,6 @@ from typing import Any
 import yaml
 from rich.table import Table
 
-from distill.cues import PROMPTS_DIR
 from distill.data import load
 from distill.decontam import DEFAULT_EVAL_SETS, NGRAM, THRESHOLD, EvalIndex
 from distill.dedupe import normalise
@@ -41,12 +40,13 @@ from distill.ledger import Ledger, Price, find_price, usage_text
 from distill.progress import live_table
 from distill.records import InputError, Record, write_jsonl
 from distill.thoughts import parse_thoughts
+from distill.resources import resource
 from distill.teachers import Completion, Request, Teacher, TeacherError, make_teacher
 from distill.teachers.base import WRITE_QUESTION, is_transient
 from distill.teachers.prompts import Exemplar, Prompt
 from solvers.answers import is_correct
 
-DEFAULT_PROMPT = PROMPTS_DIR / "synth.yaml"
+DEFAULT_PROMPT = resource("prompts", "synth.yaml")
 _FINAL = re.compile(r"final question\s*\**\s*:", re.IGNORECASE)
 _NEXT_LABEL = re.compile(r"^\W*(?:new question|question|solution|check|answer|final question)\W*:", re.IGNORECASE | re.MULTILINE)
 _ENDED = re.compile(r"[?.!][\"')\]]*$")

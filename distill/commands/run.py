@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 
 from distill.progress import console
-from distill.recipe import check_recipe, find_recipe, load_recipe, stage_options
+from distill.recipe import check_recipe, load_recipe, stage_options
 
 
 @click.command(help="Run a recipe's stages in order (a RECIPE.yaml path or the name of a shipped recipe such as "
@@ -21,7 +21,7 @@ from distill.recipe import check_recipe, find_recipe, load_recipe, stage_options
 def command(recipe_path: str, dry_run: bool, smoke: bool, run_dir: str | None) -> None:
     from distill.stages import get_stage, run_stage
 
-    recipe = load_recipe(find_recipe(recipe_path), smoke=smoke, run_dir=run_dir)
+    recipe = load_recipe(recipe_path, smoke=smoke, run_dir=run_dir)
     problems = check_recipe(recipe)
     for stage in recipe.stages:
         state = "done" if recipe.is_done(stage) else "to run"

@@ -16,8 +16,9 @@ from typing import Any
 import yaml
 
 from distill.records import InputError
+from distill.resources import resource
 
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes" / "students"
+RECIPES_DIR = resource("recipes", "students")
 TINY_STUDENTS = ("tiny-t5", "tiny-llama")
 TRAINED_TOKENIZER = "train-bpe"  # `tokenizer:` value: a BPE trained on the training set (tiny students)
 

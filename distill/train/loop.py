@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from accelerate.utils import extract_model_from_parallel
 
 from distill.train.checkpoint import TrainState
 from distill.train.data import IGNORE, Collator, bucket_shape, length, plan_batches, plan_buckets
@@ -26,11 +27,26 @@ def loss_sum(model: Any, batch: Batch) -> torch.Tensor:
     if "decoder_input_ids" in batch:
         logits = model(**inputs).logits
     else:
-        # Causal: project only target positions onto the vocabulary (prompt logits are never used).
         keep = labels != IGNORE
-        logits, labels = model(**inputs, logits_to_keep=keep).logits, labels[keep]
+        logits, labels = target_logits(model, inputs, keep), labels[keep]
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
                            ignore_index=IGNORE, reduction="sum")
+
+
+def target_logits(model: Any, inputs: dict[str, Any], keep: torch.Tensor) -> torch.Tensor:
+    """A causal model's logits at the `keep` positions only, (targets, vocab): the LM head is applied to
+    those positions' hidden states alone (prompt positions never reach the vocabulary projection).
+
+    A forward pre-hook cuts the head's input, so the call still goes through `model` itself: DDP/FSDP
+    wrappers see their forward, peft adapters (on the head too) and compiled blocks run as usual, and no
+    `logits_to_keep` argument is needed (its mask form exists only in recent transformers releases).
+    """
+    head = extract_model_from_parallel(model).get_output_embeddings()
+    handle = head.register_forward_pre_hook(lambda _, args: (args[0][keep], *args[1:]))
+    try:
+        return model(**inputs).logits
+    finally:
+        handle.remove()
 
 
 def target_tokens(batch: Batch) -> int:
