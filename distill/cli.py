@@ -12,7 +12,7 @@ import sys
 import click
 
 from distill import __version__
-from distill.records import InputError
+from distill.records import InputError, RunFailed
 
 COMMANDS = {
     "validate": "Check rationales: the answer each computes and whether it matches the gold.",
@@ -44,6 +44,9 @@ class LazyGroup(click.Group):
         except InputError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(2)
+        except RunFailed as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(1)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -68,6 +68,8 @@ class Result:
     ledger: Ledger
     retries: Counter[str]  # failed teacher attempts by class (most were retried)
     audit: str | None = None  # the teacher backend's own report on the run, if it has one
+    failed: int = 0  # samples the teacher gave no usable answer for
+    skipped: list[Any] = field(default_factory=list)  # data set items left out (gold not usable), as data.Skipped
 
 
 @dataclass
@@ -376,7 +378,8 @@ def generate(
     into the same file. Keyword arguments go to `agenerate` (settings, concurrency, overwrite, ...)."""
     thoughts = parse_thoughts(thoughts)
     prompts = load_prompts(thoughts, list(prompt_files))
-    items = load(data, limit=limit, shard=shard).records if isinstance(data, str) else list(data)
+    dataset = load(data, limit=limit, shard=shard) if isinstance(data, str) else None
+    items = dataset.records if dataset is not None else list(data)
     kwargs.setdefault("prompts", prompts)
 
     async def main() -> Result:
@@ -386,7 +389,9 @@ def generate(
             raise InputError(str(exc)) from None
         kwargs.setdefault("price", find_price(built.name, prices))
         try:
-            return await agenerate(items, thoughts, built, out, **kwargs)
+            result = await agenerate(items, thoughts, built, out, **kwargs)
+            result.skipped = list(dataset.skipped) if dataset is not None else []
+            return result
         finally:
             if isinstance(teacher, str):
                 await built.aclose()

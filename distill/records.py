@@ -21,6 +21,13 @@ class InputError(ValueError):
         super().__init__(f"{where}{message}")
 
 
+class RunFailed(RuntimeError):
+    """A run that did nothing useful (every request failed, ...): one line saying why; exit status 1."""
+
+
+PARTIAL_EXIT = 3  # exit status of a run that finished but left some work failed (a rerun retries it)
+
+
 @dataclass
 class Record:
     id: str

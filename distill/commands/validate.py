@@ -7,7 +7,7 @@ from distill.stages.validate import ValidateOptions
 
 
 @click.command(help="Check each rationale of IN.jsonl and write OUT.jsonl with prediction, status and correct.",
-               epilog="Example: distill validate --thoughts pot recorded.jsonl --rationale-field generated -o checked.jsonl")
+               epilog="\b\nExamples:\n  distill validate --thoughts pot ../shared/data/recorded/multiarith_pot_codex_zeroshot.jsonl --rationale-field generated -o checked.jsonl")
 @click.option("--thoughts", "--thought", "thoughts", required=True,
               help="How the rationales are written: one registered thought (cot, pot, eot, ...).")
 @click.argument("input", metavar="IN.jsonl", type=click.Path(exists=True, dir_okay=False))
