@@ -31,6 +31,7 @@ from distill import __version__
 from distill.cues import load_cues, student_input
 from distill.decontam import DEFAULT_EVAL_SETS, NGRAM, THRESHOLD, EvalIndex, Hit
 from distill.dedupe import Deduper
+from distill.markdown import md_table
 from distill.records import THOUGHTS, InputError, Record, dumps, iter_jsonl, write_jsonl
 from solvers.answers import is_correct, to_number
 
@@ -477,12 +478,6 @@ def _push(out: Path, dataset: Any, repo_id: str) -> None:
 
 
 # ---------------------------------------------------------------- the card
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def dataset_card(meta: dict[str, Any]) -> str:
     """README.md of the data set: counts, sources, teacher, filters and the command that built it."""
     counts, opts, decon = meta["counts"], meta["options"], meta["decontamination"]
@@ -507,8 +502,8 @@ def dataset_card(meta: dict[str, Any]) -> str:
         thoughts=", ".join(thoughts),
         version=meta["distill_version"],
         command=meta["command"],
-        split_table=_md_table(["thought", *SPLITS], split_rows),
-        filter_table=_md_table(["", *thoughts], filter_rows),
+        split_table=md_table(["thought", *SPLITS], split_rows),
+        filter_table=md_table(["", *thoughts], filter_rows),
         correctness="all rationales kept (--keep-incorrect)" if opts["keep_incorrect"]
         else "only rationales whose answer matches the gold one",
         selected=", ".join(opts["thoughts"]),
