@@ -12,8 +12,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from distill.cli import main
 from distill.evaluation import evaluate_model, score_predictions
 from distill.evaluation.graphs import SEGMENT, GreedyLoop
-from distill.evaluation.plan import Batch, plan_batches, plan_cost
 from distill.evaluation.metrics import ks_for, majority, pass_at_k
+from distill.evaluation.plan import Batch, plan_batches, plan_cost
 from distill.records import Record
 
 ROOT = Path(__file__).resolve().parents[1]
