@@ -54,22 +54,35 @@ def format_prompt(tokenizer: Any, source: str, settings: StudentSettings) -> str
     return source
 
 
+def pretrained(auto: Any, name_or_path: str, what: str) -> Any:
+    """`auto.from_pretrained(name_or_path)` (`auto`: AutoConfig, AutoTokenizer, ...); a one-line
+    InputError naming `what` where there is none to load."""
+    try:
+        return auto.from_pretrained(name_or_path)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot load a {what} from {name_or_path!r}: {str(exc).splitlines()[0]}") from None
+
+
+def pretrained_tokenizer(name_or_path: str) -> Any:
+    """The tokenizer of a local model or hub id; padding with EOS where it has no pad token."""
+    from transformers import AutoTokenizer
+
+    tokenizer = pretrained(AutoTokenizer, name_or_path, "tokenizer")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def load_student(name_or_path: str, *, dtype: Any = None, device: Any = None) -> tuple[Any, Any, StudentSettings]:
     """(model, tokenizer, settings) for a trained student dir, a local model dir or a hub id."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-    try:
-        config = AutoConfig.from_pretrained(name_or_path)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot load a model from {name_or_path!r}: {str(exc).splitlines()[0]}") from None
-    kind = model_kind(config)
+    kind = model_kind(pretrained(AutoConfig, name_or_path, "model"))
     settings = StudentSettings.load(name_or_path) if Path(name_or_path).is_dir() else None
     settings = settings or StudentSettings(kind=kind)
     auto = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
     model = auto.from_pretrained(name_or_path, torch_dtype=dtype or "auto")
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = pretrained_tokenizer(name_or_path)
     if device is not None:
         model.to(device)
     model.eval()

@@ -32,7 +32,7 @@ import yaml
 from rich.table import Table
 
 from distill.data import load
-from distill.decontam import DEFAULT_EVAL_SETS, NGRAM, THRESHOLD, EvalIndex
+from distill.decontam import DEFAULT_EVAL_SETS, NGRAM, THRESHOLD, EvalIndex, NgramIndex
 from distill.dedupe import normalise
 from distill.generate import Settings, agenerate, ledger_path, request_key
 from distill.journal import Journal, remove_run
@@ -85,35 +85,17 @@ def parse_question(raw: str) -> tuple[str | None, str | None]:
     return question, None
 
 
-class NearDuplicates:
+class NearDuplicates(NgramIndex):
     """Questions seen so far, as sets of word n-grams of their normalised text. Unlike
     decontamination, numbers are kept: the same story with new numbers is a new problem."""
 
     def __init__(self, n: int = 5, threshold: float = 0.8):
-        self.n, self.threshold = n, threshold
-        self._grams: list[set[tuple[str, ...]]] = []
-        self._ids: list[str] = []
-        self._index: dict[tuple[str, ...], list[int]] = defaultdict(list)
-
-    def grams(self, text: str) -> set[tuple[str, ...]]:
-        w = _WORD.findall(normalise(text).lower())
-        return {tuple(w[i : i + self.n]) for i in range(max(len(w) - self.n + 1, 1))}
+        super().__init__(n, threshold, split=lambda text: _WORD.findall(normalise(text).lower()))
 
     def find(self, text: str) -> str | None:
         """The id of a question seen before that `text` overlaps by the threshold or more."""
-        grams = self.grams(text)
-        shared: Counter[int] = Counter(i for g in grams for i in self._index.get(g, ()))
-        for i, k in shared.most_common():
-            if k / min(len(grams), len(self._grams[i])) >= self.threshold:
-                return self._ids[i]
-        return None
-
-    def add(self, rid: str, text: str) -> None:
-        grams = self.grams(text)
-        for g in grams:
-            self._index[g].append(len(self._ids))
-        self._grams.append(grams)
-        self._ids.append(rid)
+        hit = self.match(text)
+        return None if hit is None else hit.eval_id
 
 
 @dataclass

@@ -21,7 +21,8 @@ from typing import Any, Protocol
 
 from distill.checking import Checker
 from distill.data import load
-from distill.evaluation.decode import Batch, DecodeOptions, open_decoder, rationale_extractor
+from distill.evaluation.backends import DecodeOptions, open_decoder, rationale_extractor
+from distill.evaluation.plan import Batch
 from distill.evaluation.report import Report, write_reports
 from distill.evaluation.scoring import build_items, methods, summarize
 from distill.progress import progress_bar
