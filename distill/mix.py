@@ -298,6 +298,12 @@ def mix(
     if opts.balance:
         examples = _balance(examples, opts.seed, tally)
     tally.add("kept", examples)
+    if not examples:
+        n_in = sum(tally.counts["in"].values())
+        why = ", ".join(f"{reason}: {sum(per.values())}" for reason, per in tally.counts.items()
+                        if reason not in ("in", "kept") and sum(per.values()))
+        what = f"all {n_in} rationales were dropped ({why})" if n_in else "the inputs hold no rationales"
+        raise InputError(f"nothing to mix: {what}; nothing written", inputs[0])
 
     val_keys = split_questions([ex.key for ex in examples], opts.val_fraction, opts.seed)
     splits: dict[str, list[Row]] = {split: [] for split in SPLITS}

@@ -75,3 +75,54 @@ def test_typos_are_gone() -> None:
     root = Path(__file__).resolve().parents[1] / "distill"
     text = "\n".join(p.read_text() for p in root.rglob("*.py"))
     assert "at at column" not in text and "records to {" not in text.replace("record{'s'", "")
+
+
+def test_mix_that_keeps_nothing_fails_and_writes_nothing(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    res = CliRunner().invoke(main, ["mix", str(empty), "-o", str(tmp_path / "mtd"), "--decontaminate", "none"])
+    assert res.exit_code == 2 and "nothing to mix: the inputs hold no rationales; nothing written" in res.output
+    wrong = tmp_path / "wrong.jsonl"
+    wrong.write_text(json.dumps({"id": "a", "question": "1+1?", "answer": 2, "thought": "cot", "rationale": "3",
+                                 "prediction": 3, "status": "ok", "correct": False, "model": "m"}) + "\n")
+    res = CliRunner().invoke(main, ["mix", str(wrong), "-o", str(tmp_path / "mtd"), "--decontaminate", "none"])
+    assert res.exit_code == 2 and "all 1 rationales were dropped (wrong answer: 1)" in res.output, res.output
+    assert not (tmp_path / "mtd").exists()
+
+
+def test_train_on_an_empty_set_is_a_clear_error_and_leaves_nothing(tmp_path: Path) -> None:
+    from datasets import Dataset, DatasetDict
+
+    data = tmp_path / "mtd"
+    cols = {"id": [], "input": [], "target": [], "thought": []}
+    DatasetDict(train=Dataset.from_dict(cols), validation=Dataset.from_dict(cols)).save_to_disk(data)
+    res = CliRunner().invoke(main, ["train", "--student", "tiny-t5", "--data", str(data), "-o", str(tmp_path / "st"),
+                                    "--max-steps", "5"])
+    assert res.exit_code == 2 and "the training set is empty" in res.output, res.output
+    assert not (tmp_path / "st").exists()
+
+
+def test_a_failed_train_leaves_no_output_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_train import CUES, _rows
+    from datasets import Dataset, DatasetDict
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    data = tmp_path / "mtd"
+    DatasetDict(train=Dataset.from_list(_rows(8, 0))).save_to_disk(data)
+    (data / "mix.json").write_text(json.dumps({"cues": CUES}))
+    out = tmp_path / "st1"
+    res = CliRunner().invoke(main, ["train", "--student", "no-such-student", "--data", str(data), "-o", str(out)])
+    assert res.exit_code == 2, res.output
+    assert "cannot load a tokenizer from 'no-such-student'" in res.output or "cannot load a model" in res.output
+    assert "HF_HUB_OFFLINE is set" in res.output and "tiny-t5" in res.output  # the presets are listed
+    assert not out.exists()
+    res = CliRunner().invoke(main, ["train", "--student", "tiny-t5", "--data", str(data), "-o", str(out),
+                                    "--max-steps", "1", "--set", "tiny.d_model=16", "--set", "tiny.layers=1",
+                                    "--set", "tiny.heads=2", "--set", "trackers=none"])
+    assert res.exit_code == 0, res.output  # the corrected command is not blocked by the failed one
+
+
+def test_eval_with_a_missing_model_dir_fails_at_once(tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["eval", "--model", "runs/no/such_dir", "--data", "world:test?n=2",
+                                    "-o", str(tmp_path / "ev")])
+    assert res.exit_code == 2 and "'runs/no/such_dir': no such directory" in res.output

@@ -3,6 +3,7 @@ process or across several through `accelerate launch`, returning when training h
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -109,16 +110,23 @@ def launch(config: Any, *, resume: bool, overwrite: bool, num_processes: int | N
 
 def run(opts: TrainOptions) -> Path:
     config = resolve_config(opts)
+    out = Path(config.output_dir)
     main = os.environ.get("LOCAL_RANK", "0") == "0"
+    fresh = not out.exists() or not any(out.iterdir())
     if main:
-        console.print(f"training {config.student} on {config.data} -> {config.output_dir}")
-    if opts.num_processes or opts.accelerate_config:
-        launch(config, resume=opts.resume, overwrite=opts.overwrite, num_processes=opts.num_processes,
-               accelerate_config=opts.accelerate_config)
-        return Path(config.output_dir)
-    from distill.train import train
+        console.print(f"training {config.student} on {config.data} -> {out}")
+    try:
+        if opts.num_processes or opts.accelerate_config:
+            launch(config, resume=opts.resume, overwrite=opts.overwrite, num_processes=opts.num_processes,
+                   accelerate_config=opts.accelerate_config)
+            return out
+        from distill.train import train
 
-    return Path(train(config, resume=opts.resume, overwrite=opts.overwrite))
+        return Path(train(config, resume=opts.resume, overwrite=opts.overwrite))
+    except BaseException:
+        if main and fresh and out.is_dir() and not (out / "checkpoints").exists():
+            shutil.rmtree(out, ignore_errors=True)  # a run that never got going leaves nothing behind
+        raise
 
 
 def show(out: Path) -> None:
