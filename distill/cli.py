@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
+import warnings
 
 import click
 
@@ -58,6 +60,20 @@ class LazyGroup(click.Group):
 @click.version_option(__version__, prog_name="distill")
 def main() -> None:
     """Distil math reasoning (chain-, program- and equation-of-thought) into small students."""
+    quiet_libraries()
+
+
+# The libraries' own progress bars and advice would interleave with ours; a user's settings win.
+QUIET = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
+         "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def quiet_libraries() -> None:
+    """Silence what is not ours (set before transformers, datasets or the hub are imported)."""
+    for key, value in QUIET.items():
+        os.environ.setdefault(key, value)
+    warnings.filterwarnings("ignore", message=r".*`torch_dtype` is deprecated.*")
+    warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from distill.checking import Checker
 from distill.data import load
 from distill.journal import Journal, remove_run
 from distill.ledger import Ledger, Price, find_price, usage_text
-from distill.progress import live_table
+from distill.progress import eta, live_table
 from distill.records import InputError, Record, dumps
 from distill.thoughts import parse_thoughts
 from distill.teachers import Completion, Request, Teacher, TeacherError, make_teacher
@@ -280,7 +280,7 @@ class Run:
                                        out, self.stats, timeout, workers)
             checking = asyncio.create_task(self.validator.run())
             try:
-                async with live_table(lambda: stats_table(self), enabled=show_progress):
+                async with live_table(lambda: stats_table(self), enabled=show_progress, line=lambda: stats_line(self)):
                     workers_done = asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
                     try:
                         await asyncio.wait({workers_done, checking}, return_when=asyncio.FIRST_COMPLETED)
@@ -300,6 +300,13 @@ class Run:
                 self.journal.close()
 
 
+def stats_line(run: Run) -> str:
+    s = run.stats
+    kept = sum(s.correct.values())
+    return (f"generate: {s.done}/{s.requests} requests ({s.called} sent), {kept}/{sum(s.samples.values())} kept, "
+            f"{s.elapsed:.0f} s, {eta(s.done - s.resumed, s.requests - s.resumed, s.elapsed)}")
+
+
 def stats_table(run: Run) -> Table:
     """Done/total, rates, tokens, cost, kept rate by thought and errors by class."""
     s, ledger = run.stats, run.ledger
@@ -307,7 +314,8 @@ def stats_table(run: Run) -> Table:
     table.add_column(style="bold")
     table.add_column()
     table.add_row("requests", f"{s.done}/{s.requests} done  ({s.called} sent, {s.resumed} from the journal)")
-    table.add_row("rate", f"{s.called / max(s.elapsed, 1e-9):.1f} requests/s over {s.elapsed:.1f}s")
+    table.add_row("rate", f"{s.called / max(s.elapsed, 1e-9):.1f} requests/s over {s.elapsed:.1f}s, "
+                          f"{eta(s.done - s.resumed, s.requests - s.resumed, s.elapsed)}")
     table.add_row("tokens", usage_text(ledger, ledger.run))
     for thought in run.thoughts:
         table.add_row(f"kept {thought}", f"{s.correct[thought]}/{s.samples[thought]} = {s.kept_rate(thought):.1%}")
