@@ -1,4 +1,4 @@
-"""Decoders of student prompts: HF transformers, vLLM, or a teacher backend; `open_decoder` picks one.
+"""Decoders: a student through HF transformers or vLLM, or a teacher backend; `open_decoder` picks one.
 
 Greedy decoding of the T5 and LLaMA families runs `graphs.GreedyLoop` over the batches of
 `plan.plan_batches`; other models, and sampling, go through `generate` with its dynamic cache.
@@ -27,7 +27,7 @@ class DecodeOptions:
     temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0
     seed: int = 0
-    token_budget: int | None = None  # KV-cache tokens per batch; None: from free memory (CUDA) or CPU_TOKEN_BUDGET
+    token_budget: int | None = None  # KV-cache tokens per batch; None: from free memory (CUDA) or plan.CPU_TOKEN_BUDGET
     max_batch: int = 1024  # sequences per batch at most (samples count)
     pad_multiple: int = 16
     loop: str = "auto"  # "static": GreedyLoop; "generate": HF generate; "auto": GreedyLoop where it applies
