@@ -126,3 +126,14 @@ def test_eval_with_a_missing_model_dir_fails_at_once(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["eval", "--model", "runs/no/such_dir", "--data", "world:test?n=2",
                                     "-o", str(tmp_path / "ev")])
     assert res.exit_code == 2 and "'runs/no/such_dir': no such directory" in res.output
+
+
+def test_piped_output_gets_plain_progress_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import distill.progress
+
+    monkeypatch.setattr(distill.progress, "PLAIN_INTERVAL", 0.01)
+    res = CliRunner().invoke(main, ["generate", "--thoughts", "cot,eot", "--data", "world:train?n=60", "--teacher",
+                                    "world:", "-o", str(tmp_path / "g.jsonl")])
+    assert res.exit_code == 0, res.output
+    lines = [x for x in res.output.splitlines() if x.startswith("generate: ")]
+    assert lines and "120/120 requests" in lines[-1] and "ETA" in lines[-1]
