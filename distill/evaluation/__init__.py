@@ -25,7 +25,7 @@ from distill.evaluation.backends import DecodeOptions, open_decoder, rationale_e
 from distill.evaluation.plan import Batch
 from distill.evaluation.report import Report, write_reports
 from distill.evaluation.scoring import build_items, methods, summarize
-from distill.progress import progress_bar
+from distill.progress import console, progress_bar
 from distill.records import InputError, Record, cut_torn_line, dumps, read_records, write_jsonl
 from distill.thoughts import parse_thoughts, thought_names
 
@@ -126,6 +126,9 @@ def decode_and_check(
         return len(indices)
 
     pending: Future[int] | None = None
+    if show_progress:
+        console.print(f"decoding {len(prompts)} prompts ({', '.join(thoughts)}); the first batch also builds the "
+                      "decode step (compiling and capturing graphs on CUDA can take a minute)")
     try:
         with ThreadPoolExecutor(max_workers=1) as pool, progress_bar("decoding", len(prompts), enabled=show_progress) as advance:
             for indices, texts in decoder.decode(prompts):
@@ -169,6 +172,8 @@ def evaluate_model(
     questions = load_questions(data, limit=limit, data_root=data_root)
     out = Path(out_dir)
     if decoder is None:
+        if show_progress:
+            console.print(f"loading {model} ...")
         decoder = open_decoder(model, options, device=device, engine=engine)
     config = {"model": model, "data": split_list(data, what="data set"), "limit": limit, "thoughts": thought_list,
               "prompting": decoder.prompting, "samples": options.samples, "temperature": options.temperature,
