@@ -120,6 +120,13 @@ def test_a_failed_train_leaves_no_output_behind(tmp_path: Path, monkeypatch: pyt
                                     "--max-steps", "1", "--set", "tiny.d_model=16", "--set", "tiny.layers=1",
                                     "--set", "tiny.heads=2", "--set", "trackers=none"])
     assert res.exit_code == 0, res.output  # the corrected command is not blocked by the failed one
+    card = (out / "README.md").read_text()
+    assert "base_model: tiny-t5" in card and "steps: 1" in card and "Not evaluated yet" in card
+    res = CliRunner().invoke(main, ["eval", "--model", str(out), "--data", "world:test?n=2", "--thoughts", "cot",
+                                    "--max-new-tokens", "4", "-o", str(tmp_path / "ev")])
+    assert res.exit_code == 0, res.output
+    card = (out / "README.md").read_text()
+    assert "Not evaluated yet" not in card and "| data set | cot |" in card and "world:test" in card
 
 
 def test_eval_with_a_missing_model_dir_fails_at_once(tmp_path: Path) -> None:
@@ -137,3 +144,23 @@ def test_piped_output_gets_plain_progress_lines(tmp_path: Path, monkeypatch: pyt
     assert res.exit_code == 0, res.output
     lines = [x for x in res.output.splitlines() if x.startswith("generate: ")]
     assert lines and "120/120 requests" in lines[-1] and "ETA" in lines[-1]
+
+
+def test_chart_shows_one_data_set_once_with_value_labels(tmp_path: Path) -> None:
+    from distill.evaluation.report import chart_groups, write_chart
+
+    summary = {"accuracy": {"pot": 0.5, "fallback": 0.625}}
+    one = {"config": {"model": "m"}, "methods": ["pot", "fallback"], "datasets": {"svamp": summary, "overall": summary}}
+    two = {**one, "datasets": {"svamp": summary, "asdiv": summary, "overall": summary}}
+    assert chart_groups(one) == ["svamp"] and chart_groups(two) == ["svamp", "asdiv", "overall"]
+    import matplotlib.axes
+
+    labels: list[str] = []
+    original = matplotlib.axes.Axes.bar_label
+    matplotlib.axes.Axes.bar_label = lambda self, bars, **kw: labels.extend(  # type: ignore[method-assign]
+        t.get_text() for t in original(self, bars, **kw))
+    try:
+        write_chart(one, tmp_path / "chart.png")
+    finally:
+        matplotlib.axes.Axes.bar_label = original  # type: ignore[method-assign]
+    assert labels == ["50.0", "62.5"] and (tmp_path / "chart.png").stat().st_size > 1000

@@ -35,5 +35,6 @@ from distill.stages.train import TrainOptions
 @click.option("--num-processes", type=int, help="Launch through accelerate on this many GPUs.")
 @click.option("--accelerate-config", type=click.Path(exists=True, dir_okay=False),
               help="accelerate config (recipes/accelerate/*.yaml: DDP, FSDP, DeepSpeed).")
+@click.option("--push-to-hub", metavar="REPO_ID", help="Also upload the student and its model card to the hub.")
 def command(**params: Any) -> None:
     run_stage("train", TrainOptions(**params))

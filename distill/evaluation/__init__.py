@@ -193,7 +193,19 @@ def evaluate_model(
                              show_progress=show_progress)
     wanted = {(q.source, q.id) for q in questions}
     records = [r for r in read_predictions(out / PREDICTIONS) if (r.source, r.id) in wanted]
-    return finish(records, out, thought_list, order, vote, config)
+    report = finish(records, out, thought_list, order, vote, config)
+    _update_student_card(Path(model), report)
+    return report
+
+
+def _update_student_card(student: Path, report: Report) -> None:
+    """A trained student's model card gains (or renews) its evaluation table."""
+    from distill.train.card import EVAL_FILE, write_model_card
+    from distill.train.checkpoint import CONFIG_FILE
+
+    if (student / CONFIG_FILE).is_file() and (student / "README.md").is_file():
+        (student / EVAL_FILE).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_model_card(student)
 
 
 def score_predictions(

@@ -42,6 +42,12 @@ def to_markdown(report: Report) -> str:
     return "\n".join(parts) + "\n"
 
 
+def chart_groups(report: Report) -> list[str]:
+    """The data sets the chart shows; with one data set its "overall" bars would repeat it."""
+    names = list(report["datasets"])
+    return [n for n in names if n != OVERALL] if len(names) == 2 and OVERALL in names else names
+
+
 def write_chart(report: Report, path: Path) -> None:
     """Grouped bars: accuracy of each method (thoughts, fallback, vote, oracle) per data set."""
     import matplotlib
@@ -49,12 +55,13 @@ def write_chart(report: Report, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names, methods = list(report["datasets"]), report["methods"]
+    names, methods = chart_groups(report), report["methods"]
     width = 0.8 / len(methods)
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(names) * len(methods) / 3), 4))
     for j, m in enumerate(methods):
         values = [100 * (report["datasets"][n]["accuracy"][m] or 0) for n in names]
-        ax.bar([i + j * width for i in range(len(names))], values, width, label=m)
+        bars = ax.bar([i + j * width for i in range(len(names))], values, width, label=m)
+        ax.bar_label(bars, fmt="%.1f", fontsize="x-small", padding=1)
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(names))], names)
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)

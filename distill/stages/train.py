@@ -52,6 +52,7 @@ class TrainOptions:
     seed: int | None = None
     num_processes: int | None = None
     accelerate_config: str | None = None
+    push_to_hub: str | None = None  # also upload the student (and its card) to this hub repo
 
 
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:
@@ -119,14 +120,27 @@ def run(opts: TrainOptions) -> Path:
         if opts.num_processes or opts.accelerate_config:
             launch(config, resume=opts.resume, overwrite=opts.overwrite, num_processes=opts.num_processes,
                    accelerate_config=opts.accelerate_config)
-            return out
-        from distill.train import train
+        else:
+            from distill.train import train
 
-        return Path(train(config, resume=opts.resume, overwrite=opts.overwrite))
+            train(config, resume=opts.resume, overwrite=opts.overwrite)
     except BaseException:
         if main and fresh and out.is_dir() and not (out / "checkpoints").exists():
             shutil.rmtree(out, ignore_errors=True)  # a run that never got going leaves nothing behind
         raise
+    if opts.push_to_hub and main:
+        push_student(out, opts.push_to_hub)
+    return out
+
+
+def push_student(out: Path, repo_id: str) -> None:
+    """Upload the final student and its model card (not the checkpoints) to a hub model repo."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, repo_type="model", exist_ok=True)
+    api.upload_folder(folder_path=str(out), repo_id=repo_id, repo_type="model", ignore_patterns=["checkpoints/*"])
+    console.print(f"pushed {out} to https://huggingface.co/{repo_id}")
 
 
 def show(out: Path) -> None:

@@ -24,6 +24,7 @@ from distill.train.data import Collator, bucket_shape, length, load_splits, plan
 from distill.train.log import MetricsLog, StepProgress, trackers, truncate_metrics
 from distill.train.loop import Loop, Plan
 from distill.train.model import count_parameters, load_model, load_tokenizer
+from distill.train.card import write_model_card
 from distill.train.plot import plot_losses
 
 __all__ = ["TrainConfig", "load_config", "train"]
@@ -238,4 +239,5 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         accelerator.end_training()
     if main:
         plot_losses(out / "metrics.jsonl", out / "loss.png")
+        write_model_card(out)
     return out
