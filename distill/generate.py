@@ -28,11 +28,11 @@ from distill.journal import Journal, remove_run
 from distill.ledger import Ledger, Price, find_price, usage_text
 from distill.progress import eta, live_table
 from distill.records import InputError, Record, dumps
-from distill.thoughts import parse_thoughts
 from distill.teachers import Completion, Request, Teacher, TeacherError, make_teacher
 from distill.teachers.base import is_transient
 from distill.teachers.extract import extract_rationale
 from distill.teachers.prompts import Prompt, load_prompts
+from distill.thoughts import parse_thoughts
 from solvers.answers import outcome_correct
 
 RECORD_FIELDS = [f.name for f in fields(Record)]

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+
 class InputError(ValueError):
     """Bad user input; the message is one line naming the file, line and field."""
 

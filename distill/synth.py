@@ -39,11 +39,11 @@ from distill.journal import Journal, remove_run
 from distill.ledger import Ledger, Price, find_price, usage_text
 from distill.progress import live_table
 from distill.records import InputError, Record, write_jsonl
-from distill.thoughts import parse_thoughts
 from distill.resources import resource
 from distill.teachers import Completion, Request, Teacher, TeacherError, make_teacher
 from distill.teachers.base import WRITE_QUESTION, is_transient
 from distill.teachers.prompts import Exemplar, Prompt
+from distill.thoughts import parse_thoughts
 from solvers.answers import is_correct
 
 DEFAULT_PROMPT = resource("prompts", "synth.yaml")

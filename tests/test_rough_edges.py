@@ -103,8 +103,8 @@ def test_train_on_an_empty_set_is_a_clear_error_and_leaves_nothing(tmp_path: Pat
 
 
 def test_a_failed_train_leaves_no_output_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from test_train import CUES, _rows
     from datasets import Dataset, DatasetDict
+    from test_train import CUES, _rows
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     data = tmp_path / "mtd"

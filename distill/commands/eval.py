@@ -33,7 +33,7 @@ from distill.thoughts import parse_thoughts
 @click.option("--engine", type=click.Choice(["auto", "hf", "vllm"]), default="auto", show_default=True,
               help="Decoder: transformers (hf), vLLM, or auto (vLLM for causal students on CUDA when installed).")
 @click.option("--no-compile", is_flag=True, help="Do not compile the decode step (static cache on CUDA).")
-@click.option("--timeout", default=5.0, show_default=True, help="Seconds per program/system.")
+@click.option("--program-timeout", "--timeout", "timeout", default=5.0, show_default=True, help="Seconds per program/system.")
 @click.option("--workers", type=int, default=None, help="Executor processes (default: one per core).")
 def command(predictions: tuple[str, ...], thoughts: str | None, fallback: str | None, **params: Any) -> None:
     files = tuple(p for spec in predictions for p in spec.split(",") if p)

@@ -5,9 +5,9 @@ from typing import Any
 
 import click
 
+from distill.commands.options import teacher_backend_options, thoughts_option
 from distill.stages import run_stage
 from distill.stages.generate import GenerateOptions, exit_code
-from distill.commands.options import teacher_backend_options, thoughts_option
 
 
 @click.command(help="Prompt a teacher for rationales, validate each against the gold answer, write every attempt. "
@@ -33,7 +33,7 @@ from distill.commands.options import teacher_backend_options, thoughts_option
 @click.option("--top-p", default=1.0, show_default=True, help="Nucleus sampling: keep this share of probability mass.")
 @click.option("--max-tokens", default=512, show_default=True, help="Tokens per rationale at most (longer ones are truncated).")
 @click.option("--prices", type=click.Path(exists=True, dir_okay=False), help="Prices file [prompts/prices.yaml].")
-@click.option("--check-timeout", default=5.0, show_default=True, help="Seconds per program/system when validating.")
+@click.option("--program-timeout", "--check-timeout", "check_timeout", default=5.0, show_default=True, help="Seconds per program/system when validating.")
 @click.option("--workers", type=int, help="Executor processes for PoT (default: one per core).")
 @teacher_backend_options
 @click.option("--no-progress", is_flag=True, help="No live progress display.")

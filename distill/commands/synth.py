@@ -39,7 +39,7 @@ from distill.stages.synth import SynthOptions
 @click.option("--decontam-threshold", default=THRESHOLD, show_default=True, help="Drop a new question sharing this share of an evaluation question's n-grams.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Where the data sets live (see `distill.data`).")
 @click.option("--prices", type=click.Path(exists=True, dir_okay=False), help="Prices file [prompts/prices.yaml].")
-@click.option("--check-timeout", default=5.0, show_default=True, help="Seconds per program/system when checking.")
+@click.option("--program-timeout", "--check-timeout", "check_timeout", default=5.0, show_default=True, help="Seconds per program/system when checking.")
 @click.option("--workers", type=int, help="Executor processes for PoT (default: one per core).")
 @teacher_backend_options
 @click.option("--no-progress", is_flag=True, help="No live progress display.")

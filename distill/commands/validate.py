@@ -16,7 +16,7 @@ from distill.stages.validate import ValidateOptions
 @click.option("--question-field", default="question", show_default=True, help="Field holding the question.")
 @click.option("--rationale-field", default="rationale", show_default=True, help="Field holding the rationale.")
 @click.option("--answer-field", default="answer", show_default=True, help="Gold answer (number or text like '#### 72').")
-@click.option("--timeout", default=5.0, show_default=True, help="Seconds per program/system.")
+@click.option("--program-timeout", "--timeout", "timeout", default=5.0, show_default=True, help="Seconds per program/system.")
 @click.option("--workers", type=int, default=None, help="Executor processes (default: one per core).")
 def command(**params: object) -> None:
     run_stage("validate", ValidateOptions(**params))  # type: ignore[arg-type]

@@ -7,9 +7,9 @@ from typing import Any
 
 from distill.generate import Result, Settings, generate, ledger_path
 from distill.progress import console
+from distill.records import PARTIAL_EXIT, InputError, RunFailed
 from distill.stages import Stage, register_stage
 from distill.teachers import teacher_audit
-from distill.records import PARTIAL_EXIT, InputError, RunFailed
 from distill.teachers.base import HINTS, is_teacher_failure, is_transient
 
 # Options that go to the teacher's backend (`make_teacher` checks that the backend takes them).
@@ -111,5 +111,6 @@ def show(result: Result) -> None:
                       + ("; rerun the same command to retry only those" if any(map(is_transient, failed)) else ""))
 
 
-register_stage(Stage("generate", GenerateOptions, run, show, aliases={"thought": "thoughts", "o": "output"},
-                     outputs=("output",)))
+register_stage(Stage("generate", GenerateOptions, run, show,
+                     aliases={"thought": "thoughts", "o": "output", 
+                              "program_timeout": "check_timeout", "request_timeout": "timeout"}))

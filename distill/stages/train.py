@@ -148,4 +148,5 @@ def show(out: Path) -> None:
         console.print(f"student saved to {out} (metrics.jsonl, loss.png, checkpoints/)")
 
 
-register_stage(Stage("train", TrainOptions, run, show, aliases={"o": "output"}, resume="resume"))
+register_stage(Stage("train", TrainOptions, run, show,
+                     aliases={"o": "output"}, resume="resume"))

@@ -16,15 +16,21 @@ import torch
 from distill.cues import load_cues
 from distill.records import InputError
 from distill.students import StudentSettings, model_kind
-from distill.train.checkpoint import (CONFIG_FILE, TrainState, latest_checkpoint, load_checkpoint, save_checkpoint,
-                                      save_model)
-from distill.train.config import TrainConfig, load_config
+from distill.train.card import write_model_card
+from distill.train.checkpoint import (
+    CONFIG_FILE,
+    TrainState,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    save_model,
+)
 from distill.train.compile import block_lists, compile_blocks
+from distill.train.config import TrainConfig, load_config
 from distill.train.data import Collator, bucket_shape, length, load_splits, plan_batches, plan_buckets, tokenize
 from distill.train.log import MetricsLog, StepProgress, trackers, truncate_metrics
 from distill.train.loop import Loop, Plan
 from distill.train.model import count_parameters, load_model, load_tokenizer
-from distill.train.card import write_model_card
 from distill.train.plot import plot_losses
 
 __all__ = ["TrainConfig", "load_config", "train"]

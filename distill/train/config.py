@@ -249,7 +249,7 @@ def load_config(recipe: str | os.PathLike | None = None, overrides: dict[str, An
         _check(config, str(path))
     _apply(config, overrides or {}, "command line")
     _check(config, "command line")
-    for key in ("student", "data", "output_dir"):
+    for key, flag in (("student", "--student"), ("data", "--data"), ("output_dir", "-o/--output")):
         if not getattr(config, key):
-            raise InputError(f"key {key!r} is required (give it in the preset or on the command line)")
+            raise InputError(f"missing {flag} (or key {key!r} in the preset)")
     return config
