@@ -179,6 +179,7 @@ class _NoHostSync(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["seq2seq", "causal"])
 @pytest.mark.parametrize("force", [True, False])
 def test_greedy_loop_matches_generate_with_bounded_shapes(kind: str, force: bool) -> None:

@@ -58,6 +58,7 @@ def _losses(out: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in rows if "loss" in r}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("student", ["tiny-t5", "tiny-llama"])
 def test_tiny_student_learns_and_loads(tmp_path: Path, mtd: Path, student: str) -> None:
     out = train(_config(tmp_path, mtd, student))
@@ -75,6 +76,7 @@ def test_tiny_student_learns_and_loads(tmp_path: Path, mtd: Path, student: str) 
     assert generated.shape[-1] > 0
 
 
+@pytest.mark.slow
 def test_resume_matches_uninterrupted(tmp_path: Path, mtd: Path) -> None:
     # Dropout on: the resumed run must also restore the RNG to draw the same masks.
     tiny = {"d_model": 64, "layers": 2, "heads": 4, "dropout": 0.1}
@@ -229,6 +231,7 @@ def test_length_buckets_give_fixed_shapes() -> None:
     assert len(seen) <= len(buckets) ** 2
 
 
+@pytest.mark.slow
 def test_compiled_blocks_bounded_and_match_eager(tmp_path: Path, mtd: Path) -> None:
     from torch._dynamo.utils import counters
 
