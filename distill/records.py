@@ -64,6 +64,21 @@ class Record:
         return cls(**kwargs)
 
 
+def read_yaml_mapping(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    """A YAML file that holds a mapping (`what` names it in errors: "recipe", "prompt", ...)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"cannot read {what}: {str(exc).splitlines()[0]}", path) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InputError(f"a {what} file is a YAML mapping", path)
+    return data
+
+
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line; a malformed line is an InputError."""
     with open(path, encoding="utf-8") as fh:

@@ -55,21 +55,10 @@ class TrainOptions:
     push_to_hub: str | None = None  # also upload the student (and its card) to this hub repo
 
 
-def _nest(flat: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        *parents, leaf = key.split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out
-
-
 def resolve_config(opts: TrainOptions) -> Any:
     """The run's TrainConfig: defaults, the preset (or the run's own config on resume), the options."""
     from distill.train.checkpoint import CONFIG_FILE
-    from distill.train.config import load_config, parse_set, preset_for_student
+    from distill.train.config import load_config, nest, parse_set, preset_for_student
 
     overrides = {key: getattr(opts, name) for name, key in CONFIG_KEYS.items() if getattr(opts, name) is not None}
     recipe = opts.recipe
@@ -86,7 +75,7 @@ def resolve_config(opts: TrainOptions) -> Any:
             if opts.student == preset.stem:  # a preset name, not a model: the preset says which model
                 del overrides["student"]
             console.print(f"student preset: {preset.name}")
-    return load_config(recipe, merge(_nest(overrides), parse_set(opts.set)))
+    return load_config(recipe, merge(nest(overrides), parse_set(opts.set)))
 
 
 def launch(config: Any, *, resume: bool, overwrite: bool, num_processes: int | None,
