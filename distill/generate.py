@@ -234,13 +234,10 @@ class Run:
                 stats.resumed += 1
                 first += n
                 continue
-            completions = self.journal.answered.get(key)
-            if completions is None:
-                completions = await self.teacher.complete(request)
+            completions, sent = await self.journal.answer(key, lambda: self.teacher.complete(request))
+            if sent:
                 stats.called += 1
-                self._account(completions)
-                if not any(is_transient(c.error) for c in completions):
-                    self.journal.record_answer(key, completions)
+                self.ledger.paid(completions)
             else:
                 stats.resumed += 1
             job = Job(item, thought, key, first, completions, asyncio.get_running_loop().create_future())
@@ -250,16 +247,10 @@ class Run:
             if settings.until_correct:
                 correct += await job.done
 
-    def _account(self, completions: list[Completion]) -> None:
-        prompt_tokens = sum(c.prompt_tokens for c in completions)
-        completion_tokens = sum(c.completion_tokens for c in completions)
-        for usage in (self.ledger.run, self.ledger.total):
-            usage.add(prompt_tokens, completion_tokens)
-
     async def main(self, concurrency: int, timeout: float, workers: int | None, show_progress: bool) -> None:
         kept = self.journal.load()
         for completions in self.journal.answered.values():
-            self.ledger.total.add(sum(c.prompt_tokens for c in completions), sum(c.completion_tokens for c in completions))
+            self.ledger.resumed(completions)
         hashes = {t: p.hash for t, p in self.prompts.items()}
         self.prior_correct = Counter(
             (r.id, r.thought) for r in kept

@@ -41,7 +41,7 @@ from distill.progress import live_table
 from distill.records import InputError, Record, write_jsonl
 from distill.resources import resource
 from distill.teachers import Completion, Request, Teacher, TeacherError, make_teacher
-from distill.teachers.base import WRITE_QUESTION, is_transient
+from distill.teachers.base import WRITE_QUESTION
 from distill.teachers.prompts import Exemplar, Prompt
 from distill.thoughts import parse_thoughts
 from solvers.answers import is_correct
@@ -214,14 +214,10 @@ class Synth:
 
     async def write(self, c: int) -> None:
         _, request, key = self.request(c)
-        completions = self.journal.answered.get(key)
-        if completions is None:
-            completions = await self.teacher.complete(request)
+        completions, sent = await self.journal.answer(key, lambda: self.teacher.complete(request))
+        if sent:
             self.progress.sent += 1
-            self.ledger.run.add(*usage(completions))
-            self.ledger.total.add(*usage(completions))
-            if not any(is_transient(x.error) for x in completions):
-                self.journal.record_answer(key, completions)
+            self.ledger.paid(completions)
         else:
             self.progress.resumed += 1
         self.answers[c] = completions
@@ -296,7 +292,7 @@ class Synth:
     async def main(self, concurrency: int, timeout: float, workers: int | None, show_progress: bool) -> list[Candidate]:
         self.journal.load()
         for completions in self.journal.answered.values():
-            self.ledger.total.add(*usage(completions))
+            self.ledger.resumed(completions)
         self.journal.open()
         todo = iter(range(self.settings.n))
 
@@ -341,10 +337,6 @@ class Synth:
             report["precision_first_sample"] = (sum(is_correct(v, truth(r.question)) for r, v in first) / len(first)
                                                 if first else None)
         return report
-
-
-def usage(completions: Sequence[Completion]) -> tuple[int, int]:
-    return sum(c.prompt_tokens for c in completions), sum(c.completion_tokens for c in completions)
 
 
 def progress_table(run: Synth) -> Table:
