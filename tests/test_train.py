@@ -166,7 +166,7 @@ def test_bad_config_names_the_key_and_file(tmp_path: Path) -> None:
         load_config(recipe, {"data": "d", "output_dir": "o"})
     with pytest.raises(InputError, match="'scheduler'.*cosine"):
         load_config(None, {"student": "s", "data": "d", "output_dir": "o", "scheduler": "wavy"})
-    with pytest.raises(InputError, match="missing -o/--output \(or key 'output_dir' in the preset\)"):
+    with pytest.raises(InputError, match=r"missing -o/--output \(or key 'output_dir' in the preset\)"):
         load_config(None, {"student": "s", "data": "d"})
 
 
