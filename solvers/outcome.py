@@ -1,6 +1,7 @@
 """The verdict every checker returns: a number (or None) and a status naming why not."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
 
@@ -34,19 +35,25 @@ Number = int | float
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a rationale computes. `prediction` is set exactly when `status` is OK."""
+    """What a rationale computes. `prediction` is set exactly when `status` is OK, and is a finite
+    number. `exact`, when set, is the answer as SymPy wrote it (`srepr`, checked by
+    `solvers.sandbox.exact`): a PoT program whose answer is a SymPy value (Rational, sqrt, pi,
+    Matrix, Interval...) carries it whether or not it is also a number."""
 
     prediction: Number | None
     status: Status
     detail: str = ""
+    exact: str | None = None
 
     @classmethod
     def ok(cls, value: Number) -> "Outcome":
+        if isinstance(value, float) and not math.isfinite(value):
+            return cls.fail(Status.NON_NUMERIC, "answer is not a finite number")
         return cls(value, Status.OK)
 
     @classmethod
-    def fail(cls, status: Status, detail: str = "") -> "Outcome":
-        return cls(None, status, detail[:500])
+    def fail(cls, status: Status, detail: str = "", exact: str | None = None) -> "Outcome":
+        return cls(None, status, detail[:500], exact)
 
     @property
     def is_ok(self) -> bool:
