@@ -143,7 +143,9 @@ def test_hostile_corpus_has_no_escapes(executor, tmp_path):
 
         def fill(source: str) -> str:
             return (source.replace("{CANARY}", str(canary)).replace("{WRITE}", str(write_target))
-                    .replace("{VICTIM}", str(victim)).replace("{PORT}", str(port)))
+                    .replace("{VICTIM}", str(victim)).replace("{PORT}", str(port))
+                    .replace("{IPC_KEY}", str(int(secret[:6], 16) + (1 << 24)))  # System V: see test_sandbox_integrity
+                    .replace("{SHM_READ_KEY}", "1").replace("{SHM_WRITE_KEY}", "2"))
 
         parent_pid = os.getpid()
         outcomes = executor.run_many([fill(source) for _, source, _ in cases])

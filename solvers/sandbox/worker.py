@@ -95,9 +95,10 @@ def _describe(error: BaseException) -> str:
 
 def _exact(value: object) -> str | None:
     """SymPy's `srepr` of a SymPy answer (bounded); the pool checks its grammar."""
-    if "sympy" not in sys.modules or not isinstance(value, sys.modules["sympy"].Basic):
+    sympy = sys.modules.get("sympy")
+    if sympy is None or not isinstance(value, (sympy.Basic, sympy.MatrixBase)):
         return None
-    text = sys.modules["sympy"].srepr(value)
+    text = sympy.srepr(value)
     return text if isinstance(text, str) and len(text) <= MAX_EXACT else None
 
 

@@ -1,0 +1,9 @@
+# expect: ok
+import operator
+G = operator.attrgetter('__globals__')(print)  # the worker module's globals: real os, sys, ctypes
+class Fake:
+    def sqrt(self, x):
+        return 999
+G['sys'].modules['math'] = Fake()
+G['sys'].modules['decimal'] = Fake()
+ans = 1
