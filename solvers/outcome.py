@@ -45,10 +45,15 @@ class Outcome:
     detail: str = ""
     exact: str | None = None
 
+    def __post_init__(self) -> None:
+        # NaN / inf are not answers (and not JSON): whoever built this outcome, it says non-numeric.
+        if isinstance(self.prediction, float) and not math.isfinite(self.prediction):
+            object.__setattr__(self, "prediction", None)
+            object.__setattr__(self, "status", Status.NON_NUMERIC)
+            object.__setattr__(self, "detail", "answer is not a finite number")
+
     @classmethod
     def ok(cls, value: Number) -> "Outcome":
-        if isinstance(value, float) and not math.isfinite(value):
-            return cls.fail(Status.NON_NUMERIC, "answer is not a finite number")
         return cls(value, Status.OK)
 
     @classmethod
