@@ -369,6 +369,8 @@ class Zygote:
 _WARM_UP = ("import math\nimport numpy as np\na = 3\nb = 4.5\nans = math.floor(a * b) + np.sqrt(4)",
             "def solution():\n    total = sum([1, 2, 3])\n    return total / 4\n",
             "print('The answer is', 1234.5)", "ans = undefined_name")
+_WARM_UP_EOT = ("x * y = 12\nx + y = 7\nx > y\nans = x", "a = sqrt(2)\nb = floor(a * 10) / 3\nans = b + a**2",
+                "t = 120 / (x + 2)\nt = 20\nans = x")
 
 
 def main(config_json: str) -> None:
@@ -379,6 +381,9 @@ def main(config_json: str) -> None:
     zygote = Zygote(config)
     for program in _WARM_UP:
         run_program(program)
+    if config["flavour"] == "sympy":
+        for text in _WARM_UP_EOT:
+            run_equations(text, 5.0)
     gc.collect()
     gc.freeze()  # keeps the collector from touching (and copying) the zygote's pages in children
     zygote.serve()
