@@ -15,9 +15,10 @@ zygote. The result is a record the child writes on its own pipe; it is parsed he
 (`parse_result`): plain numbers, bounded strings, nothing executed. This pool also times every job
 from outside (the backstop) and replaces a worker that stops answering or dies.
 
-Two flavours of worker: "base" (numpy and the standard modules) and "sympy" (also SymPy, whose
-import makes every fork about three times as expensive); a program goes to the "sympy" workers if
-its text names sympy, so the choice depends on its text alone. The "sympy" ones start on first use.
+Three flavours of worker: "plain" (the standard modules), "numpy" (also numpy) and "sympy" (also
+SymPy); a program goes to the lightest flavour that preloads what its text names (a fork of a
+larger interpreter costs more), so the choice depends on its text alone. Flavours other than those
+in `eager` start on first use.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from pathlib import Path
 
 from solvers.answers import to_number
 from solvers.outcome import Outcome, Status
+from solvers.sandbox import policy
 from solvers.sandbox.exact import canonical_srepr
 from solvers.sandbox.worker import CHILD_DONE, CHILDREN, EXITED, JOB, KILLED, MAX_JOB, MAX_RESULT, OVERFLOW, REPLY
 
@@ -50,7 +52,7 @@ _UID_BASE = 1_000_000_000  # root only: worker uid = base + zygote pid, unique a
 _START_TIMEOUT = 120.0
 _DEPTH = 2 * CHILDREN  # jobs written ahead to a worker, so that it never waits for the pool
 _MAX_DIGITS = 4000
-FLAVOURS = ("base", "sympy")
+FLAVOURS = tuple(policy.FLAVOURS)
 KINDS = {"pot": ord("p"), "eot": ord("e")}
 # What a child may report about its own job; anything else (and every limit) is decided outside it.
 _CHILD_STATUSES = {
@@ -216,7 +218,7 @@ class Executor:
     """
 
     def __init__(self, workers: int | None = None, timeout: float = 5.0, memory_mb: int = 512,
-                 eager: Sequence[str] = ("base",)) -> None:
+                 eager: Sequence[str] = ("plain",)) -> None:
         self.timeout = float(timeout)
         self._size = max(1, workers or os.cpu_count() or 1)
         self._config = {"timeout": self.timeout, "memory_mb": int(memory_mb), "uid_base": _UID_BASE}
@@ -278,7 +280,7 @@ class Executor:
                 results[i] = Outcome.fail(Status.FORBIDDEN, f"program longer than {MAX_JOB} bytes")
                 continue
             payloads[i] = JOB.pack(len(data), KINDS[kind]) + data
-            queues["sympy" if kind == "eot" or "sympy" in text else "base"].append(i)
+            queues["sympy" if kind == "eot" else policy.flavour_of(text)].append(i)
         for flavour, queue in queues.items():
             if queue and not self._workers[flavour]:
                 self._start(flavour)
@@ -365,7 +367,7 @@ _shared: dict[tuple[float, str], Executor] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_executor(timeout: float, flavour: str = "base") -> Executor:
+def shared_executor(timeout: float, flavour: str = "plain") -> Executor:
     """A one-worker pool per (timeout, flavour), started on first use and closed at exit."""
     with _shared_lock:
         executor = _shared.get((timeout, flavour))

@@ -172,7 +172,7 @@ def test_hostile_corpus_has_no_escapes(executor, tmp_path):
 
 def test_zygote_kill_is_survived(executor):
     """A worker whose zygote dies (here: the whole process group killed) is replaced."""
-    for worker in executor._workers["base"]:
+    for worker in [w for workers in executor._workers.values() for w in workers]:
         os.killpg(worker.proc.pid, signal.SIGKILL)
     assert [o.prediction for o in executor.run_many(["ans = 5"] * 10)] == [5] * 10
 

@@ -11,6 +11,7 @@ import glob
 import os
 import random
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +28,8 @@ HOSTILE = Path(__file__).resolve().parent / "hostile"
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 1.0
 # Benign programs whose answers depend on state an attacker may try to change. Each also runs in
-# the "sympy" workers (a comment naming sympy routes it there), where the sympify escapes run.
+# the "numpy" and "sympy" workers (a comment naming the module routes it there), so that it meets
+# every attacker in the same zygote.
 PROBES = [
     ("ans = 3 + 4", 7),
     ("import math\nans = math.sqrt(16)", 4),
@@ -39,7 +41,7 @@ PROBES = [
     ("import random\nans = int(random.random() != 0.8444218515250481)", 1),  # not random.seed(0)'s first draw
     ("def solution():\n    return 6 * 7", 42),
 ]
-PROBES += [(f"{program}\n# sympy", expected) for program, expected in PROBES]
+PROBES += [(f"{program}\n# {module}", expected) for module in ("numpy", "sympy") for program, expected in PROBES]
 ATTACKS = sorted(p for p in HOSTILE.glob("*.py") if p.stem.split("_")[0] in ("integrity", "ipc", "deadline", "kill", "proc"))
 _IPC_RMID = 0
 
@@ -50,11 +52,28 @@ def _libc() -> ctypes.CDLL:
     return libc
 
 
-def _sysv(kind: str) -> set[int]:
-    """Keys of the host's System V objects (`ipcs`, read from /proc)."""
-    with open(f"/proc/sysvipc/{kind}") as f:
-        next(f)
-        return {int(line.split()[0]) for line in f}
+def _sysv_left() -> set[tuple[str, int, int]]:
+    """The host's System V objects made by a sandbox uid (`ipcs`, read from /proc): (kind, key, uid)."""
+    found = set()
+    for kind in ("shm", "msg", "sem"):
+        with open(f"/proc/sysvipc/{kind}") as f:
+            header = f.readline().split()
+            for line in f:
+                row = dict(zip(header, line.split()))
+                if int(row["cuid"]) >= 1_000_000_000:
+                    found.add((kind, int(row["key"]), int(row["cuid"])))
+    return found
+
+
+def _sysv_in_workers(executor: Executor) -> list[str]:
+    """System V objects inside the workers' own IPC namespaces (where a program's would persist)."""
+    lines = []
+    for ws in executor._workers.values():
+        for w in ws:
+            out = subprocess.run(["nsenter", "-t", str(w.proc.pid), "-i", "cat", "/proc/sysvipc/shm",
+                                  "/proc/sysvipc/msg", "/proc/sysvipc/sem"], capture_output=True, text=True, check=True)
+            lines += [line for line in out.stdout.splitlines() if line.split()[0] != "key"]
+    return lines
 
 
 def _pids_of(uids: set[int]) -> set[int]:
@@ -81,7 +100,7 @@ def _sandbox_uids(executor: Executor) -> set[int]:
 
 @pytest.fixture(scope="module")
 def executor():
-    with Executor(workers=1, timeout=TIMEOUT, memory_mb=256, eager=("base", "sympy")) as ex:
+    with Executor(workers=1, timeout=TIMEOUT, memory_mb=256, eager=("plain", "numpy", "sympy")) as ex:
         yield ex
 
 
@@ -117,26 +136,28 @@ def test_attacker_cannot_reach_later_programs_or_the_host(executor, host_segment
     ipc_key = random.randrange(1 << 20, 1 << 30)
     token = secrets.token_hex(8)
     secret_program = f"# SECRET-{token}\nans = 5"  # another record's text, just before the attacker
-    before = {kind: _sysv(kind) for kind in ("shm", "msg", "sem")}
     source = _fill(attack.read_text(encoding="utf-8"), ipc_key, host_segments)
-    programs = [secret_program, f"{secret_program}\n# sympy", source] + [p for p, _ in PROBES]
+    secrets_ = [secret_program, f"{secret_program}\n# numpy", f"{secret_program}\n# sympy"]
+    programs = secrets_ + [source] + [p for p, _ in PROBES]
     start = time.monotonic()
     outcomes = executor.run_many(programs)
     elapsed = time.monotonic() - start
     expect = {Status(e) for e in attack.read_text().splitlines()[0].removeprefix("# expect:").split()}
-    attacker = outcomes[2]
+    attacker = outcomes[3]
     assert attacker.status in expect, attacker
     # The benign programs, after the attacker in the same workers, answer right.
-    assert [o.prediction for o in outcomes[3:]] == [e for _, e in PROBES], [
-        (p, o) for (p, _), o in zip(PROBES, outcomes[3:]) if not o.is_ok]
-    assert outcomes[0].prediction == outcomes[1].prediction == 5
+    assert [o.prediction for o in outcomes[4:]] == [e for _, e in PROBES], [
+        (p, o) for (p, _), o in zip(PROBES, outcomes[4:]) if not o.is_ok]
+    assert [o.prediction for o in outcomes[:3]] == [5, 5, 5]
     # Nothing read: neither the other program's text nor the host segment's secret came out.
     assert token not in repr(outcomes) and host_segments[1].decode() not in repr(outcomes)
     if attack.stem.startswith("integrity_read"):
         assert attacker.prediction in (0, None), attacker
     # Nothing written or left: the host segment is intact, no System V object is new.
     assert ctypes.string_at(host_segments[2][1][1], 7) == b"keep me"
-    assert {kind: _sysv(kind) for kind in ("shm", "msg", "sem")} == before
+    assert not _sysv_left()
+    if attack.stem.startswith("ipc_") and shutil.which("nsenter"):
+        assert not _sysv_in_workers(executor)
     # Limits: a timeout is one wall-clock limit (plus scheduling), never the attacker's choice.
     if attacker.status is Status.TIMEOUT:
         assert elapsed < 2 * TIMEOUT + 1.0, elapsed
@@ -225,7 +246,7 @@ _POOL = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
     from solvers.executor import Executor
-    ex = Executor(workers=2, timeout=30.0, eager=("base", "sympy"))
+    ex = Executor(workers=2, timeout=30.0, eager=("plain", "sympy"))
     print(" ".join(str(w.proc.pid) for ws in ex._workers.values() for w in ws), flush=True)
     sleeper = "import operator\\nG = operator.attrgetter('__globals__')(print)\\nG['time'].sleep(60)"
     ex.run_many([sleeper] * 8 + [sleeper + "\\n# sympy"] * 8)
@@ -280,13 +301,12 @@ def _load(records: int) -> None:
             (program, answer), a, b = rng.choice(benign), rng.randrange(1000), rng.randrange(1000)
             programs.append(f"x = {a}\ny = {b}\n{program}\nans = ans * 1000000 + x * y")
             expected.append(answer * 1000000 + a * b)
-    before = {kind: _sysv(kind) for kind in ("shm", "msg", "sem")}
     with Executor(workers=2, timeout=TIMEOUT, memory_mb=256) as ex:
         outcomes = ex.run_many(programs)
         uids = _sandbox_uids(ex)
     wrong = [(p, e, o) for p, e, o in zip(programs, expected, outcomes) if e is not None and o.prediction != e]
     assert not wrong, wrong[:3]
-    assert {kind: _sysv(kind) for kind in ("shm", "msg", "sem")} == before
+    assert not _sysv_left()
     assert not _uids_alive(uids)
 
 

@@ -15,14 +15,16 @@ import sys
 from types import CodeType
 
 # Modules a program may import (with their already loaded submodules). Nothing is loaded lazily:
-# once the worker is locked down the file system is gone. SymPy is preloaded only in the workers
-# of the "sympy" flavour (it triples the cost of a fork), which run the programs that name it.
+# once the worker is locked down the file system is gone. numpy and SymPy are preloaded only in the
+# workers of their flavour (they make every fork dearer: numpy by a third, SymPy threefold), which
+# run the programs whose text names them.
 ALLOWED_MODULES = (
     "math", "cmath", "fractions", "decimal", "datetime", "itertools", "functools", "statistics",
     "collections", "re", "string", "random", "operator", "heapq", "bisect", "numbers", "typing",
     "copy", "numpy", "sympy",
 )
-HEAVY_MODULES = ("sympy",)
+# Flavour -> the allowed modules it does not preload.
+FLAVOURS = {"plain": ("numpy", "sympy"), "numpy": ("sympy",), "sympy": ()}
 
 # Attribute names that lead from ordinary objects to frames, code, globals or the OS.
 _FORBIDDEN_ATTRS = frozenset({
@@ -156,12 +158,16 @@ def compile_program(source: str, max_chars: int = 100_000) -> CodeType:
     return code
 
 
-def preload(heavy: bool) -> list[str]:
-    """Import the allowed modules (those installed; the heavy ones only if asked) and warm up their
-    lazy parts."""
+def flavour_of(source: str) -> str:
+    """The flavour of worker that runs a program: the lightest that preloads what its text names."""
+    return "sympy" if "sympy" in source else "numpy" if "numpy" in source else "plain"
+
+
+def preload(flavour: str) -> list[str]:
+    """Import the allowed modules of `flavour` (those installed) and warm up their lazy parts."""
     loaded = []
     for name in ALLOWED_MODULES:
-        if name in HEAVY_MODULES and not heavy:
+        if name in FLAVOURS[flavour]:
             continue
         try:
             importlib.import_module(name)

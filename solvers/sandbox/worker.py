@@ -375,7 +375,7 @@ _WARM_UP_EOT = ("x * y = 12\nx + y = 7\nx > y\nans = x", "a = sqrt(2)\nb = floor
 
 def main(config_json: str) -> None:
     config = json.loads(config_json)
-    policy.preload(heavy=config["flavour"] == "sympy")
+    policy.preload(config["flavour"])
     if config["flavour"] == "sympy":
         import solvers.equations  # noqa: F401  (the symbolic EoT path runs in these workers' children)
     zygote = Zygote(config)
