@@ -213,10 +213,10 @@ def unshare_namespaces() -> bool:
     return True
 
 
-def enter_empty_directory() -> None:
+def enter_empty_directory(prefix: str) -> None:
     """Make the working directory a fresh empty directory that no longer exists on the host: made,
     entered and removed at once, so nothing is left behind however the worker ends."""
-    jail = tempfile.mkdtemp(prefix="distill-sandbox-")  # 0700
+    jail = tempfile.mkdtemp(prefix=prefix)  # 0700
     os.chdir(jail)
     os.rmdir(jail)
 

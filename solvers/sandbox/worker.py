@@ -202,7 +202,7 @@ class Zygote:
         root = os.geteuid() == 0
         if lockdown.unshare_namespaces():
             self.layers += ["network-namespace", "ipc-namespace"]
-        lockdown.enter_empty_directory()
+        lockdown.enter_empty_directory(f"distill-sandbox-{self.parent}-")
         if root:
             uid = config["uid_base"] + os.getpid()
             if lockdown.chroot_and_drop(uid):
