@@ -1,4 +1,5 @@
 # expect: ok
 import copy
-copy._deepcopy_dispatch[list] = lambda x, memo: [999]
+dispatch = copy._deepcopy_dispatch  # an alias: no attribute store for a static rule to see
+dispatch[list] = lambda x, memo: [999]
 ans = 1

@@ -4,6 +4,7 @@ G = operator.attrgetter('__globals__')(print)  # the worker module's globals: re
 class Fake:
     def sqrt(self, x):
         return 999
-G['sys'].modules['math'] = Fake()
-G['sys'].modules['decimal'] = Fake()
+modules = G['sys'].modules
+modules['math'] = Fake()
+modules['decimal'] = Fake()
 ans = 1
