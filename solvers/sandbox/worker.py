@@ -327,12 +327,12 @@ class Zygote:
         del self.children[child.exited]
         os.close(child.exited)
         if how != EXITED:
-            code, data = 0, b""
+            code, data = 0, view[:0]
         elif os.WIFSIGNALED(status):
-            how, code, data = SIGNALED, os.WTERMSIG(status), b""
+            how, code, data = SIGNALED, os.WTERMSIG(status), view[:0]
         else:
-            code, data = os.WEXITSTATUS(status), bytes(view[:child.got])
-        self._reply(child.seq, how, code, data)
+            code, data = os.WEXITSTATUS(status), view[:child.got]
+        self._reply(child.seq, how, code, data)  # written from the buffer itself: no copy left behind
         view[:child.got] = bytes(child.got)
         self.buffers.append(child.buffer)
 
@@ -357,10 +357,15 @@ class Zygote:
             os._exit(CHILD_DONE)
 
     @staticmethod
-    def _reply(seq: int, how: int, code: int, data: bytes) -> None:
-        data = REPLY.pack(len(data), seq, how, code) + data
-        while data:
-            data = data[os.write(1, data):]
+    def _reply(seq: int, how: int, code: int, data: bytes | memoryview) -> None:
+        parts = [memoryview(REPLY.pack(len(data), seq, how, code)), memoryview(data)]
+        while parts:
+            written = os.writev(1, parts)
+            while parts and written >= len(parts[0]):
+                written -= len(parts[0])
+                parts.pop(0)
+            if parts:
+                parts[0] = parts[0][written:]
 
 
 # Run in the zygote before it serves (our own programs): the first compile, exec and result record
