@@ -65,8 +65,9 @@ def main() -> None:
     lines = [
         "# EoT solver benchmark", "",
         f"`python benchmarks/eot_solver.py` on {platform.processor() or platform.machine()}, "
-        f"Python {platform.python_version()}, one process; corpus tests/data/eot_corpus.jsonl without the "
-        "adversarial cases. The reference is NOTES.md's solver (every `=` line sympified, `sympy.solve`, "
+        f"Python {platform.python_version()}; ours solves the exact cases in this process and the ones that need "
+        "SymPy in the sandbox (solvers/executor.py, started before the clock), as `solve_eot` always does; "
+        "corpus tests/data/eot_corpus.jsonl without the adversarial cases. The reference is NOTES.md's solver (every `=` line sympified, `sympy.solve`, "
         "first solution).", "",
         "| " + " | ".join(c.header for c in table.columns) + " |",
         "|" + "---:|" * len(table.columns),
