@@ -1,0 +1,71 @@
+"""Find the final answer in a model-written solution: the last `\\boxed{}`/`\\fbox{}`, else the text
+after the last `The answer is`, else the last math span (`$...$`, `\\(...\\)`, `\\[...\\]`)."""
+from __future__ import annotations
+
+import re
+
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*(\{)?")
+_ANSWER_IS = re.compile(r"the\s+(?:final\s+)?answer\s+is\s*:?\s*", re.IGNORECASE)
+_MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|(?<!\\)\$(.+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
+
+
+def _braced(text: str, start: int) -> str | None:
+    """The content of the brace group opening at text[start] ('{'), braces nesting; None if unclosed."""
+    depth = 0
+    i = start
+    while i < len(text):
+        c = text[i]
+        if c == "\\":  # an escaped char (\{ \} \\) never opens or closes a group
+            i += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start + 1:i]
+        i += 1
+    return None
+
+
+def extract_boxed(text: str) -> str | None:
+    """The content of the last `\\boxed{...}` or `\\fbox{...}` (nested braces); `\\boxed 5` too."""
+    if not isinstance(text, str):
+        return None
+    for m in reversed(list(_BOXED.finditer(text))):
+        if m.group(1):
+            inner = _braced(text, m.start(1))
+            if inner is not None:
+                return inner.strip()
+        else:  # `\boxed 5`: one token
+            tok = re.match(r"[^\s$]+", text[m.end():])
+            if tok:
+                return tok.group(0)
+    return None
+
+
+def _last_math(text: str) -> str | None:
+    last = None
+    for m in _MATH_SPAN.finditer(text):
+        last = next(g for g in m.groups() if g is not None)
+    return last.strip() if last and last.strip() else None
+
+
+def extract_final(text: str) -> str | None:
+    """The final answer of a solution as a LaTeX string, or None when it names none."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    boxed = extract_boxed(text)
+    if boxed:
+        return boxed
+    marks = list(_ANSWER_IS.finditer(text))
+    if marks:
+        tail = text[marks[-1].end():].strip()
+        span = _MATH_SPAN.match(tail)
+        if span:
+            return next(g for g in span.groups() if g is not None).strip()
+        # up to the end of the sentence: a period that is not a decimal point, or a line end
+        tail = re.split(r"\.(?!\d)\s|\.$|\n", tail, maxsplit=1)[0].strip()
+        if tail:
+            return tail
+    return _last_math(text)
