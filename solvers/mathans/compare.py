@@ -1,9 +1,10 @@
 """Whether a predicted answer equals a gold answer mathematically.
 
-Three steps, cheapest first: (1) canonical strings (normalize.py) equal, or both plain numbers
-(exact rationals, a percent read either way), or a text / multiple-choice gold: decided at once;
-(2) tuples, intervals, lists and sets split at top-level commas and compared element by element
-the same way; (3) everything else goes to the symbolic path (symbolic.py) in a worker process
+Steps, cheapest first: (1) canonical strings (normalize.py) equal, or both plain numbers (exact
+rationals, a percent read either way), numbers in a base, or a text / multiple-choice gold:
+decided at once; (2) tuples, intervals, lists and sets split at top-level commas and compared
+element by element the same way; (3) expressions in the subset evaluate.py reads, compared at
+sample points; (4) everything else goes to the symbolic path (symbolic.py) in a worker process
 under a per-answer time limit, after size and nesting guards.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from enum import Enum
 from fractions import Fraction
 
 from solvers import answers
+from solvers.mathans.evaluate import Unsupported, evaluate_equal
 from solvers.mathans.extract import extract_final
 from solvers.mathans.normalize import drop_lhs, is_text, normalize, text_of
 from solvers.mathans.numbers import parse_number
@@ -25,7 +27,8 @@ from solvers.mathans.worker import WorkerPool
 TIMEOUT = 2.0  # seconds per symbolic comparison
 MAX_SYMBOLIC_LEN = 1_000  # characters; MATH gold answers are at most ~160
 MAX_DEPTH = 12  # bracket nesting; the ANTLR grammar slows sharply with deep parentheses
-REL_TOL = Fraction(1, 10**6)  # for numbers that are not exactly equal (0.333333 vs 1/3)
+REL_TOL = Fraction(1, 10**6)  # a decimal for a value that has none (0.333333 for 1/3)
+_BASE_NUMBER = re.compile(r"([0-9A-Z]+)_\{?(\d{1,2})\}?")
 
 
 class AnswerStatus(str, Enum):
@@ -60,8 +63,18 @@ def _depth(s: str) -> int:
     return most
 
 
+_MATRIX = re.compile(r"\\begin\{([pbvB]?matrix)\}(.*)\\end\{\1\}", re.DOTALL)
+
+
 def _split_top(s: str) -> tuple[str, list[str], str] | None:
-    """(opening bracket, items, closing bracket) of `(a,b)`, `[a,b)`, `\\{a,b\\}` or `a,b`; None if one item."""
+    """(opening bracket, items, closing bracket) of `(a,b)`, `[a,b)`, `\\{a,b\\}`, `a,b`, a matrix
+    (`matrix2x3`, its cells row by row) or a union of intervals (`cup`); None for one plain item."""
+    if m := _MATRIX.fullmatch(s):
+        rows = [r for r in re.split(r"\\\\", m.group(2)) if r.strip()]
+        cells = [r.split("&") for r in rows]
+        return f"matrix{len(rows)}x{max(map(len, cells))}", [c for row in cells for c in row], ""
+    if len(parts := _top_level(s, "\\cup")) > 1:
+        return "cup", parts, ""
     op = cl = ""
     body = s
     for o in ("\\{", "(", "["):
@@ -71,26 +84,31 @@ def _split_top(s: str) -> tuple[str, list[str], str] | None:
                     op, cl, body = o, c, s[len(o):len(s) - len(c)]
                     break
             break
-    items, depth, start = [], 0, 0
-    i = 0
-    while i < len(body):
-        c = body[i]
-        if c == "\\" and body[i + 1:i + 2] in ("{", "}"):
-            depth += 1 if body[i + 1] == "{" else -1
+    items = _top_level(body, ",")
+    if len(items) < 2 and not op:
+        return None
+    return op, items, cl
+
+
+def _top_level(s: str, sep: str) -> list[str]:
+    """`s` split at each `sep` outside brackets."""
+    items, depth, start, i = [], 0, 0, 0
+    while i < len(s):
+        c = s[i]
+        if s.startswith(sep, i) and depth == 0:
+            items.append(s[start:i])
+            i = start = i + len(sep)
+            continue
+        if c == "\\" and s[i + 1:i + 2] in ("{", "}"):
+            depth += 1 if s[i + 1] == "{" else -1
             i += 2
             continue
         if c in "([{":
             depth += 1
         elif c in ")]}":
             depth -= 1
-        elif c == "," and depth == 0:
-            items.append(body[start:i])
-            start = i + 1
         i += 1
-    items.append(body[start:])
-    if len(items) < 2 and not op:
-        return None
-    return op, items, cl
+    return items + [s[start:]]
 
 
 def _closes_at_end(s: str, start: int) -> bool:
@@ -112,12 +130,34 @@ def _closes_at_end(s: str, start: int) -> bool:
     return False
 
 
+def _terminates(q: Fraction) -> bool:
+    d = q.denominator
+    for p in (2, 5):
+        while d % p == 0:
+            d //= p
+    return d == 1
+
+
 def _numbers_equal(p: tuple[Fraction, bool], g: tuple[Fraction, bool]) -> bool:
-    readings = {p[0]} | ({p[0] / 100} if p[1] else set())
-    golds = {g[0]} | ({g[0] / 100} if g[1] else set())
-    if p[1] and g[1]:
-        readings, golds = {p[0]}, {g[0]}
-    return any(a == b or (b != 0 and abs(a - b) <= REL_TOL * abs(b)) for a in readings for b in golds)
+    """Exact, with a percent read either way (50% = 50 = 0.5); a tolerance only where one side has
+    no finite decimal and the other is one (1/3 vs 0.333333, not 4014013 vs 4014014)."""
+    readings = {p[0]} | ({p[0] / 100} if p[1] and not g[1] else set())
+    golds = {g[0]} | ({g[0] / 100} if g[1] and not p[1] else set())
+    return any(
+        a == b or (_terminates(a) != _terminates(b) and abs(a - b) <= REL_TOL * abs(b))
+        for a in readings for b in golds
+    )
+
+
+def _base_value(s: str) -> int | None:
+    """The value of a number written in a base, `1101_4` or `25_{6}`; None if `s` is not one."""
+    m = _BASE_NUMBER.fullmatch(s)
+    if not m or not 2 <= int(m.group(2)) <= 36:
+        return None
+    try:
+        return int(m.group(1), int(m.group(2)))
+    except ValueError:  # a digit the base does not have
+        return None
 
 
 def fast_equal(pred: str, gold: str) -> bool | None:
@@ -127,32 +167,64 @@ def fast_equal(pred: str, gold: str) -> bool | None:
     g, p = parse_number(gold), parse_number(pred)
     if g is not None and p is not None:
         return _numbers_equal(p, g)
+    gb, pb = _base_value(gold), _base_value(pred)
+    if gb is not None:  # asked for a base: the answer must be written in one (not in decimal)
+        return pb == gb
+    if pb is not None and g is not None:
+        return Fraction(pb) == g[0]
     if is_text(gold):
         return text_of(pred) == text_of(gold)
     if is_text(pred) and g is not None:
         return False
     gs, ps = _split_top(gold), _split_top(pred)
-    if gs is None or ps is None or len(gs[1]) != len(ps[1]) or (gs[0], gs[2]) != (ps[0], ps[2]):
+    if gs is None and ps is None:
+        if gold.count("=") == 1 and pred.count("=") == 1:  # equations: the same left side, equal right sides
+            (gl, gr), (pl, pr) = gold.split("="), pred.split("=")
+            return fast_equal(pr, gr) if gl == pl else None
+        return _evaluated(pred, gold)
+    gs, ps = gs or ("", [gold], ""), ps or ("", [pred], "")
+    unordered = ("", "\\{")
+    if (gs[0], gs[2]) != (ps[0], ps[2]):
+        if gs[0] in ("(", "[") and ps[0] in ("(", "[") and len(gs[1]) == len(ps[1]):
+            return False  # an interval with another end, or a tuple for an interval
+        if gs[0] not in unordered or ps[0] not in unordered:
+            return None
+    return _match_items(ps[1], gs[1], ordered=gs[0] not in unordered)
+
+
+def _evaluated(pred: str, gold: str) -> bool | None:
+    """evaluate.py's verdict on two expressions, None outside its subset or past the guards."""
+    if _too_big(pred) or _too_big(gold):
         return None
-    verdicts = _match_items(ps[1], gs[1], ordered=gs[0] not in ("", "\\{"))
-    if verdicts is True or verdicts is False:
-        return verdicts
-    return None
+    try:
+        return evaluate_equal(pred, gold)
+    except Unsupported:
+        return None
+
+
+def _too_big(s: str) -> str:
+    """Why an answer is too big for parsing ('' when it is not)."""
+    if len(s) > MAX_SYMBOLIC_LEN:
+        return f"too long ({len(s)} chars)"
+    return "nested too deep" if _depth(s) > MAX_DEPTH else ""
 
 
 def _match_items(pred: list[str], gold: list[str], ordered: bool) -> bool | None:
+    """Items compared in order (tuples, intervals, matrices) or as sets (lists, `\\{...\\}`)."""
     if ordered:
+        if len(pred) != len(gold):
+            return False
         votes = [fast_equal(p, g) for p, g in zip(pred, gold)]
-        if all(v is True for v in votes):
-            return True
-        return False if False in votes and all(parse_number(x) is not None for x in pred + gold) else None
-    left = list(gold)
-    for p in pred:
-        hit = next((i for i, g in enumerate(left) if fast_equal(p, g) is True), None)
-        if hit is None:
-            return False if all(parse_number(x) is not None for x in pred + gold) else None
-        left.pop(hit)
-    return True
+        return False if False in votes else (None if None in votes else True)
+    undecided = False
+    for mine, theirs in ((pred, gold), (gold, pred)):  # each item of each side is on the other side
+        for x in mine:
+            votes = [fast_equal(x, y) for y in theirs]
+            if True not in votes:
+                undecided |= None in votes
+                if None not in votes:
+                    return False
+    return None if undecided else True
 
 
 def _prepare(pred: object, gold: object) -> tuple[str, str]:
@@ -204,10 +276,8 @@ class Checker:
         if verdict is not None:
             return Verdict(verdict, AnswerStatus.OK, p, g), ("", "")
         for side, s in (("prediction", p), ("gold", g)):
-            why = f"{side} too long ({len(s)} chars)" if len(s) > MAX_SYMBOLIC_LEN else (
-                f"{side} nested too deep" if _depth(s) > MAX_DEPTH else "")
-            if why:
-                return Verdict(False, AnswerStatus.UNPARSABLE, p[:200], g[:200], why), ("", "")
+            if why := _too_big(s):
+                return Verdict(False, AnswerStatus.UNPARSABLE, p[:200], g[:200], f"{side} {why}"), ("", "")
         return None, (p, g)
 
     def close(self) -> None:

@@ -17,13 +17,13 @@ UNITS = (
     "|square (?:feet|inches|meters|centimeters|miles|yards)|cubic (?:feet|inches|meters|centimeters|yards)"
     "|sq\\.? ?(?:ft|in|m|cm)"
 )
-_UNIT_TEXT = re.compile(rf"\\(?:text|mbox|textrm|mathrm)\{{\s*(?:{UNITS})\s*\.?\}}(?:\^\{{?[23]\}}?)?", re.IGNORECASE)
+_UNIT_TEXT = re.compile(rf"(?<=.)\\(?:text|mbox|textrm|mathrm)\{{\s*(?:{UNITS})\s*\.?\}}(?:\^\{{?[23]\}}?)?", re.IGNORECASE)
 _UNIT_WORD = re.compile(rf"(?<=[\d}}])\s*(?:{UNITS})\.?(?:\^\{{?[23]\}}?)?\s*$", re.IGNORECASE)
-_SPACING = re.compile(r"\\[,;:! ]|\\q?quad|\\displaystyle|\\(?:left|right|big|Big|bigg|Bigg)(?=[^a-zA-Z])|~")
+_SPACING = re.compile(r"(?<!\\)\\[,;:! ]|\\q?quad|\\displaystyle|\\(?:left|right|big|Big|bigg|Bigg)(?=[^a-zA-Z])|~")
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree|\\circ(?![a-zA-Z])")
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|mathit|operatorname)\s*\{([^{}]*)\}")
 _CHOICE = re.compile(r"^\(?([A-E])\)?$")
-_FRAC_SHORT = re.compile(r"\\frac\s*(\d|\{[^{}]*\})\s*(\d|\{[^{}]*\})")
+_FRAC_SHORT = re.compile(r"\\frac\s*(\d|\\[a-zA-Z]+|\{[^{}]*\})\s*(\d|\\[a-zA-Z]+|\{[^{}]*\})")
 _SQRT_SHORT = re.compile(r"\\sqrt\s*(?!\[)(\d+|[a-zA-Z])")
 _A_SLASH_B = re.compile(r"^(-?)(\d+)/(\d+)$")
 _THOUSANDS = re.compile(r"(?<![\d.])(\d{1,3})((?:(?:,|\{,\}|\\,)\d{3})+)(?![\d])")
@@ -63,7 +63,7 @@ def _text_answer(s: str) -> str | None:
     m = _CHOICE.match(inner.replace(" ", ""))
     if m and (inner != s or "(" in inner or len(inner) == 1):
         return f"\\text{{{m.group(1)}}}"
-    if inner != s and re.fullmatch(r"[A-Za-z][A-Za-z ,.'-]*", inner) and len(inner) > 1:
+    if inner != s and re.fullmatch(r"[A-Za-z][A-Za-z ,.'-]*", inner):
         return f"\\text{{{text_of(inner)}}}"
     return None
 
@@ -92,6 +92,7 @@ def normalize(answer: object) -> str:
         return s
     if (text := _text_answer(s)) is not None:
         return text
+    one_number = _is_one_number(s)  # decided on the answer as written: `45^\circ, 135^\circ` is a list
     s = _UNIT_TEXT.sub("", s)
     s = _DEGREES.sub("", s)
     for pat, rep in _SYNONYM_RES:
@@ -99,7 +100,8 @@ def normalize(answer: object) -> str:
     s = _SPACING.sub(" ", s)
     s = _TEXT_CMD.sub(lambda m: m.group(1) if not re.fullmatch(r"\s*(?:and|or|,)\s*", m.group(1)) else ",", s)
     s = _UNIT_WORD.sub("", s.strip())
-    s = _THOUSANDS.sub(lambda m: m.group(1) + re.sub(r"\{,\}|\\,|,", "", m.group(2)), s) if _is_one_number(s) else s
+    if one_number:
+        s = _THOUSANDS.sub(lambda m: m.group(1) + re.sub(r"\{,\}|\\,|,", "", m.group(2)), s.replace(" ", ""))
     # spaces go, except where one ends a command (`\pi r` must not become `\pir`)
     s = _SPACE.sub("", _CMD_SPACE.sub("\\1\0", s)).replace("\0", " ")
     s = _FRAC_SHORT.sub(lambda m: f"\\frac{{{m.group(1).strip('{}')}}}{{{m.group(2).strip('{}')}}}", s)
@@ -112,5 +114,9 @@ def normalize(answer: object) -> str:
 
 
 def _is_one_number(s: str) -> bool:
-    """Thousands commas are read as such only where the whole answer is one number (`7,9,12` is a list)."""
-    return bool(re.fullmatch(r"-?\d{1,3}(?:(?:,|\{,\}|\\,)\d{3})+(?:\.\d+)?(?:\\%)?", s.replace(" ", "")))
+    """Thousands commas are read as such only where the whole answer is one number (`7,9,12` is a
+    list) written without a space after the comma (`45, 135` is a list; `111,\\!111` is a number)."""
+    s = re.sub(r"\s*\\!\s*|\\?\$", "", s)
+    if re.search(r",\s", s):
+        return False
+    return bool(re.fullmatch(r"-?\d{1,3}(?:(?:,|\{,\}|\\,)\d{3})+(?:\.\d+)?(?:\\?%)?", s))
