@@ -164,6 +164,8 @@ def fast_equal(pred: str, gold: str) -> bool | None:
     """The verdict on two normalised answers where strings and exact numbers decide; None if they cannot."""
     if pred == gold:
         return True
+    if len(pred) > MAX_SYMBOLIC_LEN or len(gold) > MAX_SYMBOLIC_LEN:
+        return None  # the caller's size guard gives the verdict
     g, p = parse_number(gold), parse_number(pred)
     if g is not None and p is not None:
         return _numbers_equal(p, g)
