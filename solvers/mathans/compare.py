@@ -21,7 +21,7 @@ from solvers import answers
 from solvers.mathans.evaluate import Unsupported, evaluate_equal
 from solvers.mathans.extract import extract_final
 from solvers.mathans.normalize import drop_lhs, is_text, normalize, text_of
-from solvers.mathans.numbers import parse_number
+from solvers.mathans.numbers import format_number, parse_number
 from solvers.mathans.worker import WorkerPool
 
 TIMEOUT = 2.0  # seconds per symbolic comparison
@@ -74,7 +74,7 @@ def _split_top(s: str) -> tuple[str, list[str], str] | None:
         cells = [r.split("&") for r in rows]
         return f"matrix{len(rows)}x{max(map(len, cells))}", [c for row in cells for c in row], ""
     if len(parts := _top_level(s, "\\cup")) > 1:
-        return "cup", parts, ""
+        return "cup", [x for part in parts for x in _union_parts(part)], ""
     op = cl = ""
     body = s
     for o in ("\\{", "(", "["):
@@ -88,6 +88,15 @@ def _split_top(s: str) -> tuple[str, list[str], str] | None:
     if len(items) < 2 and not op:
         return None
     return op, items, cl
+
+
+def _union_parts(s: str) -> list[str]:
+    """`((a)\\cup(b))` -> [`(a)`, `(b)`]: unions in parentheses (as SymPy prints them) flattened."""
+    if s.startswith("(") and s.endswith(")") and _closes_at_end(s, 1):
+        inner = _top_level(s[1:-1], "\\cup")
+        if len(inner) > 1:
+            return [x for part in inner for x in _union_parts(part)]
+    return [s]
 
 
 def _top_level(s: str, sep: str) -> list[str]:
@@ -169,6 +178,10 @@ def fast_equal(pred: str, gold: str) -> bool | None:
     g, p = parse_number(gold), parse_number(pred)
     if g is not None and p is not None:
         return _numbers_equal(p, g)
+    if (g is not None and g[1]) != (p is not None and p[1]):  # a percent against an expression: both readings
+        number, other = (g, pred) if g is not None else (p, gold)
+        votes = {fast_equal(other, format_number(v)) for v in (number[0], number[0] / 100)}
+        return True if True in votes else (False if votes == {False} else None)
     gb, pb = _base_value(gold), _base_value(pred)
     if gb is not None:  # asked for a base: the answer must be written in one (not in decimal)
         return pb == gb
@@ -185,7 +198,7 @@ def fast_equal(pred: str, gold: str) -> bool | None:
             return fast_equal(pr, gr) if gl == pl else None
         return _evaluated(pred, gold)
     gs, ps = gs or ("", [gold], ""), ps or ("", [pred], "")
-    unordered = ("", "\\{")
+    unordered = ("", "\\{", "cup")
     if (gs[0], gs[2]) != (ps[0], ps[2]):
         if gs[0] in ("(", "[") and ps[0] in ("(", "[") and len(gs[1]) == len(ps[1]):
             return False  # an interval with another end, or a tuple for an interval
@@ -232,8 +245,8 @@ def _match_items(pred: list[str], gold: list[str], ordered: bool) -> bool | None
 def _prepare(pred: object, gold: object) -> tuple[str, str]:
     g = normalize(gold)
     p = normalize(pred)
-    if "=" not in g:  # a gold that is not an equation: `y = 2x+3` answers `2x+3`
-        p = drop_lhs(p)
+    if "=" not in g:  # a gold that is not an equation: `y = 2x+3` answers `2x+3`, `x=2, x=3` answers `2, 3`
+        p = ",".join(drop_lhs(x) for x in _top_level(p, ","))
     if "\\in" in g and "=" not in g:
         g = drop_lhs(g)
     return p, g

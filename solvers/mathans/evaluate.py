@@ -121,7 +121,12 @@ class _Parser:
         if tok == "i" and self.peek() != "_":  # in a final answer, i is the imaginary unit
             return 1j
         if tok in _FUNCS:
-            arg = self.group() if self.peek() == "{" else self.power()
+            if self.peek() in ("{", "("):
+                arg = self.atom()
+            else:  # `\sin 3x` is sin(3x): the argument runs over the implicit product that follows
+                arg = self.power()
+                while (nxt := self.peek()) is not None and _starts_atom(nxt) and nxt not in _FUNCS:
+                    arg = arg * self.power()
             return _FUNCS[tok](complex(arg))
         if tok.isalpha() and len(tok) == 1 or tok in _GREEK:
             name = tok

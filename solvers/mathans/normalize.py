@@ -22,6 +22,7 @@ _UNIT_WORD = re.compile(rf"(?<=[\d}}])\s*(?:{UNITS})\.?(?:\^\{{?[23]\}}?)?\s*$",
 _SPACING = re.compile(r"(?<!\\)\\[,;:! ]|\\q?quad|\\displaystyle|\\(?:left|right|big|Big|bigg|Bigg)(?=[^a-zA-Z])|~")
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree|\\circ(?![a-zA-Z])")
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|mathit|operatorname)\s*\{([^{}]*)\}")
+_AND = re.compile(r"\s*,?\s*\\text\{\s*(?:and|or)\s*\}\s*|\s*,\s*(?:and|or)\s+")  # `7, -2, and -5`
 _CHOICE = re.compile(r"^\(?([A-E])\)?$")
 _FRAC_SHORT = re.compile(r"\\frac\s*(\d|\\[a-zA-Z]+|\{[^{}]*\})\s*(\d|\\[a-zA-Z]+|\{[^{}]*\})")
 _SQRT_SHORT = re.compile(r"\\sqrt\s*(?!\[)(\d+|[a-zA-Z])")
@@ -98,6 +99,7 @@ def normalize(answer: object) -> str:
     for pat, rep in _SYNONYM_RES:
         s = pat.sub(rep, s)
     s = _SPACING.sub(" ", s)
+    s = _AND.sub(",", s)
     s = _TEXT_CMD.sub(lambda m: m.group(1) if not re.fullmatch(r"\s*(?:and|or|,)\s*", m.group(1)) else ",", s)
     s = _UNIT_WORD.sub("", s.strip())
     if one_number:
