@@ -141,12 +141,14 @@ HARD = [
 ]
 
 
-def test_hard_inputs_end_within_the_limit():
+def test_hard_inputs_get_a_verdict():
+    """Each ends with a verdict (the per-answer times are in benchmarks/answer_check.py; the bound
+    here only tells a stall, minutes without the guards, from a busy machine)."""
     with Checker(timeout=1.0) as c:
         for pred, gold in HARD:
             t = time.monotonic()
             v = c.check(pred, gold)
-            assert time.monotonic() - t < 1.0 + 2.5, pred[:30]  # limit + a worker start on a busy machine
+            assert time.monotonic() - t < 30, pred[:30]
             assert not v.equal and v.status in (AnswerStatus.OK, AnswerStatus.UNPARSABLE, AnswerStatus.TIMEOUT)
 
 
@@ -157,6 +159,14 @@ def test_a_timeout_kills_the_worker_and_the_batch_goes_on():
         verdicts = c.check_many([(slow, r"\infty"), (r"x \le 3", r"x \leq 3"), (r"\{1, \infty\}", r"\{\infty, 1\}")])
     assert verdicts[0].status is AnswerStatus.TIMEOUT and not verdicts[0].equal
     assert [v.equal for v in verdicts[1:]] == [True, True]
+    assert c.pool._spare is None  # closed with the checker
+
+
+def test_consecutive_timeouts_each_get_their_verdict():
+    slow = "(" * 12 + r"\infty+x" + ")" * 12
+    with Checker(timeout=0.3) as c:
+        verdicts = c.check_many([(slow, r"\infty"), (slow + "+1", r"\infty"), (r"\{1, \infty\}", r"\{\infty, 1\}")])
+    assert [v.status for v in verdicts[:2]] == [AnswerStatus.TIMEOUT] * 2 and verdicts[2].equal
 
 
 def test_equivalent_shortcut():

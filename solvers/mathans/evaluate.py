@@ -205,6 +205,6 @@ def evaluate_equal(pred: str, gold: str) -> bool:
         try:
             if not _close(_Parser(pred, k).parse(), _Parser(gold, k).parse()):
                 return False
-        except (OverflowError, ValueError, ZeroDivisionError) as exc:
+        except (OverflowError, RecursionError, ValueError, ZeroDivisionError) as exc:
             raise exc if isinstance(exc, Unsupported) else Unsupported(str(exc)) from None
     return True

@@ -9,34 +9,33 @@ _ANSWER_IS = re.compile(r"the\s+(?:final\s+)?answer\s+is\s*:?\s*", re.IGNORECASE
 _MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|(?<!\\)\$(.+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
 
 
-def _braced(text: str, start: int) -> str | None:
-    """The content of the brace group opening at text[start] ('{'), braces nesting; None if unclosed."""
-    depth = 0
-    i = start
+def _closing_braces(text: str) -> dict[int, int]:
+    """Position of each `{` -> position of its `}` (escaped `\\{` `\\}` skipped), in one pass."""
+    closes, stack, i = {}, [], 0
     while i < len(text):
         c = text[i]
-        if c == "\\":  # an escaped char (\{ \} \\) never opens or closes a group
+        if c == "\\":
             i += 2
             continue
         if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start + 1:i]
+            stack.append(i)
+        elif c == "}" and stack:
+            closes[stack.pop()] = i
         i += 1
-    return None
+    return closes
 
 
 def extract_boxed(text: str) -> str | None:
     """The content of the last `\\boxed{...}` or `\\fbox{...}` (nested braces); `\\boxed 5` too."""
     if not isinstance(text, str):
         return None
-    for m in reversed(list(_BOXED.finditer(text))):
+    matches = list(_BOXED.finditer(text))
+    closes = _closing_braces(text) if matches else {}
+    for m in reversed(matches):
         if m.group(1):
-            inner = _braced(text, m.start(1))
-            if inner is not None:
-                return inner.strip()
+            end = closes.get(m.start(1))
+            if end is not None:
+                return text[m.start(1) + 1:end].strip()
         else:  # `\boxed 5`: one token
             tok = re.match(r"[^\s$]+", text[m.end():])
             if tok:

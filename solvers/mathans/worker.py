@@ -86,12 +86,13 @@ class WorkerPool:
             raise ValueError("workers must be >= 1 and timeout > 0")
         self.timeout, self.memory, self.size = timeout, memory, workers
         self._workers: list[_Worker] = []
+        self._spare: _Worker | None = None  # started after the first kill, so that the next one costs no start-up
         self._pid = os.getpid()
 
     def run(self, pairs: Sequence[tuple[str, str]], on_result: Callable[[int, Result], None]) -> None:
         """Compare every pair, calling on_result(index, result) as each ends (in any order)."""
         if os.getpid() != self._pid:  # a forked copy must not share the parent's pipes
-            self._workers, self._pid = [], os.getpid()
+            self._workers, self._spare, self._pid = [], None, os.getpid()
         while len(self._workers) < min(self.size, len(pairs)):
             self._workers.append(_Worker(self.memory))
         todo = list(range(len(pairs)))[::-1]
@@ -130,12 +131,13 @@ class WorkerPool:
         if w.job is not None:
             on_result(w.job, (status, False, detail))
         w.kill()
-        self._workers[self._workers.index(w)] = _Worker(self.memory)
+        self._workers[self._workers.index(w)] = self._spare or _Worker(self.memory)
+        self._spare = _Worker(self.memory)
 
     def close(self) -> None:
-        for w in self._workers:
+        for w in self._workers + ([self._spare] if self._spare else []):
             w.kill()
-        self._workers = []
+        self._workers, self._spare = [], None
 
 
 if __name__ == "__main__":
