@@ -37,6 +37,8 @@ def _rows(name: str) -> list[dict]:
     (r"Thus the final answer is $\frac12$. I hope it is correct.", r"\frac12"),
     (r"We get $x=1$ and then $y = \sqrt{2}$", r"y = \sqrt{2}"),
     ("The answer is 3.5", "3.5"),
+    (r"Final Answer: The final answer is $\frac{1}{2}$. I hope it is correct.", r"\frac{1}{2}"),
+    (r"**Answer:** $(1, 2)$", "(1, 2)"),
 ])
 def test_extract_final(text, want):
     assert extract_final(text) == want

@@ -63,7 +63,7 @@ def _depth(s: str) -> int:
     return most
 
 
-_MATRIX = re.compile(r"\\begin\{([pbvB]?matrix)\}(.*)\\end\{\1\}", re.DOTALL)
+_MATRIX = re.compile(r"\\begin\{([pbB]?matrix)\}(.*)\\end\{\1\}", re.DOTALL)  # not vmatrix: a determinant
 
 
 def _split_top(s: str) -> tuple[str, list[str], str] | None:

@@ -1,11 +1,11 @@
 """Find the final answer in a model-written solution: the last `\\boxed{}`/`\\fbox{}`, else the text
-after the last `The answer is`, else the last math span (`$...$`, `\\(...\\)`, `\\[...\\]`)."""
+after the last `The answer is` (or `Answer:`), else the last math span (`$...$`, `\\(...\\)`, `\\[...\\]`)."""
 from __future__ import annotations
 
 import re
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*(\{)?")
-_ANSWER_IS = re.compile(r"the\s+(?:final\s+)?answer\s+is\s*:?\s*", re.IGNORECASE)
+_ANSWER_IS = re.compile(r"(?:final\s+)?answer(?:\s+is\s*:?|\s*:)[\s*]*", re.IGNORECASE)  # `The answer is`, `**Answer:**`
 _MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|(?<!\\)\$(.+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
 
 

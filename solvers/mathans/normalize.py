@@ -19,12 +19,14 @@ UNITS = (
 )
 _UNIT_TEXT = re.compile(rf"(?<=.)\\(?:text|mbox|textrm|mathrm)\{{\s*(?:{UNITS})\s*\.?\}}(?:\^\{{?[23]\}}?)?", re.IGNORECASE)
 _UNIT_WORD = re.compile(rf"(?<=[\d}}])\s*(?:{UNITS})\.?(?:\^\{{?[23]\}}?)?\s*$", re.IGNORECASE)
-_SPACING = re.compile(r"(?<!\\)\\[,;:! ]|\\q?quad|\\displaystyle|\\(?:left|right|big|Big|bigg|Bigg)(?=[^a-zA-Z])|~")
+_SPACING = re.compile(r"(?<!\\)\\[,;:! ]|\\q?quad|\\(?:display|text|script)style|\\(?:left|right|big|Big|bigg|Bigg)(?=[^a-zA-Z])|~")
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree|\\circ(?![a-zA-Z])")
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|mathit|operatorname)\s*\{([^{}]*)\}")
 _AND = re.compile(r"\s*,?\s*\\text\{\s*(?:and|or)\s*\}\s*|\s*,\s*(?:and|or)\s+")  # `7, -2, and -5`
 _CHOICE = re.compile(r"^\(?([A-E])\)?$")
-_FRAC_SHORT = re.compile(r"\\frac\s*(\d|\\[a-zA-Z]+|\{[^{}]*\})\s*(\d|\\[a-zA-Z]+|\{[^{}]*\})")
+_FRAC_SHORT = re.compile(r"\\frac\s*(\d|\\[a-zA-Z]+|[a-zA-Z]|\{[^{}]*\})\s*(\d|\\[a-zA-Z]+|[a-zA-Z]|\{[^{}]*\})")
+# `\left(\begin{array}{cc}..\end{array}\right)` and SymPy's `\left[\begin{matrix}..\end{matrix}\right]`
+_BARE_MATRIX = re.compile(r"^([(\[])\\begin\{(array|matrix)\}(?:\{[lcr|]*\})?(.*)\\end\{\2\}([)\]])$", re.DOTALL)
 _SQRT_SHORT = re.compile(r"\\sqrt\s*(?!\[)(\d+|[a-zA-Z])")
 _A_SLASH_B = re.compile(r"^(-?)(\d+)/(\d+)$")
 _THOUSANDS = re.compile(r"(?<![\d.])(\d{1,3})((?:(?:,|\{,\}|\\,)\d{3})+)(?![\d])")
@@ -109,6 +111,8 @@ def normalize(answer: object) -> str:
     s = _FRAC_SHORT.sub(lambda m: f"\\frac{{{m.group(1).strip('{}')}}}{{{m.group(2).strip('{}')}}}", s)
     s = _SQRT_SHORT.sub(r"\\sqrt{\1}", s)
     s = _A_SLASH_B.sub(r"\1\\frac{\2}{\3}", s)
+    s = _BARE_MATRIX.sub(lambda m: f"\\begin{{{'pmatrix' if m.group(1) == '(' else 'bmatrix'}}}{m.group(3)}"
+                         f"\\end{{{'pmatrix' if m.group(1) == '(' else 'bmatrix'}}}", s)
     s = re.sub(r"(?<![\d}])\.(\d)", r"0.\1", s)
     s = strip_wrappers(s)
     value = parse_number(s)
