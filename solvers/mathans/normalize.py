@@ -8,7 +8,8 @@ import re
 
 from solvers.mathans.numbers import format_number, parse_number
 
-# Words that name a unit: dropped when they follow a value (`5 \text{ cm}^2`, `12 inches`).
+# Words that name a unit: dropped when they follow a value (`5 \text{ cm}^2`, `12 inches`; a bare
+# word only after a space: `2m` is a product).
 UNITS = (
     "units?|square units?|sq units?|cubic units?|cm|centimeters?|m|meters?|km|kilometers?|mm|in|inch(?:es)?"
     "|ft|feet|foot|yards?|yd|miles?|mi|mph|miles per hour|km/h|m/s|seconds?|sec|s|minutes?|min|hours?|hr|h"
@@ -18,7 +19,7 @@ UNITS = (
     "|sq\\.? ?(?:ft|in|m|cm)"
 )
 _UNIT_TEXT = re.compile(rf"(?<=.)\\(?:text|mbox|textrm|mathrm)\{{\s*(?:{UNITS})\s*\.?\}}(?:\^\{{?[23]\}}?)?", re.IGNORECASE)
-_UNIT_WORD = re.compile(rf"(?<=[\d}}])\s*(?:{UNITS})\.?(?:\^\{{?[23]\}}?)?\s*$", re.IGNORECASE)
+_UNIT_WORD = re.compile(rf"(?<=[\d}}])\s+(?:{UNITS})\.?(?:\^\{{?[23]\}}?)?\s*$", re.IGNORECASE)
 _SPACING = re.compile(r"(?<!\\)\\[,;:! ]|\\q?quad|\\(?:display|text|script)style|\\(?:left|right|big|Big|bigg|Bigg)(?=[^a-zA-Z])|~")
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree|\\circ(?![a-zA-Z])")
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|mathit|operatorname)\s*\{([^{}]*)\}")
@@ -52,11 +53,23 @@ def strip_wrappers(answer: str) -> str:
     while changed and s:
         changed = False
         for a, b in (("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"), ("\\boxed{", "}"), ("\\fbox{", "}")):
-            if s.startswith(a) and s.endswith(b) and len(s) >= len(a) + len(b):
+            if s.startswith(a) and s.endswith(b) and len(s) >= len(a) + len(b) and _wraps(s, a, b):
                 s, changed = s[len(a):len(s) - len(b)].strip(), True
-        if s.endswith(".") and not re.search(r"\d\.$", s[-2:]) or s.endswith((",", ";")):
+        if s.endswith((".", ",", ";")):
             s, changed = s[:-1].rstrip(), True
     return s
+
+
+def _wraps(s: str, a: str, b: str) -> bool:
+    """Whether `a`...`b` encloses all of `s` (`\\boxed{1}+\\boxed{2}` and `$1$ or $2$` are not wrapped)."""
+    if b == "}":
+        depth = 0
+        for i, c in enumerate(s):
+            depth += (c == "{") - (c == "}") if s[i - 1:i] != "\\" else 0
+            if depth == 0 and i >= len(a) - 1:
+                return i == len(s) - 1
+        return False
+    return a not in s[len(a):len(s) - len(b)] and b not in s[len(a):len(s) - len(b)]
 
 
 def _text_answer(s: str) -> str | None:
@@ -102,7 +115,7 @@ def normalize(answer: object) -> str:
         s = pat.sub(rep, s)
     s = _SPACING.sub(" ", s)
     s = _AND.sub(",", s)
-    s = _TEXT_CMD.sub(lambda m: m.group(1) if not re.fullmatch(r"\s*(?:and|or|,)\s*", m.group(1)) else ",", s)
+    s = _TEXT_CMD.sub(lambda m: m.group(1), s)
     s = _UNIT_WORD.sub("", s.strip())
     if one_number:
         s = _THOUSANDS.sub(lambda m: m.group(1) + re.sub(r"\{,\}|\\,|,", "", m.group(2)), s.replace(" ", ""))
