@@ -173,3 +173,12 @@ def test_consecutive_timeouts_each_get_their_verdict():
 
 def test_equivalent_shortcut():
     assert equivalent("3, -3", "-3,3") and not equivalent("3", "-3,3")
+
+
+def test_a_worker_that_cannot_start_is_an_error(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", "")
+    monkeypatch.setattr("solvers.mathans.worker.sys.executable", "/bin/false")
+    with Checker() as c:
+        assert c.check("3, -3", "-3,3").equal  # the fast path needs no worker
+        with pytest.raises(RuntimeError, match="failed to start"):
+            c.check("x < 3", "3 > x")

@@ -115,6 +115,10 @@ class WorkerPool:
                 try:
                     msg = w.receive()
                 except (EOFError, OSError, ValueError):  # died (e.g. killed by the OOM killer)
+                    if not w.ready:  # never started: a replacement would not either
+                        self.close()
+                        raise RuntimeError("the symbolic-comparison worker failed to start; run "
+                                           "`python -m solvers.mathans.worker` to see why") from None
                     self._replace(w, on_result, "unparsable", "worker process died")
                     continue
                 if msg == "ready":
