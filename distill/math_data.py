@@ -75,6 +75,20 @@ def build(rows: Iterable[dict[str, Any]], source: str, *, level: Iterable[int] |
     return out
 
 
+def _filters(spec: str, query: str, level: Iterable[int] | None, subject: Iterable[str] | None):
+    """`level=4,5&type=Geometry` -> (levels, subjects), on top of those given as arguments."""
+    for part in query.split("&"):
+        key, _, value = part.partition("=")
+        values = [v.strip() for v in value.split(",") if v.strip()]
+        if key == "level" and values and all(v.isdigit() for v in values):
+            level = [*(level or []), *map(int, values)]
+        elif key in ("type", "subject") and values:
+            subject = [*(subject or []), *values]
+        else:
+            raise InputError(f"{spec}: unknown filter {part!r} (use level=1..5 and type=<subject>)")
+    return level, subject
+
+
 def _hub_rows(hub_id: str, split: str) -> list[dict[str, Any]]:
     import datasets  # heavy: only when the set really comes from the hub
 
@@ -87,7 +101,11 @@ def _hub_rows(hub_id: str, split: str) -> list[dict[str, Any]]:
 def load_math(spec: str = "math:test", *, level: Iterable[int] | None = None, subject: Iterable[str] | None = None,
               data_root: str | os.PathLike | None = None) -> DataSet:
     """`math:train`, `math:test`, `math500`, a hub id (`EleutherAI/hendrycks_math:test`,
-    `HuggingFaceH4/MATH-500`) or a path to a JSONL file in either format."""
+    `HuggingFaceH4/MATH-500`) or a path to a JSONL file in either format. Filters come as arguments
+    or in the spec: `math:test?level=4,5&type=Geometry` (`subject=` too)."""
+    spec, _, query = spec.partition("?")
+    if query:
+        level, subject = _filters(spec, query, level, subject)
     path = Path(spec)
     if path.suffix.lower() == ".jsonl" or path.is_file():
         if not path.is_file():

@@ -32,6 +32,10 @@ def test_math_train_level_unknown_and_filters():
     hard_geo = load_math("math:test", level=[5], subject=["Geometry"], data_root=SHARED)
     assert hard_geo.records and all(r.meta["level"] == 5 and r.meta["subject"] == "Geometry" for r in hard_geo.records)
     assert len(hard_geo.records) < len(load_math("math:test", subject=["geometry"], data_root=SHARED).records)
+    same = load_math("math:test?level=5&type=Geometry", data_root=SHARED)
+    assert [r.id for r in same.records] == [r.id for r in hard_geo.records]
+    with pytest.raises(InputError, match="unknown filter"):
+        load_math("math:test?lvl=5", data_root=SHARED)
 
 
 @needs_data
