@@ -110,7 +110,7 @@ def test_corpus_is_what_the_generator_writes():
 def test_numeric_gold_keeps_the_numeric_rule():
     """A gold that is a Python number is judged exactly as solvers.answers judges it (GSM8K)."""
     for pred, gold in [("72", 72), ("72.0004", 72), ("0.3334", 1 / 3), ("25%", 0.25), ("25\\%", 0.25), ("1,234", 1234),
-                       (71.99999999999, 72), ("\\frac{1}{4}", 0.25), ("7", 8)]:
+                       (71.99999999999, 72), ("\\frac{1}{4}", 0.25), ("7", 8), ("9 (apples)", 9), ("$1,234.5", 1234.5)]:
         found = answers.parse_number(pred) if isinstance(pred, str) else pred
         want = answers.is_correct(found, gold, percent=isinstance(pred, str) and "%" in pred)
         assert check(pred, gold).equal == want, (pred, gold)

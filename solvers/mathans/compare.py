@@ -309,11 +309,12 @@ def _numeric_gold(pred: object, gold: int | float) -> Verdict:
     """A numeric gold: today's rule, unchanged (answers.is_correct with its percent reading)."""
     if isinstance(pred, (int, float)) and not isinstance(pred, bool):
         value, percent = pred, False
-    else:
-        found = parse_number(normalize(pred))
-        if found is None:
-            return Verdict(False, AnswerStatus.UNPARSABLE, normalize(pred), str(gold), "not a number")
+    elif (found := parse_number(normalize(pred))) is not None:
         value, percent = answers.to_number(found[0]), found[1]
+    elif (value := answers.parse_number(str(pred))) is not None:  # `9 (apples)`: today's reading
+        percent = False
+    else:
+        return Verdict(False, AnswerStatus.UNPARSABLE, normalize(pred), str(gold), "not a number")
     return Verdict(answers.is_correct(value, gold, percent=percent), AnswerStatus.OK, str(value), str(gold))
 
 
