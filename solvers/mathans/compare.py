@@ -246,7 +246,7 @@ def _prepare(pred: object, gold: object) -> tuple[str, str]:
     g = normalize(gold)
     p = normalize(pred)
     if "=" not in g:  # a gold that is not an equation: `y = 2x+3` answers `2x+3`, `x=2, x=3` answers `2, 3`
-        p = ",".join(drop_lhs(x) for x in _top_level(p, ","))
+        p = ",".join(drop_lhs(x) for x in _top_level(p, ",")) if len(p) <= MAX_SYMBOLIC_LEN else p
     if "\\in" in g and "=" not in g:
         g = drop_lhs(g)
     return p, g
