@@ -140,7 +140,7 @@ HARD = [
     ("1" * 1_000_000, "1"),
     ("x+" * 300_000 + "x", "2x"),
     (r"\sqrt{" * 2000 + "2" + "}" * 2000, r"\sqrt{2}"),
-    ("(" * 12 + r"\infty+x" + ")" * 12, r"\infty"),  # short, but seconds in the ANTLR parser: killed
+    ("(" * 12 + r"\infty+x" + ")" * 12, r"-\infty"),  # short, but about a second in the ANTLR parser
     (r"(2^{20000})^{20000}", r"2^{400000000}+1"),  # exact evaluation refused; SymPy: killed or quick
 ]
 
@@ -158,7 +158,7 @@ def test_hard_inputs_get_a_verdict():
 
 def test_a_timeout_kills_the_worker_and_the_batch_goes_on():
     slow = "(" * 12 + r"\infty+x" + ")" * 12  # outside the evaluator's subset: ANTLR takes seconds on it
-    with Checker(timeout=0.3) as c:
+    with Checker(timeout=0.1) as c:
         c.check(r"\{x, \infty\}", r"\{\infty, x\}")  # a worker up and warm
         verdicts = c.check_many([(slow, r"\infty"), (r"x \le 3", r"x \leq 3"), (r"\{1, \infty\}", r"\{\infty, 1\}")])
     assert verdicts[0].status is AnswerStatus.TIMEOUT and not verdicts[0].equal
@@ -168,7 +168,7 @@ def test_a_timeout_kills_the_worker_and_the_batch_goes_on():
 
 def test_consecutive_timeouts_each_get_their_verdict():
     slow = "(" * 12 + r"\infty+x" + ")" * 12
-    with Checker(timeout=0.3) as c:
+    with Checker(timeout=0.1) as c:
         verdicts = c.check_many([(slow, r"\infty"), (slow + "+1", r"\infty"), (r"\{1, \infty\}", r"\{\infty, 1\}")])
     assert [v.status for v in verdicts[:2]] == [AnswerStatus.TIMEOUT] * 2 and verdicts[2].equal
 
