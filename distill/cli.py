@@ -72,7 +72,6 @@ def quiet_libraries() -> None:
     """Silence what is not ours (set before transformers, datasets or the hub are imported)."""
     for key, value in QUIET.items():
         os.environ.setdefault(key, value)
-    warnings.filterwarnings("ignore", message=r".*`torch_dtype` is deprecated.*")
     warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
 
 

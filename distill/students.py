@@ -122,7 +122,7 @@ def load_student(name_or_path: str, *, dtype: Any = None, device: Any = None) ->
     settings = StudentSettings.load(name_or_path) if Path(name_or_path).is_dir() else None
     settings = settings or StudentSettings(kind=kind)
     auto = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
-    model = auto.from_pretrained(name_or_path, torch_dtype=dtype or "auto")
+    model = auto.from_pretrained(name_or_path, dtype=dtype or "auto")
     tokenizer = pretrained_tokenizer(name_or_path)
     if device is not None:
         model.to(device)
