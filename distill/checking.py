@@ -1,43 +1,32 @@
 """One entry point that turns rationales of any thought into Outcomes.
 
-CoT by answer extraction, PoT in the sandboxed executor, EoT with the equation solver.
-Every stage that checks rationales (validate, generate, eval) goes through here.
+The thought registry says how each thought is checked (CoT by answer extraction, PoT in the
+sandboxed executor, EoT with the equation solver, or a user's own); every stage that checks
+rationales (validate, generate, eval) goes through here.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from solvers.answers import extract_answer, outcome_correct
+from distill.records import Record
+from distill.thoughts import BatchCheck, get_thought
+from solvers.answers import outcome_correct
 from solvers.outcome import Outcome
-
-from distill.records import THOUGHTS, InputError, Record
 
 
 class Checker:
-    """Checks batches of rationales of one thought; owns the executor pool for PoT."""
+    """Checks batches of rationales of one thought; owns the thought's open checker (the
+    executor pool for PoT) until closed."""
 
     def __init__(self, thought: str, *, timeout: float = 5.0, workers: int | None = None):
-        if thought not in THOUGHTS:
-            raise InputError(f"unknown thought {thought!r} (choose from {', '.join(THOUGHTS)})")
         self.thought = thought
         self.timeout = timeout
-        self._executor = None
-        if thought == "pot":
-            from solvers.executor import Executor
-
-            self._executor = Executor(workers=workers, timeout=timeout)
+        self._open: BatchCheck | None = get_thought(thought).open_checker(timeout, workers)
 
     def check(self, rationales: Sequence[str]) -> list[Outcome]:
-        if self._executor is not None:
-            return self._executor.run_many(list(rationales))
-        one: Callable[[str], Outcome]
-        if self.thought == "cot":
-            one = extract_answer
-        else:
-            from solvers.equations import solve_eot
-
-            one = lambda text: solve_eot(text, timeout=self.timeout)  # noqa: E731
-        return [one(text) for text in rationales]
+        if self._open is None:
+            raise RuntimeError("checker is closed")
+        return self._open.check(list(rationales))
 
     def fill(self, records: Sequence[Record]) -> None:
         """Check the records' rationales and set their prediction, status and correct in place."""
@@ -45,9 +34,9 @@ class Checker:
             r.prediction, r.status, r.correct = outcome.prediction, str(outcome.status), outcome_correct(outcome, r.answer)
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.close()
-            self._executor = None
+        if self._open is not None:
+            self._open.close()
+            self._open = None
 
     def __enter__(self) -> "Checker":
         return self

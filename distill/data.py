@@ -1,11 +1,12 @@
 """Evaluation and training sets: GSM8K, SVAMP, ASDiv, MultiArith, hub ids, generic files.
 
-A *spec* selects a set: `gsm8k:test`, `gsm8k:train`, `svamp`, `asdiv`, `multiarith`,
-`world:train` / `world:test?n=500&seed=1` (the built-in procedural world), a hub id
-(`openai/gsm8k`, `ChilleD/SVAMP:test`) or a path (`file.jsonl`, `.json`, `.csv`). Named sets are
-read from the publishers' files under the data directory (`--data-dir`, `$DISTILL_DATA`,
-`./shared/data` or `../shared/data`), else from the Hugging Face hub through `datasets`.
-Gold answers are parsed to numbers; items whose gold is not one number are skipped and reported.
+A *spec* selects a set: a registered name with an optional split and query (`gsm8k:test`,
+`gsm8k:train`, `svamp`, `asdiv`, `multiarith`; plugged-in sets such as the built-in world's
+`world:test?n=500&seed=1`), a hub id (`openai/gsm8k`, `ChilleD/SVAMP:test`) or a path
+(`file.jsonl`, `.json`, `.csv`). The publishers' sets are read from their files under the data
+directory (`--data-dir`, `$DISTILL_DATA`, `./shared/data` or `../shared/data`), else from the
+Hugging Face hub through `datasets`. Gold answers are parsed to numbers; items whose gold is not
+one number are skipped and reported. `register_dataset(name, loader)` adds a set from Python.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.records import InputError, Record, iter_jsonl
-from distill.world import load_world
+from distill.registry import Registry
 from solvers.answers import parse_gold
 
 Row = dict[str, Any]
@@ -90,13 +91,17 @@ def _read_asdiv(path: Path) -> list[Row]:
     return rows
 
 
-NAMED: dict[str, Named] = {
-    "gsm8k": Named(lambda d, s: [o for _, o in iter_jsonl(d / "gsm8k" / f"{s}.jsonl")], "openai/gsm8k", _gsm8k),
-    "svamp": Named(lambda d, s: _read_json(d / "svamp" / "SVAMP.json"), "ChilleD/SVAMP", _svamp),
-    "asdiv": Named(lambda d, s: _read_asdiv(d / "asdiv" / "ASDiv.xml"), "EleutherAI/asdiv", _asdiv, "validation"),
-    "multiarith": Named(lambda d, s: _read_json(d / "multiarith" / "MultiArith.json"), "ChilleD/MultiArith", _multiarith),
-}
-HUB_IDS = {n.hub.lower(): name for name, n in NAMED.items()}
+# A loader takes the whole spec (`name:split?query`) and the data directory (None: none found).
+DataLoader = Callable[[str, "Path | None"], "DataSet"]
+DATASETS: Registry[DataLoader] = Registry("data set")
+HUB_IDS: dict[str, str] = {}  # hub id (lower case) -> registered name
+
+
+def register_dataset(name: str, loader: DataLoader, *, hub_ids: Iterable[str] = (), replace: bool = False) -> DataLoader:
+    """Make `name` (and `name:split?query`) a data set spec; `hub_ids` load through it too."""
+    DATASETS.register(name, loader, replace=replace)
+    HUB_IDS.update({h.lower(): name.lower() for h in hub_ids})
+    return loader
 
 
 def data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
@@ -201,23 +206,41 @@ def load(
 
 
 def _load_named(spec: str, data_root: str | os.PathLike | None) -> DataSet:
-    if spec.split(":", 1)[0].lower() == "world":  # the built-in procedural world (distill/world)
-        return load_world(spec)
-    name, _, split = spec.partition(":")
+    name, _, rest = spec.partition(":")
     key = HUB_IDS.get(name.lower(), name.lower())
-    if key not in NAMED:
+    loader = DATASETS.find(key)
+    if loader is None:
         if "/" in name:  # any other hub id: generic fields
-            rows = _from_hub(name, split or "test")
+            rows = _from_hub(name, rest or "test")
             return _build(spec, rows, lambda r, i: (str(r.get("id", i)), r["question"], r["answer"]))
-        raise InputError(f"unknown data set {spec!r} (known: {', '.join(NAMED)}, a hub id, or a .jsonl/.json/.csv path)")
-    named = NAMED[key]
-    split = split or named.default_split
-    root = data_dir(data_root)
-    label = f"{key}:{split}" if key == "gsm8k" else key
-    if root is not None:
-        try:
-            return _build(label, named.local(root, split), named.adapt)
-        except FileNotFoundError:
-            if key == "gsm8k" and split not in ("train", "test"):
-                raise InputError(f"gsm8k has splits train and test, not {split!r}") from None
-    return _build(label, _from_hub(named.hub, split), named.adapt)
+        raise InputError(f"unknown data set {spec!r} (known: {', '.join(DATASETS.names())}, a hub id, "
+                         "or a .jsonl/.json/.csv path)")
+    return loader(f"{key}:{rest}" if rest else key, data_dir(data_root))
+
+
+def publisher_set(key: str, named: Named, *, splits: tuple[str, ...] | None = None, label_split: bool = False) -> DataLoader:
+    """A loader for a set read from its publisher's files under the data directory, else the hub."""
+    def load_set(spec: str, root: Path | None) -> DataSet:
+        split = spec.partition(":")[2] or named.default_split
+        if splits is not None and split not in splits:
+            raise InputError(f"{key} has splits {' and '.join(splits)}, not {split!r}")
+        label = f"{key}:{split}" if label_split else key
+        if root is not None:
+            try:
+                return _build(label, named.local(root, split), named.adapt)
+            except FileNotFoundError:
+                pass
+        return _build(label, _from_hub(named.hub, split), named.adapt)
+
+    return load_set
+
+
+for _key, _named, _kw in (
+    ("gsm8k", Named(lambda d, s: [o for _, o in iter_jsonl(d / "gsm8k" / f"{s}.jsonl")], "openai/gsm8k", _gsm8k),
+     {"splits": ("train", "test"), "label_split": True}),
+    ("svamp", Named(lambda d, s: _read_json(d / "svamp" / "SVAMP.json"), "ChilleD/SVAMP", _svamp), {}),
+    ("asdiv", Named(lambda d, s: _read_asdiv(d / "asdiv" / "ASDiv.xml"), "EleutherAI/asdiv", _asdiv, "validation"), {}),
+    ("multiarith", Named(lambda d, s: _read_json(d / "multiarith" / "MultiArith.json"), "ChilleD/MultiArith",
+                         _multiarith), {}),
+):
+    register_dataset(_key, publisher_set(_key, _named, **_kw), hub_ids=(_named.hub,))

@@ -22,14 +22,18 @@ import shutil
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
 from pathlib import Path
+from string import Template
 from typing import Any
 
 from distill import __version__
 from distill.cues import load_cues, student_input
 from distill.decontam import DEFAULT_EVAL_SETS, NGRAM, THRESHOLD, EvalIndex, Hit
 from distill.dedupe import Deduper
-from distill.records import THOUGHTS, InputError, Record, dumps, iter_jsonl, write_jsonl
+from distill.markdown import md_table
+from distill.records import InputError, Record, dumps, iter_jsonl, write_jsonl
+from distill.thoughts import parse_thoughts, thought_names
 from solvers.answers import is_correct, to_number
 
 SPLITS = ("train", "validation")
@@ -48,7 +52,7 @@ Row = dict[str, Any]
 class MixOptions:
     """Everything that decides the content of a mix. Field names are the CLI option names."""
 
-    thoughts: tuple[str, ...] = THOUGHTS
+    thoughts: tuple[str, ...] = ()  # () : every registered thought
     student_cues: str = "etd"  # cue set name in the cues file
     cues_file: str | None = None  # default: prompts/cues.yaml
     keep_incorrect: bool = False  # also keep rationales whose answer is wrong or unchecked
@@ -65,9 +69,7 @@ class MixOptions:
     max_target_tokens: int = 256
 
     def check(self) -> None:
-        unknown = [t for t in self.thoughts if t not in THOUGHTS]
-        if unknown or not self.thoughts:
-            raise InputError(f"--thoughts must be a subset of {','.join(THOUGHTS)} (got {','.join(self.thoughts)!r})")
+        parse_thoughts(self.thoughts)
         if not 0 <= self.val_fraction < 1:
             raise InputError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.per_question is not None and self.per_question < 1:
@@ -128,8 +130,9 @@ def read_generated(paths: Sequence[str | os.PathLike]) -> list[Example]:
                     "(a JSONL of the records `distill generate` writes)", path, lineno
                 )
             rec = Record.from_dict(obj)
-            if rec.thought not in THOUGHTS:
-                raise InputError(f"field 'thought' must be one of {', '.join(THOUGHTS)}, got {rec.thought!r}", path, lineno)
+            if rec.thought not in thought_names():
+                raise InputError(f"field 'thought' must be one of {', '.join(thought_names())}, got {rec.thought!r}",
+                                 path, lineno)
             if not isinstance(rec.rationale, str):
                 raise InputError("field 'rationale' must be a string", path, lineno)
             if rec.answer is not None and (isinstance(rec.answer, bool) or to_number(rec.answer) is None):
@@ -263,6 +266,7 @@ def mix(
         raise InputError("no input files")
     opts = MixOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
     opts.check()
+    opts = _replace(opts, thoughts=tuple(parse_thoughts(opts.thoughts, default=thought_names())))
     out = Path(output)
     _check_output(out, overwrite)
     cues = load_cues(opts.student_cues, opts.cues_file)
@@ -294,6 +298,12 @@ def mix(
     if opts.balance:
         examples = _balance(examples, opts.seed, tally)
     tally.add("kept", examples)
+    if not examples:
+        n_in = sum(tally.counts["in"].values())
+        why = ", ".join(f"{reason}: {sum(per.values())}" for reason, per in tally.counts.items()
+                        if reason not in ("in", "kept") and sum(per.values()))
+        what = f"all {n_in} rationales were dropped ({why})" if n_in else "the inputs hold no rationales"
+        raise InputError(f"nothing to mix: {what}; nothing written", inputs[0])
 
     val_keys = split_questions([ex.key for ex in examples], opts.val_fraction, opts.seed)
     splits: dict[str, list[Row]] = {split: [] for split in SPLITS}
@@ -346,7 +356,7 @@ def _rows(examples: list[Example]) -> list[Row]:
     first: dict[str, int] = {}
     for ex in examples:
         first.setdefault(ex.key, len(first))
-    ordered = sorted(examples, key=lambda ex: (first[ex.key], THOUGHTS.index(ex.rec.thought)))  # stable
+    ordered = sorted(examples, key=lambda ex: (first[ex.key], thought_names().index(ex.rec.thought)))  # stable
     numbered: Counter[tuple[str, str]] = Counter()
     rows = []
     for ex in ordered:
@@ -367,7 +377,7 @@ def _rows(examples: list[Example]) -> list[Row]:
 
 def _counts(tally: Tally, splits: dict[str, list[Row]]) -> dict[str, Any]:
     def per_thought(counter: Counter[str]) -> dict[str, int]:
-        return {t: counter[t] for t in THOUGHTS if counter[t]}
+        return {t: counter[t] for t in thought_names() if counter[t]}
 
     reasons = sorted((r for r in tally.counts if r not in ("in", "kept")), key=REASONS.index)
     return {
@@ -421,7 +431,7 @@ def _meta(inputs: Sequence[str | os.PathLike], out: Path, opts: MixOptions, cues
         "distill_version": __version__,
         "inputs": [{"path": name, "sha256": _sha256(name)} for name in names],
         "options": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(opts).items()},
-        "cues": {t: cues[t] for t in THOUGHTS},
+        "cues": {t: cues[t] for t in thought_names() if t in cues},
         "teachers": dict(sorted(Counter(ex.rec.model or "" for ex in examples).items())),
         "sources": dict(sorted(Counter(ex.rec.source or "" for ex in examples).items())),
         "counts": counts,
@@ -475,16 +485,10 @@ def _push(out: Path, dataset: Any, repo_id: str) -> None:
 
 
 # ---------------------------------------------------------------- the card
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def dataset_card(meta: dict[str, Any]) -> str:
     """README.md of the data set: counts, sources, teacher, filters and the command that built it."""
     counts, opts, decon = meta["counts"], meta["options"], meta["decontamination"]
-    thoughts = [t for t in THOUGHTS if t in counts["in"] or t in counts["kept"]]
+    thoughts = [t for t in thought_names() if t in counts["in"] or t in counts["kept"]]
     split_rows = [[t, *(counts["splits"][s].get(t, 0) for s in SPLITS)] for t in thoughts]
     split_rows.append(["questions", *(counts["questions"][s] for s in SPLITS)])
     reasons = ["in", *counts["dropped"], "kept"]
@@ -500,53 +504,26 @@ def dataset_card(meta: dict[str, Any]) -> str:
         f"source <= {opts['max_source_tokens']} and target <= {opts['max_target_tokens']} tokens of `{opts['tokenizer']}`"
         if opts["tokenizer"] else "off"
     )
-    cue_block = "\n".join(f"- {t}: `{json.dumps(meta['cues'][t], ensure_ascii=False)}`" for t in THOUGHTS)
-    return f"""---
-pretty_name: Mix-Thoughts distillation data ({', '.join(thoughts)})
-task_categories:
-- text-generation
-tags:
-- math
-- distillation
-- mix-thoughts
----
-# Mix-Thoughts (MTD) distillation data
-
-Built with `distill mix` (distill {meta['distill_version']}). Each example is one teacher rationale:
-`input` is the question followed by the student cue of its thought, `target` the rationale.
-Train and validation hold disjoint questions.
-
-```
-{meta['command']}
-```
-
-## Counts (rationales)
-
-{_md_table(['thought', *SPLITS], split_rows)}
-
-## Filters (rationales per thought)
-
-{_md_table(['', *thoughts], filter_rows)}
-
-- correctness: {'all rationales kept (--keep-incorrect)' if opts['keep_incorrect'] else 'only rationales whose answer matches the gold one'}
-- thoughts: {', '.join(opts['thoughts'])}; per question and thought: {opts['per_question'] or 'no cap'}; balanced: {'yes' if opts['balance'] else 'no'}
-- duplicates: exact, and equal after collapsing whitespace and normalising numbers (per question and thought)
-- decontamination: {decon_line}
-- length: {length_line}
-- validation: {opts['val_fraction']:g} of questions, seed {opts['seed']}
-
-## Sources
-
-- teachers: {', '.join(f'`{t}` ({n})' for t, n in meta['teachers'].items()) or 'none'}
-- questions from: {', '.join(f'`{s}` ({n})' for s, n in meta['sources'].items()) or 'none'}
-- input files: {', '.join(f"`{i['path']}` (sha256 {i['sha256'][:12]})" for i in meta['inputs'])}
-
-## Student cues (`{opts['student_cues']}`)
-
-{cue_block}
-
-## Files and columns
-
-The directory loads with `datasets.load_from_disk` (splits `train`, `validation`); the same rows are in
-`train.jsonl` and `validation.jsonl`; `mix.json` holds the options, cues, counts and flagged questions. Columns: {', '.join(f'`{c}`' for c in COLUMNS)}.
-"""
+    template = resources.files("distill").joinpath("templates/dataset_card.md").read_text(encoding="utf-8")
+    return Template(template).substitute(
+        thoughts=", ".join(thoughts),
+        version=meta["distill_version"],
+        command=meta["command"],
+        split_table=md_table(["thought", *SPLITS], split_rows),
+        filter_table=md_table(["", *thoughts], filter_rows),
+        correctness="all rationales kept (--keep-incorrect)" if opts["keep_incorrect"]
+        else "only rationales whose answer matches the gold one",
+        selected=", ".join(opts["thoughts"]),
+        per_question=opts["per_question"] or "no cap",
+        balanced="yes" if opts["balance"] else "no",
+        decontamination=decon_line,
+        length=length_line,
+        val_fraction=f"{opts['val_fraction']:g}",
+        seed=opts["seed"],
+        teachers=", ".join(f"`{t}` ({n})" for t, n in meta["teachers"].items()) or "none",
+        sources=", ".join(f"`{s}` ({n})" for s, n in meta["sources"].items()) or "none",
+        inputs=", ".join(f"`{i['path']}` (sha256 {i['sha256'][:12]})" for i in meta["inputs"]),
+        cue_set=opts["student_cues"],
+        cues="\n".join(f"- {t}: `{json.dumps(meta['cues'][t], ensure_ascii=False)}`" for t in meta['cues']),
+        columns=", ".join(f"`{c}`" for c in COLUMNS),
+    )

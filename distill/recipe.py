@@ -1,8 +1,9 @@
 """Recipes: one YAML file describes a run's stages (generate -> mix -> train -> eval).
 
-Each stage is a `distill` command with its options, exactly as on the command line, so a
-recipe is checked against the commands' own parameters (an unknown key is an error naming it)
-and means what the equivalent shell commands mean. A stage that finished writes a marker with
+Each stage names a registered stage (`distill.stages`: the functions behind the commands) with
+its options spelt as the command's flags, so a recipe means what the equivalent shell commands
+mean; it is checked against the stage's typed options before anything runs (an unknown key or a
+value of the wrong type is an error naming it), and `distill run` calls the stage functions. A stage that finished writes a marker with
 the hash of its arguments; a rerun skips it, and an interrupted stage is rerun with
 `--resume`-like behaviour that the commands themselves provide (journals, checkpoints).
 
@@ -30,10 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
-import yaml
-
-from distill.records import InputError
+from distill.records import InputError, read_yaml_mapping
 from distill.resources import find_recipe, shipped_recipes
 
 STAGE_KEYS = {"name", "command", "args", "options"}
@@ -119,12 +117,7 @@ def load_recipe(path: str | os.PathLike, *, smoke: bool = False, run_dir: str | 
     if (found := find_recipe(str(path))) is None:
         raise InputError(f"no recipe {str(path)!r}: not a file, nor a shipped recipe ({', '.join(shipped_recipes())})")
     path = found
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(f"cannot read recipe: {str(exc).splitlines()[0]}", path) from None
-    if not isinstance(raw, dict):
-        raise InputError("a recipe is a YAML mapping", path)
+    raw = read_yaml_mapping(path, "recipe")
     if unknown := set(raw) - RECIPE_KEYS:
         raise InputError(f"unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(RECIPE_KEYS))})", path)
     if not isinstance(raw.get("stages"), list) or not raw["stages"]:
@@ -154,29 +147,38 @@ def load_recipe(path: str | os.PathLike, *, smoke: bool = False, run_dir: str | 
     return Recipe(name, Path(rdir), stages, path)
 
 
-def check_recipe(recipe: Recipe, commands: click.Group, ctx: click.Context) -> list[str]:
-    """Problems found without running anything: unknown commands/options, missing input files."""
+def stage_options(recipe: Recipe, stage: Stage, *, expand: bool = False) -> Any:
+    """The typed options of a recipe stage (`expand`: shell-style globs in its inputs expanded)."""
+    from distill.stages import build_options, get_stage
+
+    entry = get_stage(stage.command)
+    args = [p for arg in stage.args for p in (sorted(glob.glob(arg)) or [arg])] if expand else list(stage.args)
+    return build_options(entry, stage.options, args, where=f"{recipe.path}: stage {stage.name!r}")
+
+
+def check_recipe(recipe: Recipe) -> list[str]:
+    """Problems found without running anything: unknown stages or options, values of the wrong
+    type, missing inputs that no earlier stage writes."""
+    from distill.stages import STAGES, get_stage
+
     problems = []
     produced = set()
     for stage in recipe.stages:
-        cmd = commands.get_command(ctx, stage.command)
         where = f"{recipe.path}: stage {stage.name!r}"
-        if cmd is None or stage.command == "run":
-            problems.append(f"{where}: unknown command {stage.command!r}")
+        try:
+            entry = get_stage(stage.command)
+        except InputError:
+            problems.append(f"{where}: unknown command {stage.command!r} (known: {', '.join(STAGES.names())})")
             continue
-        known = {opt.lstrip("-").replace("-", "_") for p in cmd.params for opt in p.opts if opt.startswith("-")}
-        for key in stage.options:
-            if key.replace("-", "_") not in known:
-                problems.append(f"{where}: unknown option {key!r} for `distill {stage.command}`")
-        given = {k.replace("-", "_") for k in stage.options}
-        for p in cmd.params:
-            if p.required and isinstance(p, click.Option) and not given & {o.lstrip("-").replace("-", "_") for o in p.opts}:
-                problems.append(f"{where}: missing required option {p.opts[-1]!r}")
+        try:
+            stage_options(recipe, stage)
+        except InputError as exc:
+            problems.append(str(exc))
         for arg in stage.args:
             looks_like_path = "/" in arg or arg.endswith((".jsonl", ".json", ".csv", ".yaml"))
             if looks_like_path and not glob.glob(arg) and not any(fnmatch.fnmatch(p, arg) for p in produced):
                 problems.append(f"{where}: input {arg!r} does not exist and no earlier stage writes it")
-        for key in ("output", "o"):
-            if key in stage.options:
-                produced.add(str(stage.options[key]))
+        for key, value in stage.options.items():
+            if entry.field_for(key) in entry.outputs:
+                produced.add(str(value))
     return problems

@@ -13,8 +13,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-THOUGHTS = ("cot", "pot", "eot")
-
 
 class InputError(ValueError):
     """Bad user input; the message is one line naming the file, line and field."""
@@ -24,19 +22,30 @@ class InputError(ValueError):
         super().__init__(f"{where}{message}")
 
 
+class RunFailed(RuntimeError):
+    """A run that did nothing useful (every request failed, ...): one line saying why; exit status 1."""
+
+
+PARTIAL_EXIT = 3  # exit status of a run that finished but left some work failed (a rerun retries it)
+
+
 @dataclass
 class Record:
     id: str
     question: str
     answer: float | int | None = None  # gold answer, parsed to a number (None: unknown)
     source: str = ""  # data set the question comes from, e.g. "gsm8k:test"
-    thought: str | None = None  # cot | pot | eot
+    thought: str | None = None  # a registered thought: cot | pot | eot | ...
     rationale: str | None = None
     prediction: float | int | None = None
     status: str | None = None  # "ok" or a failure class (solvers.Status)
     correct: bool | None = None
     model: str | None = None  # the teacher or student that wrote the rationale
     sample: int = 0  # index among the samples drawn for (question, thought)
+    # Provenance that resume decides by (`distill generate`/`synth`): the key of the teacher request
+    # that produced the record, and the hash of the prompt it was asked with.
+    request: str | None = None
+    prompt_hash: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -48,8 +57,26 @@ class Record:
         kwargs = {k: v for k, v in data.items() if k in known}
         extra = {k: v for k, v in data.items() if k not in known}
         kwargs["meta"] = {**(data.get("meta") or {}), **extra}
+        for name in ("request", "prompt_hash"):  # files written before these were fields kept them in meta
+            if kwargs.get(name) is None and isinstance(kwargs["meta"].get(name), str):
+                kwargs[name] = kwargs["meta"].pop(name)
         kwargs["id"] = str(kwargs.get("id", ""))
         return cls(**kwargs)
+
+
+def read_yaml_mapping(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    """A YAML file that holds a mapping (`what` names it in errors: "recipe", "prompt", ...)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"cannot read {what}: {str(exc).splitlines()[0]}", path) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InputError(f"a {what} file is a YAML mapping", path)
+    return data
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -32,18 +32,18 @@ import yaml
 from rich.table import Table
 
 from distill.data import load
-from distill.decontam import DEFAULT_EVAL_SETS, NGRAM, THRESHOLD, EvalIndex
+from distill.decontam import DEFAULT_EVAL_SETS, NGRAM, THRESHOLD, EvalIndex, NgramIndex
 from distill.dedupe import normalise
 from distill.generate import Settings, agenerate, ledger_path, request_key
 from distill.journal import Journal, remove_run
 from distill.ledger import Ledger, Price, find_price, usage_text
 from distill.progress import live_table
-from distill.records import THOUGHTS, InputError, Record, write_jsonl
+from distill.records import InputError, Record, write_jsonl
 from distill.resources import resource
 from distill.teachers import Completion, Request, Teacher, TeacherError, make_teacher
-from distill.teachers.base import is_transient
+from distill.teachers.base import WRITE_QUESTION
 from distill.teachers.prompts import Exemplar, Prompt
-from distill.world.synth import TASK
+from distill.thoughts import parse_thoughts
 from solvers.answers import is_correct
 
 DEFAULT_PROMPT = resource("prompts", "synth.yaml")
@@ -85,35 +85,17 @@ def parse_question(raw: str) -> tuple[str | None, str | None]:
     return question, None
 
 
-class NearDuplicates:
+class NearDuplicates(NgramIndex):
     """Questions seen so far, as sets of word n-grams of their normalised text. Unlike
     decontamination, numbers are kept: the same story with new numbers is a new problem."""
 
     def __init__(self, n: int = 5, threshold: float = 0.8):
-        self.n, self.threshold = n, threshold
-        self._grams: list[set[tuple[str, ...]]] = []
-        self._ids: list[str] = []
-        self._index: dict[tuple[str, ...], list[int]] = defaultdict(list)
-
-    def grams(self, text: str) -> set[tuple[str, ...]]:
-        w = _WORD.findall(normalise(text).lower())
-        return {tuple(w[i : i + self.n]) for i in range(max(len(w) - self.n + 1, 1))}
+        super().__init__(n, threshold, split=lambda text: _WORD.findall(normalise(text).lower()))
 
     def find(self, text: str) -> str | None:
         """The id of a question seen before that `text` overlaps by the threshold or more."""
-        grams = self.grams(text)
-        shared: Counter[int] = Counter(i for g in grams for i in self._index.get(g, ()))
-        for i, k in shared.most_common():
-            if k / min(len(grams), len(self._grams[i])) >= self.threshold:
-                return self._ids[i]
-        return None
-
-    def add(self, rid: str, text: str) -> None:
-        grams = self.grams(text)
-        for g in grams:
-            self._index[g].append(len(self._ids))
-        self._grams.append(grams)
-        self._ids.append(rid)
+        hit = self.match(text)
+        return None if hit is None else hit.eval_id
 
 
 @dataclass
@@ -155,9 +137,8 @@ class SynthSettings:
     decontam_threshold: float = THRESHOLD
 
     def check(self) -> None:
-        bad = [t for t in self.thoughts if t not in THOUGHTS]
-        if bad or not self.thoughts:
-            raise InputError(f"--thought must be among {', '.join(THOUGHTS)} (got {','.join(self.thoughts)!r})")
+        if not parse_thoughts(self.thoughts):
+            raise InputError("--thoughts must name at least one thought")
         if self.n < 1 or self.samples < 1:
             raise InputError("--n and --samples must be at least 1")
         if not 0 < self.agreement <= 1 or not 0 < self.dedupe_threshold <= 1:
@@ -207,10 +188,6 @@ def paths(out: Path) -> dict[str, Path]:
 
 
 def load_seeds(spec: str, limit: int | None = None, data_dir: str | None = None) -> list[Record]:
-    if spec.startswith("world:"):
-        from distill.world import load_world
-
-        return load_world(spec).records[:limit]
     return load(spec, limit=limit, data_root=data_dir).records
 
 
@@ -232,19 +209,15 @@ class Synth:
         seed, k = self.seeds[c % len(self.seeds)], c // len(self.seeds)
         request = Request(self.prompt.messages(seed.question), 1, self.settings.temperature, 1.0,
                           self.settings.max_tokens, list(self.prompt.stop) or None,
-                          meta={"task": TASK, "id": seed.id, "question": seed.question, "round": k})
+                          meta={"task": WRITE_QUESTION, "id": seed.id, "question": seed.question, "round": k})
         return seed, request, request_key(self.teacher.name, seed, self.prompt, request, k)
 
     async def write(self, c: int) -> None:
         _, request, key = self.request(c)
-        completions = self.journal.answered.get(key)
-        if completions is None:
-            completions = await self.teacher.complete(request)
+        completions, sent = await self.journal.answer(key, lambda: self.teacher.complete(request))
+        if sent:
             self.progress.sent += 1
-            self.ledger.run.add(*usage(completions))
-            self.ledger.total.add(*usage(completions))
-            if not any(is_transient(x.error) for x in completions):
-                self.journal.record_answer(key, completions)
+            self.ledger.paid(completions)
         else:
             self.progress.resumed += 1
         self.answers[c] = completions
@@ -269,9 +242,10 @@ class Synth:
                     reason = f"contaminated ({hit.eval_id})"
                 else:
                     near.add(rid, question)
-            meta = {"seed_id": seed.id, "accepted": False, "raw": comp.text, "request": key,
+            meta = {"seed_id": seed.id, "accepted": False, "raw": comp.text,
                     "usage": {"prompt_tokens": comp.prompt_tokens, "completion_tokens": comp.completion_tokens}}
-            rec = Record(id=rid, question=question or "", source=f"synth:{self.source}", model=self.teacher.name, meta=meta)
+            rec = Record(id=rid, question=question or "", source=f"synth:{self.source}", model=self.teacher.name,
+                         request=key, meta=meta)
             out.append(Candidate(rec, reason))
             if reason is not None:
                 self.progress.rejected[reason.partition(" (")[0]] += 1
@@ -318,7 +292,7 @@ class Synth:
     async def main(self, concurrency: int, timeout: float, workers: int | None, show_progress: bool) -> list[Candidate]:
         self.journal.load()
         for completions in self.journal.answered.values():
-            self.ledger.total.add(*usage(completions))
+            self.ledger.resumed(completions)
         self.journal.open()
         todo = iter(range(self.settings.n))
 
@@ -365,10 +339,6 @@ class Synth:
         return report
 
 
-def usage(completions: Sequence[Completion]) -> tuple[int, int]:
-    return sum(c.prompt_tokens for c in completions), sum(c.completion_tokens for c in completions)
-
-
 def progress_table(run: Synth) -> Table:
     p, n = run.progress, run.settings.n
     table = Table(title=f"distill synth  {run.teacher.name}", show_header=False, box=None)
@@ -404,7 +374,7 @@ def synth(
     show_progress: bool = False,
 ) -> SynthResult:
     """Write `settings.n` new questions from seeds (a spec like `gsm8k:train` or records) with a
-    teacher (a spec or a `Teacher`; `world:` specs get the question-writing `WorldSynthTeacher`),
+    teacher (a spec or a `Teacher`; a backend's `make_writer`, if it has one, builds it),
     label them by agreement, and write the accepted ones to `out`. Rerunning resumes."""
     settings = settings or SynthSettings()
     settings.check()
@@ -428,7 +398,7 @@ def synth(
 
     async def main() -> SynthResult:
         try:
-            built = make_synth_teacher(teacher, teacher_options) if isinstance(teacher, str) else teacher
+            built = make_teacher(teacher, writer=True, **(teacher_options or {})) if isinstance(teacher, str) else teacher
         except TeacherError as exc:
             raise InputError(str(exc)) from None
         ledger = Ledger.start(built.name, price or find_price(built.name, prices))
@@ -448,16 +418,6 @@ def synth(
         return SynthResult(out, report, ledger)
 
     return asyncio.run(main())
-
-
-def make_synth_teacher(spec: str, options: dict[str, Any] | None = None) -> Teacher:
-    """`make_teacher`, except that `world:` specs get the world teacher that can write questions."""
-    kind, _, rest = spec.partition(":")
-    if kind == "world":
-        from distill.world.synth import WorldSynthTeacher
-
-        return WorldSynthTeacher.from_spec(rest)
-    return make_teacher(spec, **(options or {}))
 
 
 __all__ = ["SynthSettings", "SynthResult", "Tally", "NearDuplicates", "parse_question", "synth"]

@@ -14,3 +14,8 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data sets not found at {SHARED_DATA} (they sit beside the checkout in CI)")
     return SHARED_DATA
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Until pyproject.toml registers it (another change adds it there); registering twice is harmless.
+    config.addinivalue_line("markers", "slow: a long test (a load test, for instance); deselect with -m 'not slow'")

@@ -71,7 +71,7 @@ def test_generate_end_to_end(tmp_path, thought):
         record = Record.from_dict(row)
         assert record.thought == thought and record.model == "openai:teacher-x" and record.status == "ok"
         assert record.correct == (record.sample == 0)  # the script's first answer is right, the second wrong
-        assert record.meta["raw"] and record.meta["prompt_hash"] and record.meta["usage"]["completion_tokens"] > 0
+        assert record.meta["raw"] and record.prompt_hash and record.request and record.meta["usage"]["completion_tokens"] > 0
         assert "```" not in record.rationale
     assert result.stats.correct[thought] == 6 and result.ledger.run.requests == 6
     ledger = json.loads(out.with_suffix(".ledger.json").read_text())
@@ -151,7 +151,7 @@ def test_kill_9_mid_run_then_resume(tmp_path):
     # been sent again (its answer died with the process), but never one whose answer was journaled.
     assert len(server.asked) == 80
     repeated = {qt for qt, count in server.asked.items() if count > 1}
-    journaled = {(r["question"], r["thought"]) for r in rows if r["meta"]["request"] in answered_before}
+    journaled = {(r["question"], r["thought"]) for r in rows if r["request"] in answered_before}
     assert len(journaled) == len(answered_before) and not repeated & journaled
     assert server.requests == 80 + len(repeated) and len(repeated) <= 4  # at most --concurrency in flight
 

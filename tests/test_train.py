@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from distill.cli import main
 from distill.cues import student_input
 from distill.records import InputError
-from distill.students import load_student
+from distill.students import load_student, pretrained_tokenizer
 from distill.train import load_config, train
 from distill.train.config import TrainConfig
 from distill.train.data import IGNORE, Collator, load_splits, plan_batches, tokenize
@@ -166,8 +166,17 @@ def test_bad_config_names_the_key_and_file(tmp_path: Path) -> None:
         load_config(recipe, {"data": "d", "output_dir": "o"})
     with pytest.raises(InputError, match="'scheduler'.*cosine"):
         load_config(None, {"student": "s", "data": "d", "output_dir": "o", "scheduler": "wavy"})
-    with pytest.raises(InputError, match="'output_dir' is required"):
+    with pytest.raises(InputError, match=r"missing -o/--output \(or key 'output_dir' in the preset\)"):
         load_config(None, {"student": "s", "data": "d"})
+
+
+def test_missing_model_or_tokenizer_is_a_one_line_error(tmp_path: Path) -> None:
+    empty = tmp_path / "no-model"
+    empty.mkdir()
+    with pytest.raises(InputError, match=r"^cannot load a model from '.*no-model': [^\n]*$"):
+        load_student(str(empty))
+    with pytest.raises(InputError, match=r"^cannot load a tokenizer from '.*no-model': [^\n]*$"):
+        pretrained_tokenizer(str(empty))
 
 
 def test_cli_trains_from_jsonl_and_reports_bad_keys(tmp_path: Path) -> None:

@@ -9,7 +9,10 @@ from collections.abc import Iterator
 import pytest
 
 from distill.cues import student_input
-from distill.records import THOUGHTS, InputError
+from distill.records import InputError
+from distill.thoughts import thought_names
+
+THOUGHTS = tuple(thought_names())
 from distill.teachers.base import Request
 from distill.teachers.extract import extract_rationale
 from distill.world import EOT_NATURAL, FAMILIES, generate_problems, load_world
@@ -152,7 +155,7 @@ def test_tokenizer_round_trips_rationales_and_suits_t5(problems: list[Problem], 
     import torch
     from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
 
-    from distill.world.tokenizer import train_tokenizer
+    from distill.train.tokenizer import train_tokenizer
 
     texts = [x for p in problems for t in THOUGHTS for x in (student_input(p.question, t), p.render(t))]
     tok = train_tokenizer(texts[: len(texts) // 2], vocab_size=600)
@@ -172,7 +175,7 @@ def test_tokenizer_round_trips_rationales_and_suits_t5(problems: list[Problem], 
 
 
 def test_whole_number_tokenizer_keeps_numbers_whole_and_round_trips(problems: list[Problem]) -> None:
-    from distill.world.tokenizer import train_tokenizer
+    from distill.train.tokenizer import train_tokenizer
 
     texts = [x for p in problems for t in THOUGHTS for x in (student_input(p.question, t), p.render(t))]
     tok = train_tokenizer(texts[: len(texts) // 2], vocab_size=2048, whole_numbers=True)

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import re
 
-from distill.records import THOUGHTS, InputError
-
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 # A model that keeps going after its answer often starts the next few-shot item.
 _NEXT_ITEM = re.compile(r"\n\s*(?:Question|Q)\s*:", re.IGNORECASE)
@@ -22,17 +20,17 @@ def _fenced(text: str) -> str | None:
     return m.group(2) if m else None
 
 
-def _cot(text: str) -> str:
+def cot_rationale(text: str) -> str:
     m = _ANSWER_SENTENCE.search(text)
     return text[: m.end()] if m else text
 
 
-def _pot(text: str) -> str:
+def pot_rationale(text: str) -> str:
     code = _fenced(text)
     return code if code is not None else text
 
 
-def _eot(text: str) -> str:
+def eot_rationale(text: str) -> str:
     body = _fenced(text)
     lines = (body if body is not None else text).splitlines()
     # Drop prose before the system: it starts at the first comment or equation line.
@@ -45,17 +43,15 @@ def _eot(text: str) -> str:
     return "\n".join(lines)
 
 
-_BY_THOUGHT = {"cot": _cot, "pot": _pot, "eot": _eot}
-
-
 def extract_rationale(thought: str, raw: str) -> str:
-    """The rationale in `raw`: cut at the start of a next few-shot item; CoT up to the sentence
-    `The answer is N.`; PoT the code (inside fences if any); EoT the `%`-commented system from
-    its first line to `ans = name`."""
-    if thought not in THOUGHTS:
-        raise InputError(f"unknown thought {thought!r} (choose from {', '.join(THOUGHTS)})")
+    """The rationale in `raw`: cut at the start of a next few-shot item, then the thought's own
+    extractor (CoT up to the sentence `The answer is N.`; PoT the code, inside fences if any; EoT
+    the `%`-commented system from its first line to `ans = name`)."""
+    from distill.thoughts import get_thought  # the registry imports this module
+
+    extract = get_thought(thought).extract
     text = (raw or "").replace("\r\n", "\n")
     m = _NEXT_ITEM.search(text)
     if m and text[: m.start()].strip():
         text = text[: m.start()]
-    return _BY_THOUGHT[thought](text).strip("\n").rstrip()
+    return extract(text).strip("\n").rstrip()

@@ -1,7 +1,8 @@
 """Few-shot prompt files (`prompts/<thought>.yaml`): data, not code.
 
-A file holds `thought`, `system`, `cue` (the user-turn template with `{question}`, the student
-cue of the thought), optional `stop` strings and `exemplars` (question, rationale, answer).
+The thought registry names each thought's shipped file. A file holds `thought`, `system`, `cue`
+(the user-turn template with `{question}`, the student cue of the thought), optional `stop`
+strings and `exemplars` (question, rationale, answer).
 The prompt hash covers everything that reaches the teacher, so editing a file makes new requests.
 """
 from __future__ import annotations
@@ -13,10 +14,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-import yaml
-
-from distill.records import THOUGHTS, InputError
-from distill.resources import resource
+from distill.records import InputError, read_yaml_mapping
+from distill.thoughts import get_thought, thought_names
 
 
 @dataclass(frozen=True)
@@ -50,21 +49,12 @@ class Prompt:
         return hashlib.sha256(json.dumps(content).encode()).hexdigest()[:12]
 
 
-def default_path(thought: str) -> Path:
-    return resource("prompts", f"{thought}.yaml")
-
-
 def load_prompt(path: str | os.PathLike) -> Prompt:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(f"cannot read prompt: {exc}".splitlines()[0], path) from None
-    if not isinstance(data, dict):
-        raise InputError("a prompt file is a mapping with thought, system, cue, exemplars", path)
+    data = read_yaml_mapping(path, "prompt")
     thought = data.get("thought")
-    if thought not in THOUGHTS:
-        raise InputError(f"field 'thought' must be one of {', '.join(THOUGHTS)}", path)
+    if not isinstance(thought, str) or thought.lower() not in thought_names():
+        raise InputError(f"field 'thought' must be one of {', '.join(thought_names())}", path)
     cue = data.get("cue")
     if not isinstance(cue, str) or "{question}" not in cue:
         raise InputError("field 'cue' missing or lacks {question}", path)
@@ -85,4 +75,4 @@ def load_prompts(thoughts: list[str], files: list[str | os.PathLike] = ()) -> di
     extra = set(given) - set(thoughts)
     if extra:
         raise InputError(f"--prompt given for {', '.join(sorted(extra))}, which is not in --thought")
-    return {t: given.get(t) or load_prompt(default_path(t)) for t in thoughts}
+    return {t: given.get(t) or load_prompt(get_thought(t).prompt_path()) for t in thoughts}

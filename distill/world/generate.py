@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from urllib.parse import parse_qs
 
+from distill.data import DataSet
 from distill.records import InputError
 from distill.world.builder import Builder, Redraw
 from distill.world.families import FAMILIES
@@ -92,11 +93,9 @@ def find(question: str, seeds: tuple[int, ...] = (0,), limit: int = 5000, chunk:
     return _BY_QUESTION[question]
 
 
-def load_world(spec: str):  # -> distill.data.DataSet (imported late: data.py imports this module)
+def load_world(spec: str) -> DataSet:
     """`world:train`, `world:test`, `world:train?n=2000&seed=1&families=ages,rates` (or `ages+rates`,
     which survives lists of comma-separated data sets such as `distill eval --data`)."""
-    from distill.data import DataSet
-
     name, _, query = spec.partition("?")
     split = name.partition(":")[2] or "train"
     try:

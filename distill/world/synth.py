@@ -20,12 +20,12 @@ import random
 from dataclasses import dataclass
 
 from distill.records import InputError
+from distill.teachers.base import WRITE_QUESTION as TASK
 from distill.teachers.base import Completion, Request
 from distill.world.generate import candidate, find, split_of, stable_hash
 from distill.world.problem import Problem
 from distill.world.teacher import WorldTeacher
 
-TASK = "write-question"  # Request.meta["task"] of a question-writing request (set by distill.synth)
 OFFSET, SPAN = 1000, 4000  # stream candidates used for new questions: past those of the usual splits
 FLAWS = ("amended", "truncated", "copy", "empty")
 

@@ -1,0 +1,35 @@
+"""Click options that several commands share (one definition, one spelling)."""
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from distill.thoughts import parse_thoughts
+
+
+def thoughts_option(default: tuple[str, ...] | None = None, help: str = "") -> Any:
+    """`--thoughts pot,eot,cot` (repeatable; `--thought` is the same flag), checked by the registry."""
+    return click.option("--thoughts", "--thought", "thoughts", multiple=True, required=default is None,
+                        default=default, show_default=bool(default),
+                        callback=lambda ctx, param, values: tuple(parse_thoughts(values)),
+                        help=help or "Thoughts, comma-separated or repeated (cot, pot, eot, or a registered one).")
+
+
+def teacher_backend_options(f: Any) -> Any:
+    """The teacher-backend flags of generate and synth (a backend refuses those it does not take)."""
+    for decorator in reversed([
+        click.option("--base-url", help="openai: endpoint (default: $OPENAI_BASE_URL, else OpenAI)."),
+        click.option("--api-key", help="openai: default $OPENAI_API_KEY."),
+        click.option("--request-timeout", "--timeout", "timeout", type=float, help="openai: seconds per request attempt [120]."),
+        click.option("--max-retries", type=int, help="openai: retries on 429/5xx/timeouts/resets [6]."),
+        click.option("--rpm", type=float, help="openai: requests per minute at most."),
+        click.option("--tpm", type=float, help="openai: tokens per minute at most (prompt + max tokens x n)."),
+        click.option("--n-mode", type=click.Choice(["auto", "native", "split"]),
+                     help="openai: send n in one call (native), one call per sample (split), or detect (auto) [auto]."),
+        click.option("--device", help="hf: cuda, mps or cpu [the best available]."),
+        click.option("--dtype", help="hf: torch dtype [auto]."),
+        click.option("--batch-size", type=int, help="hf/vllm: requests per generate batch [8 / 256]."),
+    ]):
+        f = decorator(f)
+    return f
