@@ -13,7 +13,7 @@ chmod 755 "$work"  # the PoT sandbox runs as another user and needs to read the 
 mkdir "$work/src"
 git -C "$root" ls-files -z --cached --others --exclude-standard | (cd "$root" && xargs -0 cp -P --parents -t "$work/src")
 "$python" -m venv "$work/venv"
-pip=("$work/venv/bin/pip" install -q)
+pip=("$work/venv/bin/pip" install -q --no-compile)  # no .pyc for all of torch: minutes
 "${pip[@]}" --upgrade pip
 "$work/venv/bin/pip" wheel -q --no-deps -w "$work/dist" "$work/src"
 wheel=$(echo "$work"/dist/distill_math-*.whl)
