@@ -32,7 +32,10 @@ class TeacherOptions:
 
 
 def backend_options(opts: Any) -> dict[str, Any]:
-    return {name: getattr(opts, name) for name in BACKEND if getattr(opts, name) is not None}
+    options = {name: getattr(opts, name) for name in BACKEND if getattr(opts, name) is not None}
+    if opts.base_url:  # an openai: teacher shares the run's concurrency out over the servers it names
+        options["concurrency"] = opts.concurrency
+    return options
 
 
 @dataclass(frozen=True)
