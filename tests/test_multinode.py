@@ -1,0 +1,71 @@
+"""Two "nodes" on one host: two `torchrun --nnodes 2` launches of one CPU process each (gloo), meeting
+on 127.0.0.1, train the DDP benchmark's tiny T5 exactly as one launch of two processes does."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks" / "train_multigpu.py"
+WORKER = ["--worker", "ddp", "--cpu-smoke", "--steps", "4", "--warmup", "1", "--examples", "64", "--tokens", "512",
+          "--threads", "1"]
+TIMEOUT = 240
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                                 reason="torch.distributed with gloo needed")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env() -> dict[str, str]:
+    out = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    out.pop("OMP_NUM_THREADS", None)
+    return out
+
+
+def torchrun(*args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", *args, str(BENCH)]
+
+
+def wait_all(procs: list[subprocess.Popen]) -> None:
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=TIMEOUT)
+            assert p.returncode == 0, (out + err)[-3000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def test_two_nodes_on_one_host_match_one_launch_of_two_processes(tmp_path: Path) -> None:
+    single = tmp_path / "single.json"
+    one = subprocess.Popen(torchrun("--standalone", "--nproc-per-node=2") + WORKER + ["--result", str(single)],
+                           cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_all([one])
+    port = free_port()
+    nodes = tmp_path / "nodes.json"
+    launches = [
+        subprocess.Popen(torchrun("--nnodes=2", f"--node-rank={rank}", "--nproc-per-node=1", "--master-addr=127.0.0.1",
+                                  f"--master-port={port}") + WORKER + ["--result", str(nodes)],
+                         cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for rank in (0, 1)]
+    wait_all(launches)
+    a, b = json.loads(single.read_text()), json.loads(nodes.read_text())
+    assert a["world"] == b["world"] == 2
+    assert len(a["losses"]) == 5 and all(0 < x < 20 for x in a["losses"])  # 1 warm-up + 4 timed steps
+    assert b["losses"] == pytest.approx(a["losses"], rel=1e-6, abs=1e-6)
+    assert b["tokens_per_step"] == a["tokens_per_step"]  # each process saw the same share of the data
