@@ -201,11 +201,15 @@ def finish(case: str, shape: Shape, model: Any, device: torch.device, world: int
                    peak_gb, mfu, losses, note=note)
 
 
-def llama_recipe() -> Any:
-    """The llama2-7b-full student recipe (lr, schedule, warm-up, clipping, token budget)."""
+def causal_settings(args: argparse.Namespace) -> tuple[Shape, Any, int, bool]:
+    """The 7B shape, the llama2-7b-full student recipe (lr, schedule, warm-up, clipping, token budget),
+    the token budget per GPU and whether to checkpoint activations."""
     from distill.train.config import load_config
 
-    return load_config("llama2-7b-full", {"data": "synthetic", "output_dir": "unused"})
+    overrides = {"data": "synthetic", "output_dir": "unused"} | ({"lr": args.lr} if args.lr else {})
+    recipe = load_config("llama2-7b-full", overrides)
+    checkpointing = {"recipe": recipe.gradient_checkpointing, "on": True, "off": False}[args.checkpointing]
+    return shapes(args.cpu_smoke)["fsdp"], recipe, args.tokens or recipe.max_tokens, checkpointing
 
 
 def fsdp_model(shape: Shape, device: torch.device, seed: int, checkpointing: bool) -> Any:
@@ -254,10 +258,7 @@ def fsdp_case(args: argparse.Namespace, rank: int, world: int, device: torch.dev
 
     from distill.train import _optimizer, _scheduler
 
-    shape = shapes(args.cpu_smoke)["fsdp"]
-    recipe = llama_recipe()
-    budget = args.tokens or recipe.max_tokens
-    checkpointing = {"recipe": recipe.gradient_checkpointing, "on": True, "off": False}[args.checkpointing]
+    shape, recipe, budget, checkpointing = causal_settings(args)
     total_steps = args.warmup + args.steps + args.resume_steps
     batches = packed_batches(shape, args, rank, world, total_steps, budget)
 
@@ -311,10 +312,7 @@ def fsdp_case(args: argparse.Namespace, rank: int, world: int, device: torch.dev
 def zero3_case(args: argparse.Namespace, rank: int, world: int, device: torch.device) -> Outcome:
     import deepspeed
 
-    shape = shapes(args.cpu_smoke)["fsdp"]
-    recipe = llama_recipe()
-    budget = args.tokens or recipe.max_tokens
-    checkpointing = {"recipe": recipe.gradient_checkpointing, "on": True, "off": False}[args.checkpointing]
+    shape, recipe, budget, checkpointing = causal_settings(args)
     batches = packed_batches(shape, args, rank, world, args.warmup + args.steps, budget)
     torch.manual_seed(args.seed)
     model = build_model(shape, torch.float32, device, checkpointing=checkpointing)
@@ -431,6 +429,7 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]
     p.add_argument("--eager", dest="compile", action="store_false", help="ddp: no compiled blocks")
     p.add_argument("--checkpointing", choices=["off", "on", "recipe"], default="off",
                    help="fsdp/zero3: activation checkpointing (the recipe turns it on; MFU does not count recomputation)")
+    p.add_argument("--lr", type=float, help="fsdp/zero3: instead of the recipe's learning rate")
     p.add_argument("--peak-tflops", type=float, help="bf16 dense peak of one GPU (default: from its name)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="CPU: torch threads per process [cores / local processes]")
@@ -459,6 +458,7 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]
     forward += [] if args.static_graph else ["--no-static-graph"]
     forward += [] if args.compile else ["--eager"]
     forward += [f"--peak-tflops={args.peak_tflops}"] if args.peak_tflops else []
+    forward += [f"--lr={args.lr}"] if args.lr else []
     forward += [f"--threads={args.threads}"] if args.threads else []
     return args, forward
 
