@@ -75,8 +75,12 @@ class Outcome:
     mfu: float | None = None
     losses: list[float] = field(default_factory=list)  # of every step (warm-up and timed), averaged over processes
     resume_diff: float | None = None  # largest |loss| difference of the resumed steps
+    checkpoint: list[str] = field(default_factory=list)  # the sharded checkpoint's files (deleted after the check)
+    checkpoint_gb: float = 0.0
     note: str = ""
     error: str = ""
+    command: str = ""  # set by the launcher: the command that measured this row, and where
+    machine: str = ""
 
 
 # --- worker ----------------------------------------------------------------------------------
@@ -114,12 +118,6 @@ def reduce_losses(losses: list[torch.Tensor], targets: list[int], device: torch.
     return (both[0] / both[1].clamp(min=1)).tolist()
 
 
-def my_batches(batches: list[list[int]], rank: int, world: int, count: int) -> list[list[int]]:
-    """This process's `count` micro-batches: every world-th of the plan, cycled."""
-    mine = batches[rank::world]
-    return [mine[i % len(mine)] for i in range(count)]
-
-
 def timed_run(step: Any, batches: list[Any], warmup: int, device: torch.device) -> tuple[float, list[torch.Tensor]]:
     """Runs every batch through `step` (which returns the summed loss as a device tensor); seconds of
     the batches after `warmup`, measured between barriers."""
@@ -137,6 +135,61 @@ def timed_run(step: Any, batches: list[Any], warmup: int, device: torch.device) 
     return time.perf_counter() - start, losses
 
 
+def batches(shape: Shape, args: argparse.Namespace, rank: int, world: int, count: int, budget: int,
+            packed: bool, on_gpu: bool) -> list[tuple[dict[str, torch.Tensor], int]]:
+    """This process's `count` micro-batches, collated as `distill train` does (packed rows, or fixed
+    shapes from length buckets), each with its real (non-pad) token count."""
+    data = synthetic(shape, args.examples)
+    buckets = [] if packed else BUCKETS[shape.kind]
+    if packed:
+        plan = plan_batches([length(e) for e in data], batch_size=4096, max_tokens=budget, packed=True)
+    else:
+        plan = plan_buckets([bucket_shape(e, buckets) for e in data], batch_size=4096, max_tokens=budget)
+    collate = Collator(shape.kind, 0, decoder_start_id=0, packing=packed, pad_to_multiple_of=8 if on_gpu else 1,
+                       buckets=buckets, batch_size=4096, max_tokens=budget)
+    mine = plan[rank::world]  # every world-th batch of the plan, cycled
+    chosen = [[data[i] for i in mine[k % len(mine)]] for k in range(count)]
+    return [(collate(examples), real_tokens(examples)) for examples in chosen]
+
+
+def make_step(model: Any, optimizer: Any, scheduler: Any, device: torch.device, clip: float, targets: list[int], *,
+              autocast: bool = False, engine: Any = None) -> Any:
+    """One optimizer step on a micro-batch; returns its summed target loss (a device tensor: no host sync)."""
+    def step(cpu_batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        n_target = target_tokens(cpu_batch)  # counted on the host copy
+        targets.append(n_target)
+        batch = {k: v.to(device, non_blocking=True) for k, v in cpu_batch.items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            loss = loss_sum(engine or model, batch)
+        scaled = loss / max(n_target, 1)
+        if engine is not None:  # DeepSpeed: its own backward and step (clipping and schedule inside)
+            engine.backward(scaled)
+            engine.step()
+        else:
+            scaled.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        return loss.detach().float()
+    return step
+
+
+def use_packing(args: argparse.Namespace, on_gpu: bool) -> bool:
+    """Packed rows where the attention keeps examples apart without dense masks (flash-attn), as the
+    recipe's `packing: auto`; length buckets otherwise."""
+    return args.pack == "yes" or (args.pack == "auto" and on_gpu and importlib.util.find_spec("flash_attn") is not None)
+
+
+def layout(packed: bool, budget: int, model: Any) -> str:
+    if not packed:
+        return f"{len(BUCKETS['causal'])} length buckets under {budget:,} tokens/GPU (SDPA)"
+    flash = getattr(model.config, "_attn_implementation", "") == "flash_attention_2"
+    return f"packed rows of {budget:,} tokens/GPU ({'flash-attn varlen' if flash else 'SDPA, block mask'})"
+
+
 def ddp_case(args: argparse.Namespace, rank: int, world: int, device: torch.device) -> Outcome:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -144,41 +197,25 @@ def ddp_case(args: argparse.Namespace, rank: int, world: int, device: torch.devi
 
     shape = shapes(args.cpu_smoke)["ddp"]
     on_gpu = device.type == "cuda"
+    budget = args.tokens or 32768
     torch.manual_seed(args.seed)  # the same initial weights everywhere (DDP also broadcasts rank 0's)
     model = build_model(shape, torch.float32, device, checkpointing=False)
     torch.manual_seed(args.seed + 1 + rank)  # dropout differs per process, and is the same in every launch
-    buckets = BUCKETS[shape.kind]
-    collate = Collator(shape.kind, 0, decoder_start_id=0, pad_to_multiple_of=8 if on_gpu else 1, buckets=buckets,
-                       batch_size=4096, max_tokens=args.tokens)
-    data = synthetic(shape, args.examples)
-    plan = plan_buckets([bucket_shape(e, buckets) for e in data], batch_size=4096, max_tokens=args.tokens)
-    examples = [[data[i] for i in b] for b in my_batches(plan, rank, world, args.warmup + args.steps)]
+    work = batches(shape, args, rank, world, args.warmup + args.steps, budget, False, on_gpu)
     compiled = args.compile and on_gpu
     if compiled:
-        compile_blocks(model, graph_bound=2 * len(block_lists(model)) * len(buckets) ** 2 * 2)
+        compile_blocks(model, graph_bound=2 * len(block_lists(model)) * len(BUCKETS[shape.kind]) ** 2 * 2)
     model = DDP(model, device_ids=[device.index] if on_gpu else None, gradient_as_bucket_view=True,
                 static_graph=args.static_graph, bucket_cap_mb=args.bucket_mb)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=2e-5, fused=on_gpu or None)
-    targets = []
-
-    def step(batch_examples: list[dict[str, list[int]]]) -> torch.Tensor:
-        cpu_batch = collate(batch_examples)
-        n_target = target_tokens(cpu_batch)  # counted on the host copy: no device sync
-        targets.append(n_target)
-        batch = {k: v.to(device, non_blocking=True) for k, v in cpu_batch.items()}
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_gpu):
-            loss = loss_sum(model, batch)
-        (loss / max(n_target, 1)).backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss.detach().float()
-
-    seconds, losses = timed_run(step, examples, args.warmup, device)
-    tokens = real_tokens([e for b in examples[args.warmup:] for e in b])
-    note = (f"token budget {args.tokens:,}/GPU, {len(buckets)} length buckets, buckets {args.bucket_mb} MB as views, "
-            f"static graph {'on' if args.static_graph else 'off'}, fused AdamW" + (", compiled blocks" if compiled else ""))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-5, fused=on_gpu or None)
+    targets: list[int] = []
+    step = make_step(model, optimizer, None, device, 1.0, targets, autocast=on_gpu)
+    seconds, losses = timed_run(step, [b for b, _ in work], args.warmup, device)
+    tokens = sum(n for _, n in work[args.warmup:])
+    note = (f"{len(BUCKETS[shape.kind])} length buckets under {budget:,} tokens/GPU, fp32 weights"
+            + (" + bf16 autocast" if on_gpu else "") + f", gradient buckets of {args.bucket_mb} MB as views, "
+            f"static graph {'on' if args.static_graph else 'off'}, {'fused ' if on_gpu else ''}AdamW"
+            + (", compiled blocks" if compiled else ""))
     return finish("ddp", shape, model, device, world, seconds, tokens, args, reduce_losses(losses, targets, device), note)
 
 
@@ -212,41 +249,18 @@ def causal_settings(args: argparse.Namespace) -> tuple[Shape, Any, int, bool]:
     return shapes(args.cpu_smoke)["fsdp"], recipe, args.tokens or recipe.max_tokens, checkpointing
 
 
-def fsdp_model(shape: Shape, device: torch.device, seed: int, checkpointing: bool) -> Any:
+def fsdp_model(shape: Shape, device: torch.device, seed: int, checkpointing: bool, flash: bool) -> Any:
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     torch.manual_seed(seed)
     model = build_model(shape, torch.float32, device, checkpointing=checkpointing)
+    if flash:
+        model.set_attn_implementation("flash_attention_2")
     policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
     for layer in model.model.layers:
         fully_shard(layer, mp_policy=policy)
     fully_shard(model, mp_policy=policy)
     return model
-
-
-def causal_step(model: Any, optimizer: Any, scheduler: Any, device: torch.device, clip: float,
-                targets: list[int] | None = None) -> Any:
-    def step(cpu_batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        n_target = target_tokens(cpu_batch)
-        if targets is not None:
-            targets.append(n_target)
-        batch = {k: v.to(device, non_blocking=True) for k, v in cpu_batch.items()}
-        loss = loss_sum(model, batch)
-        (loss / max(n_target, 1)).backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss.detach().float()
-    return step
-
-
-def packed_batches(shape: Shape, args: argparse.Namespace, rank: int, world: int, count: int, budget: int) -> list[Any]:
-    data = synthetic(shape, args.examples)
-    plan = plan_batches([length(e) for e in data], batch_size=4096, max_tokens=budget, packed=True)
-    collate = Collator(shape.kind, 0, packing=True)
-    return [collate([data[i] for i in b]) for b in my_batches(plan, rank, world, count)]
 
 
 def fsdp_case(args: argparse.Namespace, rank: int, world: int, device: torch.device) -> Outcome:
@@ -259,20 +273,22 @@ def fsdp_case(args: argparse.Namespace, rank: int, world: int, device: torch.dev
     from distill.train import _optimizer, _scheduler
 
     shape, recipe, budget, checkpointing = causal_settings(args)
+    on_gpu = device.type == "cuda"
+    packed = use_packing(args, on_gpu)
     total_steps = args.warmup + args.steps + args.resume_steps
-    batches = packed_batches(shape, args, rank, world, total_steps, budget)
+    work = batches(shape, args, rank, world, total_steps, budget, packed, on_gpu)
 
     def build() -> tuple[Any, Any, Any]:
-        model = fsdp_model(shape, device, args.seed, checkpointing)
+        model = fsdp_model(shape, device, args.seed, checkpointing, flash=packed and on_gpu)
         optimizer = _optimizer(model, recipe, fused=device.type == "cuda")
         return model, optimizer, _scheduler(optimizer, recipe, total_steps)
 
     model, optimizer, scheduler = build()
     targets: list[int] = []
-    step = causal_step(model, optimizer, scheduler, device, recipe.max_grad_norm, targets)
-    timed = batches[:args.warmup + args.steps]
-    seconds, losses = timed_run(step, timed, args.warmup, device)
-    tokens = sum(b["input_ids"].numel() for b in timed[args.warmup:])  # packed rows: every token is real
+    step = make_step(model, optimizer, scheduler, device, recipe.max_grad_norm, targets)
+    timed = args.warmup + args.steps
+    seconds, losses = timed_run(step, [b for b, _ in work[:timed]], args.warmup, device)
+    tokens = sum(n for _, n in work[args.warmup:timed])
     outcome = finish("fsdp", shape, model, device, world, seconds, tokens, args, [], "")
 
     # Sharded checkpoint, then the next steps twice: straight on, and from the checkpoint in a fresh model.
@@ -283,7 +299,7 @@ def fsdp_case(args: argparse.Namespace, rank: int, world: int, device: torch.dev
     model_state, optim_state = get_state_dict(model, optimizer)
     dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(where))
     sched_state = scheduler.state_dict()
-    after = batches[args.warmup + args.steps:]
+    after = [b for b, _ in work[timed:]]
     straight = [step(b) for b in after]
     del model, optimizer, scheduler, step, model_state, optim_state
     gc.collect()
@@ -296,48 +312,48 @@ def fsdp_case(args: argparse.Namespace, rank: int, world: int, device: torch.dev
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
     scheduler.load_state_dict(sched_state)
     resumed_targets: list[int] = []
-    again = [causal_step(model, optimizer, scheduler, device, recipe.max_grad_norm, resumed_targets)(b) for b in after]
+    again = [make_step(model, optimizer, scheduler, device, recipe.max_grad_norm, resumed_targets)(b) for b in after]
     outcome.losses = reduce_losses(losses + straight, targets, device)
     resumed = reduce_losses(again, resumed_targets, device)
     outcome.resume_diff = max(abs(a - b) for a, b in zip(outcome.losses[-len(after):], resumed))
-    attention = "flash-attn varlen" if getattr(model.config, "_attn_implementation", "") == "flash_attention_2" else "SDPA"
-    outcome.note = (f"packed rows of {budget:,} tokens/GPU ({attention}), bf16 params / fp32 reduce + master weights, "
+    if rank == 0:
+        files = sorted(p for p in where.iterdir() if p.is_file())
+        outcome.checkpoint = [p.name for p in files]
+        outcome.checkpoint_gb = sum(p.stat().st_size for p in files) / 1e9
+        shutil.rmtree(where, ignore_errors=True)  # a 7B checkpoint with its optimizer state is ~80 GB
+    outcome.note = (f"{layout(packed, budget, model)}, bf16 params / fp32 reduce + master weights, "
                     f"AdamW lr {recipe.lr:g} cosine warm-up {recipe.warmup_ratio:.0%}, grad clip {recipe.max_grad_norm:g}"
                     + (", activation checkpointing" if checkpointing else "")
-                    + f"; resume after step {args.warmup + args.steps}: max |loss diff| over {len(after)} steps "
-                    f"{outcome.resume_diff:.2e}")
+                    + f"; resume after step {timed}: max |loss diff| over {len(after)} steps "
+                    f"{outcome.resume_diff:.2e} (checkpoint {outcome.checkpoint_gb:.2f} GB in {len(outcome.checkpoint)} files)")
     return outcome
 
 
 def zero3_case(args: argparse.Namespace, rank: int, world: int, device: torch.device) -> Outcome:
     import deepspeed
 
+    from distill.train import _optimizer, _scheduler
+
     shape, recipe, budget, checkpointing = causal_settings(args)
-    batches = packed_batches(shape, args, rank, world, args.warmup + args.steps, budget)
+    packed = use_packing(args, True)
+    work = batches(shape, args, rank, world, args.warmup + args.steps, budget, packed, True)
     torch.manual_seed(args.seed)
     model = build_model(shape, torch.float32, device, checkpointing=checkpointing)
+    if packed:
+        model.set_attn_implementation("flash_attention_2")
     n_params = sum(p.numel() for p in model.parameters())  # before ZeRO-3 partitions them
     config = {"train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": 1,
               "gradient_clipping": recipe.max_grad_norm, "bf16": {"enabled": True},
               "zero_optimization": {"stage": 3, "overlap_comm": True, "contiguous_gradients": True}}
-    from distill.train import _optimizer, _scheduler
-
     optimizer = _optimizer(model, recipe, fused=True)
-    engine, optimizer, _, scheduler = deepspeed.initialize(model=model, optimizer=optimizer, config=config,
-                                                           lr_scheduler=_scheduler(optimizer, recipe, len(batches)))
+    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config,
+                                      lr_scheduler=_scheduler(optimizer, recipe, len(work)))
     targets: list[int] = []
-
-    def step(cpu_batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        n_target = target_tokens(cpu_batch)
-        targets.append(n_target)
-        loss = loss_sum(engine, {k: v.to(device, non_blocking=True) for k, v in cpu_batch.items()})
-        engine.backward(loss / max(n_target, 1))
-        engine.step()
-        return loss.detach().float()
-
-    seconds, losses = timed_run(step, batches, args.warmup, device)
-    tokens = sum(b["input_ids"].numel() for b in batches[args.warmup:])
-    note = f"DeepSpeed {deepspeed.__version__} ZeRO-3, bf16, packed rows of {budget:,} tokens/GPU, same optimizer and schedule"
+    step = make_step(engine, None, None, device, 0.0, targets, engine=engine)
+    seconds, losses = timed_run(step, [b for b, _ in work], args.warmup, device)
+    tokens = sum(n for _, n in work[args.warmup:])
+    note = (f"DeepSpeed {deepspeed.__version__} ZeRO-3, bf16, {layout(packed, budget, model)}, "
+            "the fsdp case's optimizer and schedule")
     return finish("zero3", shape, engine, device, world, seconds, tokens, args, reduce_losses(losses, targets, device),
                   note, n_params)
 
@@ -407,11 +423,29 @@ def environment() -> str:
     return f"{where}; torch {torch.__version__}, transformers {transformers.__version__}"
 
 
-def markdown(outcomes: list[Outcome], title: str, command: str) -> str:
-    lines = [f"# {title}", "", f"`{command}`", "", environment() + f"; {time.strftime('%Y-%m-%d')}", "",
-             "| " + " | ".join(HEADER) + " |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+MFU_NOTE = ("MFU = 6 * N * real tokens / time / (bf16 dense peak x processes), N = all parameters; attention "
+            "score FLOPs, padding and recomputation are not counted. Real tokens: source + target tokens of the "
+            "examples, pad excluded.")
+
+
+def markdown(outcomes: list[Outcome], title: str) -> str:
+    """The table, then each command that measured rows of it (a case's 1- and N-process rows come from one)."""
+    lines = [f"# {title}", "", "| " + " | ".join(HEADER) + " |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows(outcomes)]
-    return "\n".join(lines + ["", __doc__.split("MFU = ", 1)[1].split("\n\n")[0].join(["MFU = ", ""]), ""])
+    lines += ["", MFU_NOTE, "", "Measured by:", ""]
+    lines += [f"- `{command}` on {machine}" for command, machine in dict.fromkeys((o.command, o.machine) for o in outcomes)]
+    return "\n".join(lines + [""])
+
+
+def merge(store: Path, outcomes: list[Outcome]) -> list[Outcome]:
+    """Rows kept in `store` (JSON beside the markdown) from earlier commands, those of the cases measured
+    now replaced: each case can be measured by its own command (the device allows 10 minutes a command)."""
+    earlier = [Outcome(**o) for o in json.loads(store.read_text())] if store.is_file() else []
+    now = {o.case for o in outcomes}
+    merged = [o for o in earlier if o.case not in now] + outcomes
+    merged.sort(key=lambda o: (CASES.index(o.case), o.world))
+    store.write_text(json.dumps([asdict(o) for o in merged], indent=1) + "\n")
+    return merged
 
 
 def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
@@ -427,6 +461,9 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]
     p.add_argument("--bucket-mb", type=int, default=100, help="ddp: gradient bucket size (MB)")
     p.add_argument("--no-static-graph", dest="static_graph", action="store_false", help="ddp: without static_graph")
     p.add_argument("--eager", dest="compile", action="store_false", help="ddp: no compiled blocks")
+    p.add_argument("--pack", choices=["auto", "yes", "no"], default="auto",
+                   help="fsdp/zero3: packed rows (auto: when flash-attn is installed, as the recipe's packing: auto) "
+                        "or length buckets")
     p.add_argument("--checkpointing", choices=["off", "on", "recipe"], default="off",
                    help="fsdp/zero3: activation checkpointing (the recipe turns it on; MFU does not count recomputation)")
     p.add_argument("--lr", type=float, help="fsdp/zero3: instead of the recipe's learning rate")
@@ -451,7 +488,7 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]
     if smoke and args.threads is None:
         args.threads = 1  # both runs alike (the machine's cores are shared anyway)
     forward = [f"--steps={args.steps}", f"--warmup={args.warmup}", f"--resume-steps={args.resume_steps}",
-               f"--examples={args.examples}", f"--bucket-mb={args.bucket_mb}", f"--checkpointing={args.checkpointing}",
+               f"--examples={args.examples}", f"--bucket-mb={args.bucket_mb}", f"--pack={args.pack}", f"--checkpointing={args.checkpointing}",
                f"--seed={args.seed}"]
     forward += [f"--tokens={args.tokens}"] if args.tokens else []
     forward += ["--cpu-smoke"] if smoke else []
@@ -466,8 +503,6 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]
 def main(argv: list[str] | None = None) -> None:
     args, forward = parse(argv)
     if args.worker:
-        if args.worker == "ddp" and args.tokens is None:
-            args.tokens = 32768
         return worker(args)
     from rich.console import Console
     from rich.table import Table
@@ -498,8 +533,12 @@ def main(argv: list[str] | None = None) -> None:
         table.caption = "CPU smoke: checks that every path runs; timings on shared CPU cores say nothing about GPUs."
     Console(width=240).print(table)
     if not args.cpu_smoke:
+        command, machine = "python " + " ".join(sys.argv), f"{environment()}; {time.strftime('%Y-%m-%d')}"
+        for o in outcomes:
+            o.command, o.machine = command, machine
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(markdown(outcomes, title, "python " + " ".join(sys.argv)))
+        merged = merge(args.out.with_suffix(".json"), outcomes)
+        args.out.write_text(markdown(merged, f"distill training on several GPUs vs 1: {environment().split(';')[0]}"))
         print(f"wrote {args.out}", file=sys.stderr)
     if any(o.error for o in outcomes if o.world > 1):
         sys.exit(1)

@@ -76,7 +76,7 @@ def test_fsdp2_sharded_checkpoint_resumes_to_the_same_losses(tmp_path: Path) -> 
     result = tmp_path / "fsdp.json"
     run = subprocess.Popen(torchrun("--standalone", "--nproc-per-node=2")
                            + ["--worker", "fsdp", "--cpu-smoke", "--steps", "2", "--warmup", "1", "--resume-steps", "3",
-                              "--examples", "64", "--tokens", "512", "--threads", "1", "--lr", "1e-2", "--result", str(result),
+                              "--examples", "64", "--tokens", "512", "--threads", "1", "--lr", "1e-2", "--pack", "yes", "--result", str(result),
                               "--checkpoint-dir", str(tmp_path)],
                            cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_all([run])
@@ -85,5 +85,6 @@ def test_fsdp2_sharded_checkpoint_resumes_to_the_same_losses(tmp_path: Path) -> 
     # A large learning rate, so that steps from anything but the saved weights and optimizer state would
     # show (with lr 1e-2 a fresh model's losses differ by more than 1e-2); on CPU the resume is exact.
     assert outcome["resume_diff"] is not None and outcome["resume_diff"] <= 1e-6
-    assert (tmp_path / "fsdp" / ".metadata").is_file()  # a torch.distributed.checkpoint directory
-    assert sorted(p.name for p in (tmp_path / "fsdp").glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]  # one shard each
+    # A torch.distributed.checkpoint directory, one shard file per process (removed after the check).
+    assert outcome["checkpoint"] == [".metadata", "__0_0.distcp", "__1_0.distcp"] and outcome["checkpoint_gb"] > 0
+    assert not (tmp_path / "fsdp").exists()
