@@ -32,6 +32,7 @@ def teacher_backend_options(f: Any) -> Any:
         click.option("--device", help="hf: cuda, mps or cpu [the best available]."),
         click.option("--dtype", help="hf: torch dtype [auto]."),
         click.option("--batch-size", type=int, help="hf/vllm: requests per generate batch [8 / 256]."),
+        click.option("--gpus", type=int, help="hf: one replica per GPU, requests shared out (with --device cpu: N on the CPU)."),
     ]):
         f = decorator(f)
     return f

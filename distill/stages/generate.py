@@ -12,7 +12,8 @@ from distill.teachers import teacher_audit
 from distill.teachers.base import is_transient
 
 # Options that go to the teacher's backend (`make_teacher` checks that the backend takes them).
-BACKEND = ("base_url", "api_key", "timeout", "max_retries", "rpm", "tpm", "n_mode", "device", "dtype", "batch_size")
+BACKEND = ("base_url", "api_key", "timeout", "max_retries", "rpm", "tpm", "n_mode", "device", "dtype", "batch_size",
+           "gpus")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class TeacherOptions:
     device: str | None = None
     dtype: str | None = None
     batch_size: int | None = None
+    gpus: int | None = None
 
 
 def backend_options(opts: Any) -> dict[str, Any]:
