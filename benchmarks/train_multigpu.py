@@ -1,7 +1,8 @@
 """Training on several GPUs of one host: N processes against 1 process in the same command, same per-GPU batch.
 
-    python benchmarks/train_multigpu.py --gpus 2      # 2 GPUs: the cases below, writes benchmarks/results/train_multigpu.md
-    python benchmarks/train_multigpu.py --cpu-smoke   # CPU: 2 gloo processes, tiny shapes, a few steps (CI-sized)
+    python benchmarks/train_multigpu.py --gpus 2 --cases ddp   # 2 GPUs: adds its rows to benchmarks/results/train_multigpu.md
+    python benchmarks/train_multigpu.py --gpus 2 --cases fsdp
+    python benchmarks/train_multigpu.py --cpu-smoke            # CPU: 2 gloo processes, tiny shapes, a few steps
 
 Cases (random weights of the real shapes, ETD-like synthetic examples as in benchmarks/train_gpu.py):
   ddp   CodeT5-large / CodeT5+ 770M shape (738M), full fine-tune. DistributedDataParallel with gradient
@@ -11,15 +12,20 @@ Cases (random weights of the real shapes, ETD-like synthetic examples as in benc
         the step); compiled blocks on GPU.
   fsdp  LLaMA-2 7B shape, full fine-tune with the llama2-7b-full student recipe's optimizer settings
         (AdamW lr 2e-5, cosine, 4% warm-up, grad clip 1.0), bf16 compute over fp32 sharded master weights
-        (FSDP2 `fully_shard` per decoder layer + root, `MixedPrecisionPolicy`), packed rows under the
-        recipe's 8,192-token budget. Then a sharded checkpoint (torch.distributed.checkpoint) is saved,
+        (FSDP2 `fully_shard` per decoder layer + root, `MixedPrecisionPolicy`), the recipe's 8,192-token
+        budget and `packing: auto` (packed rows with flash-attn, else length buckets; `--pack`). Then a sharded checkpoint (torch.distributed.checkpoint) is saved,
         the run goes on `--resume-steps` steps, a fresh model and optimizer load the checkpoint and
         repeat those steps: the losses must match to 1e-4.
   zero3 The fsdp case under DeepSpeed ZeRO-3 (only when `deepspeed` is installed).
 
-MFU = 6 * N * real tokens / time / (bf16 dense peak x processes), N = all parameters (attention
-score FLOPs, padding and recomputation not counted). Each case runs under `torchrun --standalone`,
-once with 1 process and once with N; rank 0 writes a JSON result that this launcher reads.
+MFU = model FLOPs / time / (bf16 dense peak x processes). fsdp/zero3: 6 * N * real tokens, N = all
+parameters (the issue's definition; attention scores not counted). ddp: benchmarks/train_gpu.py's
+model FLOPs (encoder weights for source tokens, decoder + head for target tokens, attention
+included), comparable with benchmarks/results/train_gpu.md. Padding and recomputation never count.
+
+Each case runs under `torchrun --standalone`, once with 1 process and once with N; rank 0 writes a
+JSON result that this launcher reads. The 7B checkpoint (~80 GB with the optimizer state) goes under
+$TMPDIR and is removed after the check.
 The worker (`--worker CASE`) also runs under any other launcher, e.g. two `torchrun --nnodes 2` launches.
 """
 from __future__ import annotations
@@ -28,7 +34,6 @@ import argparse
 import gc
 import importlib.util
 import json
-import math
 import os
 import subprocess
 import sys
@@ -42,7 +47,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
-from train_gpu import BUCKETS, PEAK_TFLOPS, Shape, build_model, real_tokens, synthetic  # noqa: E402
+from train_gpu import BUCKETS, PEAK_TFLOPS, Shape, build_model, model_flops, real_tokens, synthetic  # noqa: E402
 
 from distill.train.data import Collator, bucket_shape, length, plan_batches, plan_buckets  # noqa: E402
 from distill.train.loop import loss_sum, target_tokens  # noqa: E402
@@ -136,9 +141,9 @@ def timed_run(step: Any, batches: list[Any], warmup: int, device: torch.device) 
 
 
 def batches(shape: Shape, args: argparse.Namespace, rank: int, world: int, count: int, budget: int,
-            packed: bool, on_gpu: bool) -> list[tuple[dict[str, torch.Tensor], int]]:
+            packed: bool, on_gpu: bool) -> list[tuple[dict[str, torch.Tensor], list[dict[str, list[int]]]]]:
     """This process's `count` micro-batches, collated as `distill train` does (packed rows, or fixed
-    shapes from length buckets), each with its real (non-pad) token count."""
+    shapes from length buckets), each with its examples."""
     data = synthetic(shape, args.examples)
     buckets = [] if packed else BUCKETS[shape.kind]
     if packed:
@@ -149,7 +154,7 @@ def batches(shape: Shape, args: argparse.Namespace, rank: int, world: int, count
                        buckets=buckets, batch_size=4096, max_tokens=budget)
     mine = plan[rank::world]  # every world-th batch of the plan, cycled
     chosen = [[data[i] for i in mine[k % len(mine)]] for k in range(count)]
-    return [(collate(examples), real_tokens(examples)) for examples in chosen]
+    return [(collate(examples), examples) for examples in chosen]
 
 
 def make_step(model: Any, optimizer: Any, scheduler: Any, device: torch.device, clip: float, targets: list[int], *,
@@ -211,28 +216,27 @@ def ddp_case(args: argparse.Namespace, rank: int, world: int, device: torch.devi
     targets: list[int] = []
     step = make_step(model, optimizer, None, device, 1.0, targets, autocast=on_gpu)
     seconds, losses = timed_run(step, [b for b, _ in work], args.warmup, device)
-    tokens = sum(n for _, n in work[args.warmup:])
+    timed = [e for _, examples in work[args.warmup:] for e in examples]
     note = (f"{len(BUCKETS[shape.kind])} length buckets under {budget:,} tokens/GPU, fp32 weights"
             + (" + bf16 autocast" if on_gpu else "") + f", gradient buckets of {args.bucket_mb} MB as views, "
             f"static graph {'on' if args.static_graph else 'off'}, {'fused ' if on_gpu else ''}AdamW"
             + (", compiled blocks" if compiled else ""))
-    return finish("ddp", shape, model, device, world, seconds, tokens, args, reduce_losses(losses, targets, device), note)
+    return finish("ddp", shape, device, world, seconds, real_tokens(timed), model_flops(shape, timed), args,
+                  reduce_losses(losses, targets, device), note)
 
 
-def finish(case: str, shape: Shape, model: Any, device: torch.device, world: int, seconds: float, tokens: int,
-           args: argparse.Namespace, losses: list[float], note: str, n_params: int | None = None) -> Outcome:
-    """The rank's figures, summed or maxed over processes. N counts every parameter (a DTensor shard's
-    `numel` is that of the whole tensor)."""
+def finish(case: str, shape: Shape, device: torch.device, world: int, seconds: float, tokens: int, flops: float,
+           args: argparse.Namespace, losses: list[float], note: str) -> Outcome:
+    """This rank's timed tokens and model FLOPs summed over the processes, over the slowest one's time."""
     import torch.distributed as dist
 
-    figures = torch.tensor([tokens, seconds], dtype=torch.float64, device=device)
-    total = figures.clone()
-    dist.all_reduce(total)  # tokens of every process
-    dist.all_reduce(figures, op=dist.ReduceOp.MAX)  # the slowest process's time
-    tokens_all, seconds = float(total[0]), float(figures[1])
+    total = torch.tensor([tokens, flops], dtype=torch.float64, device=device)
+    slowest = torch.tensor([seconds], dtype=torch.float64, device=device)
+    dist.all_reduce(total)
+    dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
+    tokens_all, flops_all, seconds = float(total[0]), float(total[1]), float(slowest[0])
     peak = peak_flops(device, args.peak_tflops)
-    n_params = n_params or sum(p.numel() for p in model.parameters())
-    mfu = 6 * n_params * tokens_all / seconds / (peak * world) if peak else None
+    mfu = flops_all / seconds / (peak * world) if peak else None
     peak_gb = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
     return Outcome(case, shape.name, world, tokens_all / seconds, seconds / args.steps, tokens_all / world / args.steps,
                    peak_gb, mfu, losses, note=note)
@@ -288,8 +292,9 @@ def fsdp_case(args: argparse.Namespace, rank: int, world: int, device: torch.dev
     step = make_step(model, optimizer, scheduler, device, recipe.max_grad_norm, targets)
     timed = args.warmup + args.steps
     seconds, losses = timed_run(step, [b for b, _ in work[:timed]], args.warmup, device)
-    tokens = sum(n for _, n in work[args.warmup:timed])
-    outcome = finish("fsdp", shape, model, device, world, seconds, tokens, args, [], "")
+    tokens = sum(real_tokens(examples) for _, examples in work[args.warmup:timed])
+    n_params = sum(p.numel() for p in model.parameters())  # a DTensor shard's numel is the whole tensor's
+    outcome = finish("fsdp", shape, device, world, seconds, tokens, 6 * n_params * tokens, args, [], "")
 
     # Sharded checkpoint, then the next steps twice: straight on, and from the checkpoint in a fresh model.
     where = Path(args.checkpoint_dir) / "fsdp"
@@ -351,11 +356,11 @@ def zero3_case(args: argparse.Namespace, rank: int, world: int, device: torch.de
     targets: list[int] = []
     step = make_step(engine, None, None, device, 0.0, targets, engine=engine)
     seconds, losses = timed_run(step, [b for b, _ in work], args.warmup, device)
-    tokens = sum(n for _, n in work[args.warmup:])
+    tokens = sum(real_tokens(examples) for _, examples in work[args.warmup:])
     note = (f"DeepSpeed {deepspeed.__version__} ZeRO-3, bf16, {layout(packed, budget, model)}, "
             "the fsdp case's optimizer and schedule")
-    return finish("zero3", shape, engine, device, world, seconds, tokens, args, reduce_losses(losses, targets, device),
-                  note, n_params)
+    return finish("zero3", shape, device, world, seconds, tokens, 6 * n_params * tokens, args,
+                  reduce_losses(losses, targets, device), note)
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -423,9 +428,11 @@ def environment() -> str:
     return f"{where}; torch {torch.__version__}, transformers {transformers.__version__}"
 
 
-MFU_NOTE = ("MFU = 6 * N * real tokens / time / (bf16 dense peak x processes), N = all parameters; attention "
-            "score FLOPs, padding and recomputation are not counted. Real tokens: source + target tokens of the "
-            "examples, pad excluded.")
+MFU_NOTE = ("MFU = model FLOPs / time / (bf16 dense peak x processes). fsdp, zero3: 6 * N * real tokens, N = all "
+            "parameters (attention scores not counted). ddp: benchmarks/train_gpu.py's model FLOPs (encoder weights "
+            "for source tokens, decoder + LM head for target tokens, attention included), as in "
+            "benchmarks/results/train_gpu.md. Padding and recomputation never count. Real tokens: source + target "
+            "tokens of the examples, pad excluded.")
 
 
 def markdown(outcomes: list[Outcome], title: str) -> str:

@@ -7,8 +7,6 @@ number of replicas: a run resumed with another `--gpus` reuses the journal.
 """
 from __future__ import annotations
 
-from typing import Any
-
 from distill.teachers.base import Completion, Request, TeacherError
 from distill.teachers.local import HFTeacher
 
