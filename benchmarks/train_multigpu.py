@@ -411,7 +411,7 @@ def rows(outcomes: list[Outcome]) -> list[list[str]]:
         if o.error:
             out.append([o.case, o.shape, str(o.world), "-", "-", "-", "-", "-", "-", f"failed: {o.error}"])
             continue
-        scaling = f"{o.tokens_per_s / base[o.case]:.2f}x" if o.case in base else "n/a (1 process failed)"
+        scaling = f"{o.tokens_per_s / base[o.case]:.2f}x" if o.case in base else "n/a (no 1-process row)"
         out.append([o.case, o.shape, str(o.world), f"{o.tokens_per_s:,.0f}", scaling,
                     f"{o.mfu:.1%}" if o.mfu is not None else "n/a", f"{o.peak_gb:.1f}", f"{o.step_s:.3f}",
                     f"{o.tokens_per_step:,.0f}", o.note])
@@ -445,11 +445,12 @@ def markdown(outcomes: list[Outcome], title: str) -> str:
 
 
 def merge(store: Path, outcomes: list[Outcome]) -> list[Outcome]:
-    """Rows kept in `store` (JSON beside the markdown) from earlier commands, those of the cases measured
-    now replaced: each case can be measured by its own command (the device allows 10 minutes a command)."""
+    """Rows kept in `store` (JSON beside the markdown) from earlier commands, those measured now replaced
+    (by case and process count): cases can be measured by separate commands (the device allows 10
+    minutes a command)."""
     earlier = [Outcome(**o) for o in json.loads(store.read_text())] if store.is_file() else []
-    now = {o.case for o in outcomes}
-    merged = [o for o in earlier if o.case not in now] + outcomes
+    now = {(o.case, o.world) for o in outcomes}
+    merged = [o for o in earlier if (o.case, o.world) not in now] + outcomes
     merged.sort(key=lambda o: (CASES.index(o.case), o.world))
     store.write_text(json.dumps([asdict(o) for o in merged], indent=1) + "\n")
     return merged
@@ -458,6 +459,7 @@ def merge(store: Path, outcomes: list[Outcome]) -> list[Outcome]:
 def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--gpus", type=int, default=2, help="processes of the multi-process run (one per GPU)")
+    p.add_argument("--processes", help="process counts to run, comma-separated [1,GPUS: the baseline and the N-GPU run]")
     p.add_argument("--cpu-smoke", action="store_true", help="2 CPU processes (gloo), tiny shapes, a few steps")
     p.add_argument("--cases", default="ddp,fsdp,zero3", help="comma-separated; zero3 only where deepspeed is installed")
     p.add_argument("--steps", type=int, help="timed steps per process [GPU 10, smoke 3]")
@@ -477,7 +479,8 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]
     p.add_argument("--peak-tflops", type=float, help="bf16 dense peak of one GPU (default: from its name)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="CPU: torch threads per process [cores / local processes]")
-    p.add_argument("--case-timeout", type=int, default=1200, help="seconds one case x process count may take")
+    p.add_argument("--case-timeout", type=int, default=540,
+                   help="seconds one case x process count may take (the device allows 600 a command)")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--worker", choices=CASES, help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
@@ -524,11 +527,23 @@ def main(argv: list[str] | None = None) -> None:
     if "zero3" in cases and importlib.util.find_spec("deepspeed") is None:
         print("zero3: deepspeed is not installed; skipped", file=sys.stderr)
         cases.remove("zero3")
+    counts = [int(n) for n in args.processes.split(",")] if args.processes else [1, world]
+    if any(n < 1 or n > world for n in counts):
+        sys.exit(f"--processes {args.processes}: each count must be between 1 and {world}")
     outcomes = []
+    given = sys.argv[1:] if argv is None else argv
+    command, machine = " ".join(["python", sys.argv[0], *given]), f"{environment()}; {time.strftime('%Y-%m-%d')}"
     with tempfile.TemporaryDirectory(prefix="train_multigpu-") as scratch:
         for case in cases:
-            for n in (1, world):
-                outcomes.append(launch(case, n, args, forward, Path(scratch)))
+            for n in counts:
+                outcome = launch(case, n, args, forward, Path(scratch))
+                outcome.command, outcome.machine = command, machine
+                outcomes.append(outcome)
+                if not args.cpu_smoke:  # after every run: a command cut short keeps what it measured
+                    args.out.parent.mkdir(parents=True, exist_ok=True)
+                    merged = merge(args.out.with_suffix(".json"), [outcome])
+                    args.out.write_text(markdown(merged, "distill training on several GPUs vs 1: "
+                                                 + environment().split(";")[0]))
     title = f"distill training on {world} processes vs 1: {environment().split(';')[0]}" + (
         " (CPU smoke: tiny shapes)" if args.cpu_smoke else "")
     table = Table(title=title)
@@ -540,12 +555,6 @@ def main(argv: list[str] | None = None) -> None:
         table.caption = "CPU smoke: checks that every path runs; timings on shared CPU cores say nothing about GPUs."
     Console(width=240).print(table)
     if not args.cpu_smoke:
-        command, machine = "python " + " ".join(sys.argv), f"{environment()}; {time.strftime('%Y-%m-%d')}"
-        for o in outcomes:
-            o.command, o.machine = command, machine
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        merged = merge(args.out.with_suffix(".json"), outcomes)
-        args.out.write_text(markdown(merged, f"distill training on several GPUs vs 1: {environment().split(';')[0]}"))
         print(f"wrote {args.out}", file=sys.stderr)
     if any(o.error for o in outcomes if o.world > 1):
         sys.exit(1)
