@@ -112,8 +112,8 @@ class OpenAITeacher:
                 error = "timeout"
             except errors.APIConnectionError:
                 error = "connection"
-            finally:
-                self.fleet.release(server, probe, error)
+            finally:  # anything else that went wrong (neither an answer nor a known failure) counts as the server's
+                self.fleet.release(server, probe, error or (None if got is not None else "connection"))
             if got is not None:
                 self.limiter.settle(reserved, sum(c.prompt_tokens + c.completion_tokens for c in got))
                 return got
