@@ -1,6 +1,7 @@
 """The multi-GPU benchmark's worker on 2 CPU processes (gloo): two "nodes" on one host (two `torchrun
 --nnodes 2` launches of one process each, meeting on 127.0.0.1) train the DDP case's tiny T5 exactly as
-one launch of two processes does; the FSDP2 case's sharded checkpoint resumes to the same losses."""
+one launch of two processes does, and so does `distill train` itself; the FSDP2 case's sharded
+checkpoint resumes to the same losses."""
 from __future__ import annotations
 
 import json
@@ -88,3 +89,46 @@ def test_fsdp2_sharded_checkpoint_resumes_to_the_same_losses(tmp_path: Path) -> 
     # A torch.distributed.checkpoint directory, one shard file per process (removed after the check).
     assert outcome["checkpoint"] == [".metadata", "__0_0.distcp", "__1_0.distcp"] and outcome["checkpoint_gb"] > 0
     assert not (tmp_path / "fsdp").exists()
+
+
+TRAIN_RECIPE = """\
+student: tiny-t5
+tiny: {d_model: 32, layers: 1, heads: 2}
+lr: 3.0e-3
+warmup_ratio: 0.0
+batch_size: 8
+max_steps: 4
+log_every: 1
+trackers: none
+threads: 1
+"""
+
+
+def test_distill_train_on_two_nodes_matches_num_processes_2(tmp_path: Path) -> None:
+    """The documented multi-node recipe, `torchrun --nnodes 2 ... -m distill train`, against `distill train
+    --num-processes 2` on one host (both gloo on the CPU)."""
+    from datasets import Dataset, DatasetDict
+
+    from test_train import CUES, _rows
+
+    data = tmp_path / "mtd"
+    DatasetDict(train=Dataset.from_list(_rows(64, 0))).save_to_disk(data)
+    (data / "mix.json").write_text(json.dumps({"cues": CUES}))
+    (tmp_path / "recipe.yaml").write_text(TRAIN_RECIPE)
+    train = ["-m", "distill", "train", "--recipe", str(tmp_path / "recipe.yaml"), "--data", str(data)]
+    one = subprocess.Popen([sys.executable, *train, "--num-processes", "2", "-o", str(tmp_path / "one")], cwd=ROOT,
+                           env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_all([one])
+    port = free_port()
+    wait_all([subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node-rank={rank}",
+                                "--nproc-per-node=1", "--master-addr=127.0.0.1", f"--master-port={port}", *train,
+                                "-o", str(tmp_path / "nodes")],
+                               cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for rank in (0, 1)])
+
+    def losses(out: Path) -> list[float]:
+        return [r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+
+    assert len(losses(tmp_path / "one")) == 4
+    assert losses(tmp_path / "nodes") == pytest.approx(losses(tmp_path / "one"), rel=1e-4)
+    assert (tmp_path / "nodes" / "model.safetensors").is_file()
