@@ -138,7 +138,7 @@ def test_a_server_killed_mid_run_loses_nothing_and_nothing_is_paid_twice(tmp_pat
     answered, written = journal_keys(out)
     assert len(answered) == 90 and set(answered.values()) == {1} and set(written.values()) == {1}
     # The killed server answered some, then its in-flight requests failed and went to the others.
-    assert 8 <= killed.answered < 30 and killed.failed["connection"] >= 1 and not killed.healthy
+    assert 8 <= killed.answered < 60 and killed.failed["connection"] >= 1 and not killed.healthy
     assert killed.sent > killed.answered
     # Nothing delivered was asked again: the survivors answered each of the rest exactly once.
     assert all(count == 1 for s in survivors for count in s.answered.values())
@@ -217,7 +217,8 @@ def test_cli_generate_and_synth_take_a_file_of_urls(tmp_path):
                                         "--base-url", f"@{urls}", "--concurrency", "4", "-o", str(tmp_path / "g.jsonl"),
                                         "--no-progress", "--workers", "1"])
         assert res.exit_code == 0, res.output
-        assert [s.requests for s in servers] == [6, 6] and [s.peak_in_flight for s in servers] == [2, 2]
+        assert sum(s.requests for s in servers) == 12 and min(s.requests for s in servers) >= 3
+        assert max(s.peak_in_flight for s in servers) <= 2  # --concurrency 4 over 2 servers
         res = CliRunner().invoke(main, ["synth", "--seed-data", str(tmp_path / "seeds.jsonl"), "--n", "4",
                                         "--teacher", "openai:m", "--base-url", f"@{urls}", "--samples", "1",
                                         "--decontaminate", "none", "-o", str(tmp_path / "s.jsonl"), "--no-progress",
