@@ -219,12 +219,14 @@ def test_cli_generate_and_synth_take_a_file_of_urls(tmp_path):
         assert res.exit_code == 0, res.output
         assert sum(s.requests for s in servers) == 12 and min(s.requests for s in servers) >= 3
         assert max(s.peak_in_flight for s in servers) <= 2  # --concurrency 4 over 2 servers
+        before = [s.requests for s in servers]
         res = CliRunner().invoke(main, ["synth", "--seed-data", str(tmp_path / "seeds.jsonl"), "--n", "4",
                                         "--teacher", "openai:m", "--base-url", f"@{urls}", "--samples", "1",
                                         "--decontaminate", "none", "-o", str(tmp_path / "s.jsonl"), "--no-progress",
                                         "--workers", "1", "--concurrency", "2"])
         assert res.exit_code == 0, res.output
-        assert sum(s.requests for s in servers) == 12 + 4 + 4 * 2 and min(s.requests for s in servers) > 6
+        assert sum(s.requests for s in servers) == 12 + 4 + 4 * 2  # 4 questions written, each solved by pot and eot
+        assert all(s.requests > b for s, b in zip(servers, before))  # synth used both servers too
         assert max(s.peak_in_flight for s in servers) <= 2
         bad = tmp_path / "bad.txt"
         bad.write_text(f"{servers[0].url}\nlocalhost:9/v1\n")
