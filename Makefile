@@ -13,11 +13,15 @@ $(BIN)/distill: pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@
 
-.PHONY: install test demo quickstart demo-validate bench clean
+.PHONY: install test test-fast demo quickstart demo-validate bench clean
 install: $(BIN)/distill
 
 test: $(BIN)/distill
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+# Without the `slow` tests (compile, resume, static-loop decode, 2 processes): for local runs; CI runs all.
+test-fast: $(BIN)/distill
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 demo: quickstart
 

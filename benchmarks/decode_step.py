@@ -17,15 +17,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from eval_gpu import build_model
 
-from distill.evaluation import decode
+from distill.evaluation.graphs import SEGMENT, GreedyLoop, cuda_graph
+from distill.evaluation.steps import T5Step, attend, attend_one
 
 
 def _batch_bias(q, k, v, mask, scale=None):
     """SDPA with the bias materialised per sequence (some fused kernels refuse a batch-broadcast one)."""
-    return decode._attend(q, k, v, mask.expand(q.shape[0], -1, -1, -1).contiguous(), scale)
+    return attend(q, k, v, mask.expand(q.shape[0], -1, -1, -1).contiguous(), scale)
 
 
-ATTENTION = {"sdpa": decode._attend, "one": decode._attend_one, "sdpa-batch-bias": _batch_bias}
+ATTENTION = {"sdpa": attend, "one": attend_one, "sdpa-batch-bias": _batch_bias}
 
 
 def main() -> None:
@@ -38,14 +39,14 @@ def main() -> None:
     args = ap.parse_args()
     model, _ = build_model(args.shape, False, "cuda", torch.bfloat16)
     new = 256
-    loop = decode.GreedyLoop(model, max_new_tokens=new, pad_token_id=0, force_new_tokens=True, capture=decode.cuda_graph)
+    loop = GreedyLoop(model, max_new_tokens=new, pad_token_id=0, force_new_tokens=True, capture=cuda_graph)
     st = loop._allocate(args.batch, args.length)
     ids = torch.randint(3, 30000, (args.batch, args.length), device="cuda")
     with torch.inference_mode():
         loop.arch.prefill(st, ids, torch.ones_like(ids))
-    ends = list(range(decode.SEGMENT, new + 1, decode.SEGMENT))
+    ends = list(range(SEGMENT, new + 1, SEGMENT))
     ev = [torch.cuda.Event(enable_timing=True) for _ in range(2)]
-    variants = args.variants.split(",") if isinstance(loop.arch, decode._T5) else ["default"]
+    variants = args.variants.split(",") if isinstance(loop.arch, T5Step) else ["default"]
     for n, name in enumerate(variants):
         if name != "default":
             self_name, cross_name = name.split("/")
@@ -63,10 +64,10 @@ def main() -> None:
                     ev[0].record(); step(); ev[1].record(); torch.cuda.synchronize()
                     ts.append(ev[0].elapsed_time(ev[1]))
             ms = sorted(ts[3:])[5]
-            total += ms * decode.SEGMENT
+            total += ms * SEGMENT
             print(f"{args.shape} batch {args.batch} length {args.length} {name} keys {keys}: {ms:.2f} ms/step", flush=True)
         if n == 0:
-            print(f"{name}: {total / 1000:.2f} s per batch of {new} steps (segments of {decode.SEGMENT})", flush=True)
+            print(f"{name}: {total / 1000:.2f} s per batch of {new} steps (segments of {SEGMENT})", flush=True)
     print(f"peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
     if variants[0] != "default":
         loop.arch.self_attention, loop.arch.cross_attention = (ATTENTION[n] for n in variants[0].split("/"))

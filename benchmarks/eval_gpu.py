@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from distill.cues import student_input  # noqa: E402
 from distill.data import load  # noqa: E402
 from distill.evaluation import evaluate_model  # noqa: E402
-from distill.evaluation.decode import Batch, DecodeOptions, HFDecoder  # noqa: E402
+from distill.evaluation.backends import DecodeOptions, HFDecoder  # noqa: E402
+from distill.evaluation.plan import Batch  # noqa: E402
 from distill.students import StudentSettings  # noqa: E402
 
 THOUGHTS = ("pot", "eot", "cot")

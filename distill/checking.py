@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from solvers.answers import outcome_correct
-from solvers.outcome import Outcome
-
 from distill.records import Record
 from distill.thoughts import BatchCheck, get_thought
+from solvers.answers import outcome_correct
+from solvers.outcome import Outcome
 
 
 class Checker:

@@ -5,9 +5,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
-
-from distill.records import InputError
+from distill.records import InputError, read_yaml_mapping
 from distill.resources import resource
 from distill.thoughts import get_thought, thought_names
 
@@ -20,11 +18,8 @@ def load_cues(name: str = "etd", path: str | os.PathLike | None = None) -> dict[
     """The cue template of each thought from a cues file (`{question}` marks the question); a
     thought the set does not name gets the default cue of its registry entry."""
     path = Path(path or DEFAULT_CUES)
-    try:
-        sets = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(f"cannot read cues: {exc}", path) from None
-    if not isinstance(sets, dict) or name not in sets:
+    sets = read_yaml_mapping(path, "cues")
+    if name not in sets:
         raise InputError(f"no cue set {name!r} (have: {', '.join(sets or {})})", path)
     cues = sets[name]
     if not isinstance(cues, dict):

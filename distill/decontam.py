@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from distill.data import load
@@ -37,9 +37,9 @@ def words(text: str) -> list[str]:
     return ["#" if w[0].isdigit() else w for w in _WORD.findall(_THOUSANDS.sub("", text.lower()))]
 
 
-def ngrams(text: str, n: int = NGRAM) -> set[Gram]:
-    """The word n-grams of `text`; a text shorter than n is one gram (itself)."""
-    w = words(text)
+def ngrams(text: str, n: int = NGRAM, split: Callable[[str], list[str]] = words) -> set[Gram]:
+    """The n-grams of the words `split` finds in `text`; a text shorter than n is one gram (itself)."""
+    w = split(text)
     if len(w) < n:
         return {tuple(w)} if w else set()
     return {tuple(w[i : i + n]) for i in range(len(w) - n + 1)}
@@ -47,26 +47,56 @@ def ngrams(text: str, n: int = NGRAM) -> set[Gram]:
 
 @dataclass(frozen=True)
 class Hit:
-    eval_id: str  # e.g. "gsm8k:test/602"
+    eval_id: str  # the indexed text's id, e.g. "gsm8k:test/602"
     eval_question: str
     score: float
 
 
-class EvalIndex:
-    """The n-grams of evaluation questions, indexed once; `match` is then a few dict look-ups."""
+class NgramIndex:
+    """Texts as sets of n-grams, indexed for look-ups by overlap; `match` is then a few dict look-ups.
+    `split` turns a text into words (default: `words`, numbers as `#`)."""
+
+    def __init__(self, n: int = NGRAM, threshold: float = THRESHOLD, split: Callable[[str], list[str]] = words):
+        self.n, self.threshold, self.split = n, threshold, split
+        self._ids: list[str] = []
+        self._texts: list[str] = []
+        self._sizes: list[int] = []
+        self._index: dict[Gram, list[int]] = defaultdict(list)
+
+    def add(self, text_id: str, text: str) -> None:
+        grams = ngrams(text, self.n, self.split)
+        for gram in grams:
+            self._index[gram].append(len(self._ids))
+        self._ids.append(text_id)
+        self._texts.append(text)
+        self._sizes.append(len(grams))
+
+    def best(self, text: str) -> Hit | None:
+        """The indexed text with the highest overlap (the first one on ties)."""
+        grams = ngrams(text, self.n, self.split)
+        shared: Counter[int] = Counter()
+        for gram in grams:
+            shared.update(self._index.get(gram, ()))
+        if not shared:
+            return None
+        score, i = max((k / min(len(grams), self._sizes[i]), -i) for i, k in shared.items())
+        return Hit(self._ids[-i], self._texts[-i], score)
+
+    def match(self, text: str) -> Hit | None:
+        """The best hit when it reaches the threshold, else None."""
+        hit = self.best(text)
+        return hit if hit is not None and hit.score >= self.threshold else None
+
+
+class EvalIndex(NgramIndex):
+    """The n-grams of evaluation questions, indexed once."""
 
     def __init__(self, records: Iterable[Record], n: int = NGRAM, threshold: float = THRESHOLD):
         if n < 1 or not 0 < threshold <= 1:
             raise InputError(f"decontamination needs n >= 1 and 0 < threshold <= 1 (got {n}, {threshold})")
-        self.n, self.threshold = n, threshold
-        self.records = list(records)
-        self._sizes: list[int] = []
-        self._index: dict[Gram, list[int]] = defaultdict(list)
-        for i, rec in enumerate(self.records):
-            grams = ngrams(rec.question, n)
-            self._sizes.append(len(grams))
-            for gram in grams:
-                self._index[gram].append(i)
+        super().__init__(n, threshold)
+        for rec in records:
+            self.add(rec.id, rec.question)
 
     @classmethod
     def load(
@@ -78,20 +108,3 @@ class EvalIndex:
         data_root: str | os.PathLike | None = None,
     ) -> "EvalIndex":
         return cls((rec for spec in specs for rec in load(spec, data_root=data_root).records), n, threshold)
-
-    def best(self, question: str) -> Hit | None:
-        """The evaluation question with the highest overlap (the first one on ties)."""
-        grams = ngrams(question, self.n)
-        shared: Counter[int] = Counter()
-        for gram in grams:
-            shared.update(self._index.get(gram, ()))
-        if not shared:
-            return None
-        score, i = max((k / min(len(grams), self._sizes[i]), -i) for i, k in shared.items())
-        rec = self.records[-i]
-        return Hit(rec.id, rec.question, score)
-
-    def match(self, question: str) -> Hit | None:
-        """The best hit when it reaches the threshold, else None."""
-        hit = self.best(question)
-        return hit if hit is not None and hit.score >= self.threshold else None

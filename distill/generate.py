@@ -26,13 +26,13 @@ from distill.checking import Checker
 from distill.data import load
 from distill.journal import Journal, remove_run
 from distill.ledger import Ledger, Price, find_price, usage_text
-from distill.progress import live_table
+from distill.progress import eta, live_table
 from distill.records import InputError, Record, dumps
-from distill.thoughts import parse_thoughts
 from distill.teachers import Completion, Request, Teacher, TeacherError, make_teacher
 from distill.teachers.base import is_transient
 from distill.teachers.extract import extract_rationale
 from distill.teachers.prompts import Prompt, load_prompts
+from distill.thoughts import parse_thoughts
 from solvers.answers import outcome_correct
 
 RECORD_FIELDS = [f.name for f in fields(Record)]
@@ -68,6 +68,8 @@ class Result:
     ledger: Ledger
     retries: Counter[str]  # failed teacher attempts by class (most were retried)
     audit: str | None = None  # the teacher backend's own report on the run, if it has one
+    failed: int = 0  # samples the teacher gave no usable answer for
+    skipped: list[Any] = field(default_factory=list)  # data set items left out (gold not usable), as data.Skipped
 
 
 @dataclass
@@ -232,13 +234,10 @@ class Run:
                 stats.resumed += 1
                 first += n
                 continue
-            completions = self.journal.answered.get(key)
-            if completions is None:
-                completions = await self.teacher.complete(request)
+            completions, sent = await self.journal.answer(key, lambda: self.teacher.complete(request))
+            if sent:
                 stats.called += 1
-                self._account(completions)
-                if not any(is_transient(c.error) for c in completions):
-                    self.journal.record_answer(key, completions)
+                self.ledger.paid(completions)
             else:
                 stats.resumed += 1
             job = Job(item, thought, key, first, completions, asyncio.get_running_loop().create_future())
@@ -248,16 +247,10 @@ class Run:
             if settings.until_correct:
                 correct += await job.done
 
-    def _account(self, completions: list[Completion]) -> None:
-        prompt_tokens = sum(c.prompt_tokens for c in completions)
-        completion_tokens = sum(c.completion_tokens for c in completions)
-        for usage in (self.ledger.run, self.ledger.total):
-            usage.add(prompt_tokens, completion_tokens)
-
     async def main(self, concurrency: int, timeout: float, workers: int | None, show_progress: bool) -> None:
         kept = self.journal.load()
         for completions in self.journal.answered.values():
-            self.ledger.total.add(sum(c.prompt_tokens for c in completions), sum(c.completion_tokens for c in completions))
+            self.ledger.resumed(completions)
         hashes = {t: p.hash for t, p in self.prompts.items()}
         self.prior_correct = Counter(
             (r.id, r.thought) for r in kept
@@ -278,7 +271,7 @@ class Run:
                                        out, self.stats, timeout, workers)
             checking = asyncio.create_task(self.validator.run())
             try:
-                async with live_table(lambda: stats_table(self), enabled=show_progress):
+                async with live_table(lambda: stats_table(self), enabled=show_progress, line=lambda: stats_line(self)):
                     workers_done = asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
                     try:
                         await asyncio.wait({workers_done, checking}, return_when=asyncio.FIRST_COMPLETED)
@@ -298,6 +291,13 @@ class Run:
                 self.journal.close()
 
 
+def stats_line(run: Run) -> str:
+    s = run.stats
+    kept = sum(s.correct.values())
+    return (f"generate: {s.done}/{s.requests} requests ({s.called} sent), {kept}/{sum(s.samples.values())} kept, "
+            f"{s.elapsed:.0f} s, {eta(s.done - s.resumed, s.requests - s.resumed, s.elapsed)}")
+
+
 def stats_table(run: Run) -> Table:
     """Done/total, rates, tokens, cost, kept rate by thought and errors by class."""
     s, ledger = run.stats, run.ledger
@@ -305,7 +305,8 @@ def stats_table(run: Run) -> Table:
     table.add_column(style="bold")
     table.add_column()
     table.add_row("requests", f"{s.done}/{s.requests} done  ({s.called} sent, {s.resumed} from the journal)")
-    table.add_row("rate", f"{s.called / max(s.elapsed, 1e-9):.1f} requests/s over {s.elapsed:.1f}s")
+    table.add_row("rate", f"{s.called / max(s.elapsed, 1e-9):.1f} requests/s over {s.elapsed:.1f}s, "
+                          f"{eta(s.done - s.resumed, s.requests - s.resumed, s.elapsed)}")
     table.add_row("tokens", usage_text(ledger, ledger.run))
     for thought in run.thoughts:
         table.add_row(f"kept {thought}", f"{s.correct[thought]}/{s.samples[thought]} = {s.kept_rate(thought):.1%}")
@@ -378,7 +379,8 @@ def generate(
     into the same file. Keyword arguments go to `agenerate` (settings, concurrency, overwrite, ...)."""
     thoughts = parse_thoughts(thoughts)
     prompts = load_prompts(thoughts, list(prompt_files))
-    items = load(data, limit=limit, shard=shard).records if isinstance(data, str) else list(data)
+    dataset = load(data, limit=limit, shard=shard) if isinstance(data, str) else None
+    items = dataset.records if dataset is not None else list(data)
     kwargs.setdefault("prompts", prompts)
 
     async def main() -> Result:
@@ -388,7 +390,9 @@ def generate(
             raise InputError(str(exc)) from None
         kwargs.setdefault("price", find_price(built.name, prices))
         try:
-            return await agenerate(items, thoughts, built, out, **kwargs)
+            result = await agenerate(items, thoughts, built, out, **kwargs)
+            result.skipped = list(dataset.skipped) if dataset is not None else []
+            return result
         finally:
             if isinstance(teacher, str):
                 await built.aclose()

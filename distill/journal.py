@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 from distill.records import Record, cut_torn_line, dumps, write_jsonl
-from distill.teachers.base import Completion
+from distill.teachers.base import Completion, is_transient
 
 
 def journal_path(out: str | os.PathLike) -> Path:
@@ -74,6 +74,16 @@ class Journal:
     def record_answer(self, key: str, completions: list[Completion]) -> None:
         self.answered[key] = completions
         self._append({"key": key, "completions": [vars(c) for c in completions]})
+
+    async def answer(self, key: str, ask: Callable[[], Awaitable[list[Completion]]]) -> tuple[list[Completion], bool]:
+        """The completions of request `key`: from the journal, else asked now (and journaled unless a
+        transient failure left it unanswered); the flag says whether the teacher was asked."""
+        if (completions := self.answered.get(key)) is not None:
+            return completions, False
+        completions = await ask()
+        if not any(is_transient(c.error) for c in completions):
+            self.record_answer(key, completions)
+        return completions, True
 
     def record_written(self, key: str) -> None:
         self.written.add(key)

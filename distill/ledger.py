@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import yaml
 
 from distill.records import InputError
 from distill.resources import resource
+from distill.teachers.base import Completion
 
 DEFAULT_PRICES = resource("prompts", "prices.yaml")
 
@@ -62,6 +64,15 @@ class Ledger:
     @classmethod
     def start(cls, teacher: str, price: Price | None) -> "Ledger":
         return cls(teacher, price, Usage(), Usage())
+
+    def paid(self, completions: Sequence[Completion]) -> None:
+        """Count completions this run received (and paid for)."""
+        for usage in (self.run, self.total):
+            usage.add(sum(c.prompt_tokens for c in completions), sum(c.completion_tokens for c in completions))
+
+    def resumed(self, completions: Sequence[Completion]) -> None:
+        """Count completions an earlier run into the same output paid for."""
+        self.total.add(sum(c.prompt_tokens for c in completions), sum(c.completion_tokens for c in completions))
 
     def cost(self, usage: Usage) -> float | None:
         if self.price is None:

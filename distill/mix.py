@@ -22,13 +22,16 @@ import shutil
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
 from pathlib import Path
+from string import Template
 from typing import Any
 
 from distill import __version__
 from distill.cues import load_cues, student_input
 from distill.decontam import DEFAULT_EVAL_SETS, NGRAM, THRESHOLD, EvalIndex, Hit
 from distill.dedupe import Deduper
+from distill.markdown import md_table
 from distill.records import InputError, Record, dumps, iter_jsonl, write_jsonl
 from distill.thoughts import parse_thoughts, thought_names
 from solvers.answers import is_correct, to_number
@@ -295,6 +298,12 @@ def mix(
     if opts.balance:
         examples = _balance(examples, opts.seed, tally)
     tally.add("kept", examples)
+    if not examples:
+        n_in = sum(tally.counts["in"].values())
+        why = ", ".join(f"{reason}: {sum(per.values())}" for reason, per in tally.counts.items()
+                        if reason not in ("in", "kept") and sum(per.values()))
+        what = f"all {n_in} rationales were dropped ({why})" if n_in else "the inputs hold no rationales"
+        raise InputError(f"nothing to mix: {what}; nothing written", inputs[0])
 
     val_keys = split_questions([ex.key for ex in examples], opts.val_fraction, opts.seed)
     splits: dict[str, list[Row]] = {split: [] for split in SPLITS}
@@ -476,12 +485,6 @@ def _push(out: Path, dataset: Any, repo_id: str) -> None:
 
 
 # ---------------------------------------------------------------- the card
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def dataset_card(meta: dict[str, Any]) -> str:
     """README.md of the data set: counts, sources, teacher, filters and the command that built it."""
     counts, opts, decon = meta["counts"], meta["options"], meta["decontamination"]
@@ -501,53 +504,26 @@ def dataset_card(meta: dict[str, Any]) -> str:
         f"source <= {opts['max_source_tokens']} and target <= {opts['max_target_tokens']} tokens of `{opts['tokenizer']}`"
         if opts["tokenizer"] else "off"
     )
-    cue_block = "\n".join(f"- {t}: `{json.dumps(meta['cues'][t], ensure_ascii=False)}`" for t in meta['cues'])
-    return f"""---
-pretty_name: Mix-Thoughts distillation data ({', '.join(thoughts)})
-task_categories:
-- text-generation
-tags:
-- math
-- distillation
-- mix-thoughts
----
-# Mix-Thoughts (MTD) distillation data
-
-Built with `distill mix` (distill {meta['distill_version']}). Each example is one teacher rationale:
-`input` is the question followed by the student cue of its thought, `target` the rationale.
-Train and validation hold disjoint questions.
-
-```
-{meta['command']}
-```
-
-## Counts (rationales)
-
-{_md_table(['thought', *SPLITS], split_rows)}
-
-## Filters (rationales per thought)
-
-{_md_table(['', *thoughts], filter_rows)}
-
-- correctness: {'all rationales kept (--keep-incorrect)' if opts['keep_incorrect'] else 'only rationales whose answer matches the gold one'}
-- thoughts: {', '.join(opts['thoughts'])}; per question and thought: {opts['per_question'] or 'no cap'}; balanced: {'yes' if opts['balance'] else 'no'}
-- duplicates: exact, and equal after collapsing whitespace and normalising numbers (per question and thought)
-- decontamination: {decon_line}
-- length: {length_line}
-- validation: {opts['val_fraction']:g} of questions, seed {opts['seed']}
-
-## Sources
-
-- teachers: {', '.join(f'`{t}` ({n})' for t, n in meta['teachers'].items()) or 'none'}
-- questions from: {', '.join(f'`{s}` ({n})' for s, n in meta['sources'].items()) or 'none'}
-- input files: {', '.join(f"`{i['path']}` (sha256 {i['sha256'][:12]})" for i in meta['inputs'])}
-
-## Student cues (`{opts['student_cues']}`)
-
-{cue_block}
-
-## Files and columns
-
-The directory loads with `datasets.load_from_disk` (splits `train`, `validation`); the same rows are in
-`train.jsonl` and `validation.jsonl`; `mix.json` holds the options, cues, counts and flagged questions. Columns: {', '.join(f'`{c}`' for c in COLUMNS)}.
-"""
+    template = resources.files("distill").joinpath("templates/dataset_card.md").read_text(encoding="utf-8")
+    return Template(template).substitute(
+        thoughts=", ".join(thoughts),
+        version=meta["distill_version"],
+        command=meta["command"],
+        split_table=md_table(["thought", *SPLITS], split_rows),
+        filter_table=md_table(["", *thoughts], filter_rows),
+        correctness="all rationales kept (--keep-incorrect)" if opts["keep_incorrect"]
+        else "only rationales whose answer matches the gold one",
+        selected=", ".join(opts["thoughts"]),
+        per_question=opts["per_question"] or "no cap",
+        balanced="yes" if opts["balance"] else "no",
+        decontamination=decon_line,
+        length=length_line,
+        val_fraction=f"{opts['val_fraction']:g}",
+        seed=opts["seed"],
+        teachers=", ".join(f"`{t}` ({n})" for t, n in meta["teachers"].items()) or "none",
+        sources=", ".join(f"`{s}` ({n})" for s, n in meta["sources"].items()) or "none",
+        inputs=", ".join(f"`{i['path']}` (sha256 {i['sha256'][:12]})" for i in meta["inputs"]),
+        cue_set=opts["student_cues"],
+        cues="\n".join(f"- {t}: `{json.dumps(meta['cues'][t], ensure_ascii=False)}`" for t in meta['cues']),
+        columns=", ".join(f"`{c}`" for c in COLUMNS),
+    )

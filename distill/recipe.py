@@ -31,9 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from distill.records import InputError
+from distill.records import InputError, read_yaml_mapping
 from distill.resources import find_recipe, shipped_recipes
 
 STAGE_KEYS = {"name", "command", "args", "options"}
@@ -119,12 +117,7 @@ def load_recipe(path: str | os.PathLike, *, smoke: bool = False, run_dir: str | 
     if (found := find_recipe(str(path))) is None:
         raise InputError(f"no recipe {str(path)!r}: not a file, nor a shipped recipe ({', '.join(shipped_recipes())})")
     path = found
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(f"cannot read recipe: {str(exc).splitlines()[0]}", path) from None
-    if not isinstance(raw, dict):
-        raise InputError("a recipe is a YAML mapping", path)
+    raw = read_yaml_mapping(path, "recipe")
     if unknown := set(raw) - RECIPE_KEYS:
         raise InputError(f"unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(RECIPE_KEYS))})", path)
     if not isinstance(raw.get("stages"), list) or not raw["stages"]:

@@ -13,12 +13,20 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+
 class InputError(ValueError):
     """Bad user input; the message is one line naming the file, line and field."""
 
     def __init__(self, message: str, path: str | os.PathLike | None = None, line: int | None = None):
         where = f"{path}:{line}: " if path is not None and line is not None else f"{path}: " if path else ""
         super().__init__(f"{where}{message}")
+
+
+class RunFailed(RuntimeError):
+    """A run that did nothing useful (every request failed, ...): one line saying why; exit status 1."""
+
+
+PARTIAL_EXIT = 3  # exit status of a run that finished but left some work failed (a rerun retries it)
 
 
 @dataclass
@@ -54,6 +62,21 @@ class Record:
                 kwargs[name] = kwargs["meta"].pop(name)
         kwargs["id"] = str(kwargs.get("id", ""))
         return cls(**kwargs)
+
+
+def read_yaml_mapping(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    """A YAML file that holds a mapping (`what` names it in errors: "recipe", "prompt", ...)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"cannot read {what}: {str(exc).splitlines()[0]}", path) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InputError(f"a {what} file is a YAML mapping", path)
+    return data
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:

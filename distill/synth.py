@@ -32,18 +32,18 @@ import yaml
 from rich.table import Table
 
 from distill.data import load
-from distill.decontam import DEFAULT_EVAL_SETS, NGRAM, THRESHOLD, EvalIndex
+from distill.decontam import DEFAULT_EVAL_SETS, NGRAM, THRESHOLD, EvalIndex, NgramIndex
 from distill.dedupe import normalise
 from distill.generate import Settings, agenerate, ledger_path, request_key
 from distill.journal import Journal, remove_run
 from distill.ledger import Ledger, Price, find_price, usage_text
 from distill.progress import live_table
 from distill.records import InputError, Record, write_jsonl
-from distill.thoughts import parse_thoughts
 from distill.resources import resource
 from distill.teachers import Completion, Request, Teacher, TeacherError, make_teacher
-from distill.teachers.base import WRITE_QUESTION, is_transient
+from distill.teachers.base import WRITE_QUESTION
 from distill.teachers.prompts import Exemplar, Prompt
+from distill.thoughts import parse_thoughts
 from solvers.answers import is_correct
 
 DEFAULT_PROMPT = resource("prompts", "synth.yaml")
@@ -85,35 +85,17 @@ def parse_question(raw: str) -> tuple[str | None, str | None]:
     return question, None
 
 
-class NearDuplicates:
+class NearDuplicates(NgramIndex):
     """Questions seen so far, as sets of word n-grams of their normalised text. Unlike
     decontamination, numbers are kept: the same story with new numbers is a new problem."""
 
     def __init__(self, n: int = 5, threshold: float = 0.8):
-        self.n, self.threshold = n, threshold
-        self._grams: list[set[tuple[str, ...]]] = []
-        self._ids: list[str] = []
-        self._index: dict[tuple[str, ...], list[int]] = defaultdict(list)
-
-    def grams(self, text: str) -> set[tuple[str, ...]]:
-        w = _WORD.findall(normalise(text).lower())
-        return {tuple(w[i : i + self.n]) for i in range(max(len(w) - self.n + 1, 1))}
+        super().__init__(n, threshold, split=lambda text: _WORD.findall(normalise(text).lower()))
 
     def find(self, text: str) -> str | None:
         """The id of a question seen before that `text` overlaps by the threshold or more."""
-        grams = self.grams(text)
-        shared: Counter[int] = Counter(i for g in grams for i in self._index.get(g, ()))
-        for i, k in shared.most_common():
-            if k / min(len(grams), len(self._grams[i])) >= self.threshold:
-                return self._ids[i]
-        return None
-
-    def add(self, rid: str, text: str) -> None:
-        grams = self.grams(text)
-        for g in grams:
-            self._index[g].append(len(self._ids))
-        self._grams.append(grams)
-        self._ids.append(rid)
+        hit = self.match(text)
+        return None if hit is None else hit.eval_id
 
 
 @dataclass
@@ -232,14 +214,10 @@ class Synth:
 
     async def write(self, c: int) -> None:
         _, request, key = self.request(c)
-        completions = self.journal.answered.get(key)
-        if completions is None:
-            completions = await self.teacher.complete(request)
+        completions, sent = await self.journal.answer(key, lambda: self.teacher.complete(request))
+        if sent:
             self.progress.sent += 1
-            self.ledger.run.add(*usage(completions))
-            self.ledger.total.add(*usage(completions))
-            if not any(is_transient(x.error) for x in completions):
-                self.journal.record_answer(key, completions)
+            self.ledger.paid(completions)
         else:
             self.progress.resumed += 1
         self.answers[c] = completions
@@ -314,7 +292,7 @@ class Synth:
     async def main(self, concurrency: int, timeout: float, workers: int | None, show_progress: bool) -> list[Candidate]:
         self.journal.load()
         for completions in self.journal.answered.values():
-            self.ledger.total.add(*usage(completions))
+            self.ledger.resumed(completions)
         self.journal.open()
         todo = iter(range(self.settings.n))
 
@@ -359,10 +337,6 @@ class Synth:
             report["precision_first_sample"] = (sum(is_correct(v, truth(r.question)) for r, v in first) / len(first)
                                                 if first else None)
         return report
-
-
-def usage(completions: Sequence[Completion]) -> tuple[int, int]:
-    return sum(c.prompt_tokens for c in completions), sum(c.completion_tokens for c in completions)
 
 
 def progress_table(run: Synth) -> Table:

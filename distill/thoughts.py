@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from distill.registry import Registry
 from solvers.answers import extract_answer
 from solvers.outcome import Outcome, Status
-
-from distill.registry import Registry
 
 
 class BatchCheck(Protocol):

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import Decimal
-from fractions import Fraction
-from numbers import Real
 
 from solvers.outcome import Number, Outcome, Status
 
@@ -30,19 +27,17 @@ _DASHES = str.maketrans({"\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00a0": 
 
 
 def to_number(value: object) -> Number | None:
-    """Normalise a computed value to int (when integral) or float; None if it is not a number."""
+    """Normalise a computed value to int (when integral) or float; None if it is not a number.
+
+    The result is always a plain `int` or `float` (never a subclass, whose methods could lie)."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int):
-        return value
-    if isinstance(value, (Fraction, Decimal)):
-        value = float(value)
-    elif not isinstance(value, (float, Real)):
-        try:  # numpy / sympy scalars know how to become a float
-            value = float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError, OverflowError):
-            return None
-    value = float(value)
+        return int.__int__(value)
+    try:  # numpy / sympy scalars, Fraction and Decimal know how to become a float
+        value = float.__float__(float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None
     if not math.isfinite(value):
         return None
     if value.is_integer() and abs(value) < 2**53:

@@ -15,6 +15,12 @@ format and the classes are documented for users in docs/eot.md; in short:
   the name, which the later lines then mean (static single assignment). Lines that assign `ans` are read last, so
   that they mean the final versions wherever they stand.
 * Only what `ans` depends on must be determined. Several solutions: see `_choose`.
+
+Cost: in the calling process only exact work runs, bounded in the sizes of numbers (algebra's
+MAX_BITS), of the text (parser) and in the number of unknowns, and checked against the deadline at
+every line and elimination step. A text whose solution needs SymPy (whose cost no size bound
+predicts: `sqrt(10**60 + 1)`, non-linear systems) is solved again, whole, in the sandbox
+(`solvers.executor`, "sympy" workers), whose child is killed at the time limit.
 """
 from __future__ import annotations
 
@@ -24,31 +30,44 @@ from fractions import Fraction
 import sympy
 
 from solvers.answers import to_number
-from solvers.eot.algebra import (CONSTANTS, Lin, Poly1, Ratio, Value, add, evaluate, neg, quadratic_roots, symbol,
-                                 to_sym)
+from solvers.eot.algebra import (CONSTANTS, Lin, NeedsSymbolic, Poly1, Ratio, Value, add, check_sizes, evaluate,
+                                 exact_only, neg, quadratic_roots, symbol, to_sym)
 from solvers.eot.fallback import is_zero, solve_nonlinear, time_limit
 from solvers.eot.parser import EotError, Line, Node, parse_text
 from solvers.outcome import Outcome, Status
 
 ANSWER = "ans"
+MAX_UNKNOWNS = 200
 _CONSTANT_KEYS = {name.strip("<>"): name for name in CONSTANTS}  # pi -> <pi> unless assigned
 _COMPARE = {"<": lambda d: d < 0, ">": lambda d: d > 0, "<=": lambda d: d <= 0, ">=": lambda d: d >= 0,
             "!=": lambda d: d != 0}
 
 
 def solve_eot(text: str, timeout: float = 5.0) -> Outcome:
-    """The value of `ans` in an EoT rationale, or the reason there is none.
+    """The value of `ans` in an EoT rationale, or the reason there is none, within `timeout` seconds.
 
-    `timeout` bounds the SymPy fallback (seconds); the exact linear path is not timed.
+    Exact work runs here; a text that needs SymPy is solved in the sandbox (see the module docstring).
     """
     if not isinstance(text, str):
         return Outcome.fail(Status.PARSE, "rationale is not text")
     try:
-        return _System(parse_text(text)).solve(time.monotonic() + timeout)
+        with exact_only():
+            return solve_symbolic(text, timeout)
+    except NeedsSymbolic:
+        pass
+    from solvers.executor import shared_executor
+
+    return shared_executor(timeout, "sympy").run_many([text], kind="eot")[0]
+
+
+def solve_symbolic(text: str, timeout: float = 5.0) -> Outcome:
+    """The whole solver, SymPy included (what the sandbox runs; SymPy is not bounded here)."""
+    try:
+        return _System(parse_text(text), time.monotonic() + timeout).solve()
     except EotError as exc:
         return Outcome.fail(exc.status, exc.detail)
     except TimeoutError:
-        return Outcome.fail(Status.TIMEOUT, f"SymPy did not finish within {timeout:g} s")
+        return Outcome.fail(Status.TIMEOUT, f"not solved within {timeout:g} s")
     except (RecursionError, MemoryError, ArithmeticError, ValueError, TypeError) as exc:
         return Outcome.fail(Status.UNSUPPORTED, f"{type(exc).__name__}: {exc}")
 
@@ -82,8 +101,9 @@ def _shown(key: str) -> str:
 
 
 class _System:
-    def __init__(self, lines: list[Line]) -> None:
+    def __init__(self, lines: list[Line], deadline: float) -> None:
         self.lines = lines
+        self.deadline = deadline
         self.assigned_anywhere = {line.assigned_name for line in lines}
         self.pivots: dict[str, Lin] = {}  # unknown -> affine form over free unknowns
         self.versions: dict[str, int] = {}
@@ -99,7 +119,10 @@ class _System:
             return _CONSTANT_KEYS[name]
         v = self.versions.get(name, 1) if version is None else version
         key = name if v == 1 else f"{name}#{v}"
-        self.order.setdefault(key, len(self.order))
+        if key not in self.order:
+            if len(self.order) >= MAX_UNKNOWNS:
+                raise EotError(Status.UNSUPPORTED, f"more than {MAX_UNKNOWNS} unknowns")
+            self.order[key] = len(self.order)
         return key
 
     def bind(self, *nodes: Node) -> dict[str, str]:
@@ -124,11 +147,16 @@ class _System:
         return out
 
     # -- building the system ---------------------------------------------------------------
-    def solve(self, deadline: float) -> Outcome:
+    def in_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise TimeoutError
+
+    def solve(self) -> Outcome:
         ordered = [ln for ln in self.lines if ln.assigned_name != ANSWER] + \
                   [ln for ln in self.lines if ln.assigned_name == ANSWER]
         assigned: set[str] = set()
         for line in ordered:
+            self.in_time()
             name = line.assigned_name
             if name is None:
                 for lhs, rel, rhs in zip(line.sides, line.relations, line.sides[1:]):
@@ -155,7 +183,7 @@ class _System:
             else:
                 self.absorb(eq)
             assigned.add(name)
-        return self.answer(deadline)
+        return self.answer()
 
     def new_version(self, eq: _Eq, name: str, rhs_keys: dict[str, str]) -> _Eq:
         """`name = rhs` with the lhs renamed to the new version and the rhs still meaning the old one."""
@@ -185,12 +213,13 @@ class _System:
             return
         pivot = eq.prefer if eq.prefer in form.coef else max(form.coef, key=self.order.__getitem__)
         c = form.coef[pivot]
-        solved = Lin(-form.const / c, {k: -v / c for k, v in form.coef.items() if k != pivot})
+        solved = check_sizes(Lin(-form.const / c, {k: -v / c for k, v in form.coef.items() if k != pivot}), eq.lineno)
         for k, expr in self.pivots.items():
             if pivot in expr.coef:
+                self.in_time()
                 rest = dict(expr.coef)
                 factor = rest.pop(pivot)
-                self.pivots[k] = Lin(expr.const, rest).plus(solved, factor)
+                self.pivots[k] = check_sizes(Lin(expr.const, rest).plus(solved, factor), eq.lineno)
         self.pivots[pivot] = solved
         woken = [p for p in self.pending if pivot in p[2]]
         if woken:
@@ -199,7 +228,7 @@ class _System:
                 self.absorb(p[0])
 
     # -- the answer ------------------------------------------------------------------------
-    def answer(self, deadline: float) -> Outcome:
+    def answer(self) -> Outcome:
         if ANSWER not in self.order:
             raise EotError(Status.PARSE, "no equation defines `ans`")
         for den, lineno in self.nonzero:
@@ -235,7 +264,7 @@ class _System:
         if len(unknowns) == 1 and all(isinstance(v, Poly1) and len(v.coefs) == 3 for v in values):
             return self.choose(self.quadratic(ans, values))  # the common case, without SymPy
         equations = [to_sym(v) for v in values]
-        solutions = time_limit(lambda: solve_nonlinear(equations), deadline - time.monotonic())
+        solutions = time_limit(lambda: solve_nonlinear(equations), self.deadline - time.monotonic())
         ans_sym = to_sym(ans)
         candidates: list[tuple[Fraction | complex, dict]] = []
         for sol in solutions:

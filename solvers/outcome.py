@@ -1,6 +1,7 @@
 """The verdict every checker returns: a number (or None) and a status naming why not."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
 
@@ -34,19 +35,30 @@ Number = int | float
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a rationale computes. `prediction` is set exactly when `status` is OK."""
+    """What a rationale computes. `prediction` is set exactly when `status` is OK, and is a finite
+    number. `exact`, when set, is the answer as SymPy wrote it (`srepr`, checked by
+    `solvers.sandbox.exact`): a PoT program whose answer is a SymPy value (Rational, sqrt, pi,
+    Matrix, Interval...) carries it whether or not it is also a number."""
 
     prediction: Number | None
     status: Status
     detail: str = ""
+    exact: str | None = None
+
+    def __post_init__(self) -> None:
+        # NaN / inf are not answers (and not JSON): whoever built this outcome, it says non-numeric.
+        if isinstance(self.prediction, float) and not math.isfinite(self.prediction):
+            object.__setattr__(self, "prediction", None)
+            object.__setattr__(self, "status", Status.NON_NUMERIC)
+            object.__setattr__(self, "detail", "answer is not a finite number")
 
     @classmethod
     def ok(cls, value: Number) -> "Outcome":
         return cls(value, Status.OK)
 
     @classmethod
-    def fail(cls, status: Status, detail: str = "") -> "Outcome":
-        return cls(None, status, detail[:500])
+    def fail(cls, status: Status, detail: str = "", exact: str | None = None) -> "Outcome":
+        return cls(None, status, detail[:500], exact)
 
     @property
     def is_ok(self) -> bool:

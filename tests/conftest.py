@@ -17,4 +17,5 @@ def shared_data() -> Path:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: takes more than ~15 s (deselect with -m 'not slow')")
+    # Until pyproject.toml registers it (another change adds it there); registering twice is harmless.
+    config.addinivalue_line("markers", "slow: a long test (a load test, for instance); deselect with -m 'not slow'")

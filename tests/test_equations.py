@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -117,3 +118,34 @@ def test_chains_of_definitions_match_python_arithmetic(steps: list[tuple[str, in
         value = {"+": value + n, "-": value - n, "*": value * n}[op]
     lines.insert(0, f"ans = v{len(steps)}")  # `ans` first: names may be used before their definition
     assert solve_eot("\n".join(lines)) == Outcome.ok(value)
+
+
+@pytest.mark.parametrize("text", [
+    "a = 10**9999 + 1\nans = a**(1/3)",
+    "ans = sqrt(10**9999 + 1)",
+    "a = 10**9999\ny = x*" + "*".join(["a"] * 400) + "\nx = 1\nans = y",
+    "a = 10**50\ny = x*" + "*".join(["a"] * 400) + "\nx = 1\nans = y",
+    "x = " + " + ".join(f"x{i}" for i in range(400)) + "\nans = x",
+    "\n".join(f"x{i} = {i} * x{i + 1} + 3" for i in range(250)) + "\nans = x0",
+    # SymPy's share, in the sandbox: a hard non-linear system and a root it must try to simplify.
+    "x**5 + y**3*x = 7\ny**4 - x*y = 3\nx*y*z = 2\nz**3 + x = y\nans = x + y + z",
+    "a = 10**59 + 12345\nb = sqrt(a) * sqrt(a + 1) * sqrt(a + 2)\nans = b**(1/7)",
+])
+def test_hostile_equations_cost_at_most_their_time_limit(text: str) -> None:
+    solve_eot("x**2 = 4\nx > 0\nans = x", timeout=1.0)  # the sandbox's SymPy workers up (not timed)
+    start = time.monotonic()
+    outcome = solve_eot(text, timeout=1.0)
+    elapsed = time.monotonic() - start
+    assert elapsed < 2.0, (elapsed, outcome)
+    assert isinstance(outcome, Outcome)
+
+
+def test_symbolic_work_runs_in_the_sandbox() -> None:
+    """A text that needs SymPy is solved by a sandbox child, not in this process."""
+    from solvers.eot import algebra
+
+    with algebra.exact_only():
+        with pytest.raises(algebra.NeedsSymbolic):
+            algebra.to_sym(algebra.Lin.var("x"))
+    assert solve_eot("ans = sqrt(2) * sqrt(8)") == Outcome.ok(4)
+    assert solve_eot("x**3 = 2\nans = x").prediction == pytest.approx(2 ** (1 / 3))

@@ -11,8 +11,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from distill.cli import main
 from distill.evaluation import evaluate_model, score_predictions
-from distill.evaluation.decode import Batch, plan_batches, plan_cost
+from distill.evaluation.graphs import SEGMENT, GreedyLoop
 from distill.evaluation.metrics import ks_for, majority, pass_at_k
+from distill.evaluation.plan import Batch, plan_batches, plan_cost
 from distill.records import Record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,6 +179,7 @@ class _NoHostSync(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["seq2seq", "causal"])
 @pytest.mark.parametrize("force", [True, False])
 def test_greedy_loop_matches_generate_with_bounded_shapes(kind: str, force: bool) -> None:
@@ -185,10 +187,8 @@ def test_greedy_loop_matches_generate_with_bounded_shapes(kind: str, force: bool
     decode step makes no host sync (so a CUDA graph can capture it) and is captured once per shape and segment."""
     import torch
 
-    from distill.evaluation import decode
-
     model = _tiny(kind)
-    new = decode.SEGMENT + 5  # two segments
+    new = SEGMENT + 5  # two segments
     captured: list = []
 
     def capture(step, pool):  # runs the step as a CUDA graph would record it, then undoes its writes
@@ -201,7 +201,7 @@ def test_greedy_loop_matches_generate_with_bounded_shapes(kind: str, force: bool
         captured.append(step)
         return step
 
-    loop = decode.GreedyLoop(model, max_new_tokens=new, pad_token_id=0, force_new_tokens=force, capture=capture)
+    loop = GreedyLoop(model, max_new_tokens=new, pad_token_id=0, force_new_tokens=force, capture=capture)
     gen = torch.Generator().manual_seed(1)
     lengths = [3 + (i * 7) % 61 for i in range(24)]
     batches = plan_batches(lengths, max_new_tokens=new, samples=1, token_budget=6 * (64 + new), max_batch=64, pad_multiple=16,

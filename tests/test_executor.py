@@ -99,9 +99,9 @@ def test_taint_does_not_reach_later_programs(executor):
 
 def test_isolation_layers_reported(executor):
     layers = set(executor.isolation)
-    assert {"python-policy", "rlimits", "fork-per-batch"} <= layers
+    assert {"python-policy", "rlimits", "fork-per-program", "not-dumpable"} <= layers
     if os.geteuid() == 0:
-        assert {"network-namespace", "chroot", "nproc", "seccomp", "no-new-privs"} <= layers
+        assert {"network-namespace", "ipc-namespace", "chroot", "nproc", "seccomp", "no-new-privs"} <= layers
 
 
 def test_run_program_one_shot():
@@ -143,7 +143,9 @@ def test_hostile_corpus_has_no_escapes(executor, tmp_path):
 
         def fill(source: str) -> str:
             return (source.replace("{CANARY}", str(canary)).replace("{WRITE}", str(write_target))
-                    .replace("{VICTIM}", str(victim)).replace("{PORT}", str(port)))
+                    .replace("{VICTIM}", str(victim)).replace("{PORT}", str(port))
+                    .replace("{IPC_KEY}", str(int(secret[:6], 16) + (1 << 24)))  # System V: see test_sandbox_integrity
+                    .replace("{SHM_READ_KEY}", "1").replace("{SHM_WRITE_KEY}", "2"))
 
         parent_pid = os.getpid()
         outcomes = executor.run_many([fill(source) for _, source, _ in cases])
@@ -170,7 +172,7 @@ def test_hostile_corpus_has_no_escapes(executor, tmp_path):
 
 def test_zygote_kill_is_survived(executor):
     """A worker whose zygote dies (here: the whole process group killed) is replaced."""
-    for worker in executor._workers:
+    for worker in [w for workers in executor._workers.values() for w in workers]:
         os.killpg(worker.proc.pid, signal.SIGKILL)
     assert [o.prediction for o in executor.run_many(["ans = 5"] * 10)] == [5] * 10
 
@@ -233,14 +235,3 @@ def test_an_interrupted_call_leaves_no_answers_for_the_next(monkeypatch):
             ex.run_many([f"ans = {i}" for i in range(32)])
         monkeypatch.setattr(module, "select", real_select)
         assert [o.prediction for o in ex.run_many([f"ans = {1000 + i}" for i in range(32)])] == list(range(1000, 1032))
-
-
-@pytest.mark.parametrize("programs, workers, size", [
-    (4, 4, 1),  # one each: no worker idle
-    (20, 2, 10), (64, 2, 32), (200, 2, 32),  # a floor of 32 programs per fork
-    (3000, 2, 375), (30_000, 2, 1024),  # four batches per worker, at most `batch_size`
-])
-def test_batches_amortise_the_fork_but_use_every_worker(programs: int, workers: int, size: int) -> None:
-    from solvers.executor import _batch_size
-
-    assert _batch_size(programs, workers, 1024) == size

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from distill.cli import main
 from distill.records import InputError, Record, read_records, write_jsonl
-from distill.thoughts import THOUGHTS, PerRationale, Thought, get_thought, parse_thoughts, register_thought
+from distill.thoughts import THOUGHTS, PerRationale, Thought, parse_thoughts, register_thought
 from solvers.answers import parse_number
 from solvers.outcome import Outcome, Status
 
@@ -249,3 +249,18 @@ stages:
     second = run()
     log = second.stdout + second.stderr
     assert second.returncode == 0 and log.count("finished earlier") == 2, log[-2000:]
+
+
+@pytest.mark.parametrize("name", ["validate", "generate", "synth", "mix", "train", "eval"])
+def test_command_flags_and_stage_options_agree(name: str) -> None:
+    """Every flag of a command is a field of its stage's options (so a recipe can say it), and
+    every field is a flag (so the shell can)."""
+    import click
+
+    from distill.stages import get_stage
+
+    stage = get_stage(name)
+    command = main.get_command(click.Context(main), name)
+    params = {p.name for p in command.params}
+    fields = set(stage.field_names())
+    assert params == fields, (sorted(params - fields), sorted(fields - params))

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from distill.cli import main
 from distill.cues import student_input
 from distill.records import InputError
-from distill.students import load_student
+from distill.students import load_student, pretrained_tokenizer
 from distill.train import load_config, train
 from distill.train.config import TrainConfig
 from distill.train.data import IGNORE, Collator, load_splits, plan_batches, tokenize
@@ -58,6 +58,7 @@ def _losses(out: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in rows if "loss" in r}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("student", ["tiny-t5", "tiny-llama"])
 def test_tiny_student_learns_and_loads(tmp_path: Path, mtd: Path, student: str) -> None:
     out = train(_config(tmp_path, mtd, student))
@@ -75,6 +76,7 @@ def test_tiny_student_learns_and_loads(tmp_path: Path, mtd: Path, student: str) 
     assert generated.shape[-1] > 0
 
 
+@pytest.mark.slow
 def test_resume_matches_uninterrupted(tmp_path: Path, mtd: Path) -> None:
     # Dropout on: the resumed run must also restore the RNG to draw the same masks.
     tiny = {"d_model": 64, "layers": 2, "heads": 4, "dropout": 0.1}
@@ -164,8 +166,17 @@ def test_bad_config_names_the_key_and_file(tmp_path: Path) -> None:
         load_config(recipe, {"data": "d", "output_dir": "o"})
     with pytest.raises(InputError, match="'scheduler'.*cosine"):
         load_config(None, {"student": "s", "data": "d", "output_dir": "o", "scheduler": "wavy"})
-    with pytest.raises(InputError, match="'output_dir' is required"):
+    with pytest.raises(InputError, match=r"missing -o/--output \(or key 'output_dir' in the preset\)"):
         load_config(None, {"student": "s", "data": "d"})
+
+
+def test_missing_model_or_tokenizer_is_a_one_line_error(tmp_path: Path) -> None:
+    empty = tmp_path / "no-model"
+    empty.mkdir()
+    with pytest.raises(InputError, match=r"^cannot load a model from '.*no-model': [^\n]*$"):
+        load_student(str(empty))
+    with pytest.raises(InputError, match=r"^cannot load a tokenizer from '.*no-model': [^\n]*$"):
+        pretrained_tokenizer(str(empty))
 
 
 def test_cli_trains_from_jsonl_and_reports_bad_keys(tmp_path: Path) -> None:
@@ -220,6 +231,7 @@ def test_length_buckets_give_fixed_shapes() -> None:
     assert len(seen) <= len(buckets) ** 2
 
 
+@pytest.mark.slow
 def test_compiled_blocks_bounded_and_match_eager(tmp_path: Path, mtd: Path) -> None:
     from torch._dynamo.utils import counters
 

@@ -65,6 +65,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_two_processes_share_the_data_and_learn(run: Path) -> None:
     rows = _rows_of(run)
     train_rows = [r for r in rows if "loss" in r]
@@ -79,6 +80,7 @@ def test_two_processes_share_the_data_and_learn(run: Path) -> None:
     assert (run / "loss.png").is_file()
 
 
+@pytest.mark.slow
 def test_checkpoints_written_once_by_rank_0(run: Path) -> None:
     from safetensors.torch import load_file
 
@@ -103,6 +105,7 @@ def test_checkpoints_written_once_by_rank_0(run: Path) -> None:
     assert settings.kind == "seq2seq" and settings.cues == CUES
 
 
+@pytest.mark.slow
 def test_resume_on_two_processes_matches_uninterrupted(run: Path, tmp_path: Path) -> None:
     # As if killed after step 11: the step-12 checkpoint and the final student never written,
     # metrics rows past the step-6 checkpoint left behind (resume drops them).

@@ -1,16 +1,18 @@
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
 
-from distill.stages import run_stage
-from distill.stages.generate import GenerateOptions
 from distill.commands.options import teacher_backend_options, thoughts_option
+from distill.stages import run_stage
+from distill.stages.generate import GenerateOptions, exit_code
 
 
 @click.command(help="Prompt a teacher for rationales, validate each against the gold answer, write every attempt. "
-                    "Rerunning the same command resumes: answered requests are never sent again.")
+                    "Rerunning the same command resumes: answered requests are never sent again.",
+               epilog="\b\nExamples:\n  distill generate --thoughts pot,eot,cot --data gsm8k:train --teacher openai:gpt-4o-mini --samples 4 -o runs/gsm8k.jsonl\n  distill generate --thoughts pot --data world:train?n=200 --teacher world: -o runs/world_pot.jsonl")
 @thoughts_option()
 @click.option("--data", required=True, help="Data set spec (gsm8k:train, a .jsonl/.json/.csv path, a hub id).")
 @click.option("--limit", type=int, help="Only the first N items.")
@@ -27,13 +29,13 @@ from distill.commands.options import teacher_backend_options, thoughts_option
 @click.option("--overwrite", is_flag=True, help="Start afresh: delete OUT and its journal first.")
 @click.option("--prompt", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Own prompt file (YAML like prompts/cot.yaml) for the thought it names; repeatable.")
-@click.option("--temperature", default=0.7, show_default=True)
-@click.option("--top-p", default=1.0, show_default=True)
-@click.option("--max-tokens", default=512, show_default=True)
+@click.option("--temperature", default=0.7, show_default=True, help="Sampling temperature of the teacher.")
+@click.option("--top-p", default=1.0, show_default=True, help="Nucleus sampling: keep this share of probability mass.")
+@click.option("--max-tokens", default=512, show_default=True, help="Tokens per rationale at most (longer ones are truncated).")
 @click.option("--prices", type=click.Path(exists=True, dir_okay=False), help="Prices file [prompts/prices.yaml].")
-@click.option("--check-timeout", default=5.0, show_default=True, help="Seconds per program/system when validating.")
+@click.option("--program-timeout", "--check-timeout", "check_timeout", default=5.0, show_default=True, help="Seconds per program/system when validating.")
 @click.option("--workers", type=int, help="Executor processes for PoT (default: one per core).")
 @teacher_backend_options
 @click.option("--no-progress", is_flag=True, help="No live progress display.")
 def command(**params: Any) -> None:
-    run_stage("generate", GenerateOptions(**params))
+    sys.exit(exit_code(run_stage("generate", GenerateOptions(**params))))

@@ -11,7 +11,8 @@ from distill.stages.mix import MixStageOptions
 
 
 @click.command(help="Build a Mix-Thoughts (MTD) training set from `distill generate` outputs IN.jsonl... "
-                    "into the directory OUT (a `datasets` DatasetDict, JSONL, README.md and mix.json).")
+                    "into the directory OUT (a `datasets` DatasetDict, JSONL, README.md and mix.json).",
+               epilog="\b\nExamples:\n  distill mix runs/gsm8k.jsonl -o data/mtd\n  distill mix runs/*.jsonl -o data/mtd --thoughts pot,eot --per-question 2 --balance")
 @click.argument("inputs", metavar="IN.jsonl...", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it is an earlier `distill mix` output.")
@@ -30,8 +31,8 @@ from distill.stages.mix import MixStageOptions
               help="Drop a question when this share of the shorter question's n-grams is shared.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Where the evaluation sets live (see `distill.data`).")
 @click.option("--tokenizer", help="Student tokenizer (hub name or local dir): turns the length filter on.")
-@click.option("--max-source-tokens", default=256, show_default=True)
-@click.option("--max-target-tokens", default=256, show_default=True)
+@click.option("--max-source-tokens", default=256, show_default=True, help="With --tokenizer: drop examples whose input is longer.")
+@click.option("--max-target-tokens", default=256, show_default=True, help="With --tokenizer: drop examples whose target is longer.")
 @click.option("--push-to-hub", metavar="REPO_ID", help="Also upload the data set and its card to the hub.")
 def command(decontaminate: str, **params: Any) -> None:
     run_stage("mix", MixStageOptions(decontaminate=tuple(d.strip() for d in decontaminate.split(",") if d.strip()),

@@ -23,7 +23,7 @@ def teacher_backend_options(f: Any) -> Any:
                                         "URL1,URL2,... or @FILE (one URL a line): each gets its share of "
                                         "--concurrency, a dead one's requests go to the others."),
         click.option("--api-key", help="openai: default $OPENAI_API_KEY."),
-        click.option("--timeout", type=float, help="openai: seconds per request attempt [120]."),
+        click.option("--request-timeout", "--timeout", "timeout", type=float, help="openai: seconds per request attempt [120]."),
         click.option("--max-retries", type=int, help="openai: retries on 429/5xx/timeouts/resets [6]."),
         click.option("--rpm", type=float, help="openai: requests per minute at most."),
         click.option("--tpm", type=float, help="openai: tokens per minute at most (prompt + max tokens x n)."),

@@ -13,7 +13,7 @@ from distill.recipe import check_recipe, load_recipe, stage_options
 
 @click.command(help="Run a recipe's stages in order (a RECIPE.yaml path or the name of a shipped recipe such as "
                     "`quickstart`); finished stages are skipped on a rerun, an interrupted one resumes.",
-               epilog="Examples:\n\n  distill run quickstart --smoke\n\n  distill run recipes/etd-codet5p-770m.yaml --dry-run")
+               epilog="\b\nExamples:\n  distill run quickstart --smoke\n  distill run recipes/etd-codet5p-770m.yaml --dry-run")
 @click.argument("recipe_path", metavar="RECIPE")
 @click.option("--dry-run", is_flag=True, help="Check the recipe and print the plan; run nothing.")
 @click.option("--smoke", is_flag=True, help="Apply the recipe's `smoke` overrides (a small, fast run).")

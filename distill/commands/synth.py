@@ -13,7 +13,8 @@ from distill.stages.synth import SynthOptions
 @click.command(help="Write new questions from seed questions (Xwin-Math style: write, solve, check, amend in one "
                     "call), solve each with several thoughts/samples and keep those whose answers agree; the "
                     "majority answer becomes the gold. Accepted questions go to OUT (a data set for `distill "
-                    "generate --data`), rejected ones to OUT.rejected.jsonl. Rerunning the same command resumes.")
+                    "generate --data`), rejected ones to OUT.rejected.jsonl. Rerunning the same command resumes.",
+               epilog="\b\nExamples:\n  distill synth --seed-data gsm8k:train --n 20000 --teacher openai:gpt-4o-mini -o runs/synth.jsonl\n  distill synth --seed-data world:train --n 100 --teacher world: -o runs/world_synth.jsonl")
 @click.option("--seed-data", required=True, help="Seed questions (gsm8k:train, world:train, a file, a hub id).")
 @click.option("--limit", type=int, help="Only the first N seed questions.")
 @click.option("-n", "--n", "n", default=1000, show_default=True, help="New questions to write (seeds are cycled).")
@@ -34,11 +35,11 @@ from distill.stages.synth import SynthOptions
               help="A new question overlapping a seed or an earlier one this much is a duplicate.")
 @click.option("--decontaminate", default=",".join(DEFAULT_EVAL_SETS), show_default=True,
               help="Evaluation sets to decontaminate against (data set specs), or `none`.")
-@click.option("--decontam-ngram", default=NGRAM, show_default=True)
-@click.option("--decontam-threshold", default=THRESHOLD, show_default=True)
+@click.option("--decontam-ngram", default=NGRAM, show_default=True, help="Word n-gram size of the decontamination test.")
+@click.option("--decontam-threshold", default=THRESHOLD, show_default=True, help="Drop a new question sharing this share of an evaluation question's n-grams.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Where the data sets live (see `distill.data`).")
 @click.option("--prices", type=click.Path(exists=True, dir_okay=False), help="Prices file [prompts/prices.yaml].")
-@click.option("--check-timeout", default=5.0, show_default=True, help="Seconds per program/system when checking.")
+@click.option("--program-timeout", "--check-timeout", "check_timeout", default=5.0, show_default=True, help="Seconds per program/system when checking.")
 @click.option("--workers", type=int, help="Executor processes for PoT (default: one per core).")
 @teacher_backend_options
 @click.option("--no-progress", is_flag=True, help="No live progress display.")

@@ -21,10 +21,11 @@ from typing import Any, Protocol
 
 from distill.checking import Checker
 from distill.data import load
-from distill.evaluation.decode import Batch, DecodeOptions, open_decoder, rationale_extractor
+from distill.evaluation.backends import DecodeOptions, open_decoder, rationale_extractor
+from distill.evaluation.plan import Batch
 from distill.evaluation.report import Report, write_reports
 from distill.evaluation.scoring import build_items, methods, summarize
-from distill.progress import progress_bar
+from distill.progress import console, progress_bar
 from distill.records import InputError, Record, cut_torn_line, dumps, read_records, write_jsonl
 from distill.thoughts import parse_thoughts, thought_names
 
@@ -127,6 +128,9 @@ def decode_and_check(
         return len(indices)
 
     pending: Future[int] | None = None
+    if show_progress:
+        console.print(f"decoding {len(prompts)} prompts ({', '.join(thoughts)}); the first batch also builds the "
+                      "decode step (compiling and capturing graphs on CUDA can take a minute)")
     try:
         with ThreadPoolExecutor(max_workers=1) as pool, progress_bar("decoding", len(prompts), enabled=show_progress) as advance:
             for indices, texts in decoder.decode(prompts):
@@ -172,6 +176,8 @@ def evaluate_model(
     questions = load_questions(data, limit=limit, data_root=data_root, shard=shard)
     out = Path(out_dir)
     if decoder is None:
+        if show_progress:
+            console.print(f"loading {model} ...")
         decoder = open_decoder(model, options, device=device, engine=engine)
     config = {"model": model, "data": split_list(data, what="data set"), "limit": limit, "thoughts": thought_list,
               "prompting": decoder.prompting, "samples": options.samples, "temperature": options.temperature,
@@ -193,7 +199,19 @@ def evaluate_model(
                              show_progress=show_progress)
     wanted = {(q.source, q.id) for q in questions}
     records = [r for r in read_predictions(out / PREDICTIONS) if (r.source, r.id) in wanted]
-    return finish(records, out, thought_list, order, vote, config)
+    report = finish(records, out, thought_list, order, vote, config)
+    _update_student_card(Path(model), report)
+    return report
+
+
+def _update_student_card(student: Path, report: Report) -> None:
+    """A trained student's model card gains (or renews) its evaluation table."""
+    from distill.train.card import EVAL_FILE, write_model_card
+    from distill.train.checkpoint import CONFIG_FILE
+
+    if (student / CONFIG_FILE).is_file() and (student / "README.md").is_file():
+        (student / EVAL_FILE).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_model_card(student)
 
 
 def score_predictions(

@@ -2,8 +2,9 @@
 
 Definitions (NOTES.md, Xwin-Math): with n samples of a question of which c are correct,
 pass@k = 1 - C(n-c, k) / C(n, k) (the unbiased estimator of "any of k samples is right"),
-PassRatio@n = c / n (the share of samples that are right), and maj@k = whether the most common
-answer among the first k samples is right. Each is averaged over questions.
+PassRatio@n = c / n (the share of samples that are right; `scoring` reports it as the sampled
+accuracy), and maj@k = whether the most common answer among the first k samples is right. Each is
+averaged over questions.
 """
 from __future__ import annotations
 
@@ -22,10 +23,6 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     if n - c < k:
         return 1.0
     return 1.0 - comb(n - c, k) / comb(n, k)
-
-
-def pass_ratio(n: int, c: int) -> float:
-    return c / n
 
 
 def ks_for(n: int) -> list[int]:

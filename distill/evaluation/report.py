@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.evaluation.scoring import OVERALL
+from distill.markdown import md_table
 
 Report = dict[str, Any]  # {"config": ..., "methods": [...], "datasets": {name: summary}}
 
@@ -21,29 +22,30 @@ def _rows(report: Report) -> tuple[list[str], list[list[str]]]:
     return ["data set", "questions", *methods], rows
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-
-
 def to_markdown(report: Report) -> str:
     cfg = report["config"]
     parts = [f"# Evaluation of `{cfg.get('model')}`", "",
              f"Thoughts {', '.join(report['thoughts'])}; fallback order {' → '.join(report['fallback'])}; "
              f"{cfg.get('samples', 1)} sample(s) per question and thought. Accuracy in %.", "",
-             _md_table(*_rows(report))]
+             md_table(*_rows(report))]
     for name, s in report["datasets"].items():
         if "pass@k" in s:
             ks = list(next(iter(s["pass@k"].values())))
             header = ["method", *(f"pass@{k}" for k in ks), f"PassRatio@{s['samples']}", *(f"maj@{k}" for k in ks)]
             rows = [[m, *(_pct(s["pass@k"][m][k]) for k in ks), _pct(s["pass_ratio@n"][m]),
                      *(_pct(s["maj@k"][m][k]) if m in s["maj@k"] else "–" for k in ks)] for m in s["pass@k"]]
-            parts += ["", f"## {name}: sampling metrics", "", _md_table(header, rows)]
+            parts += ["", f"## {name}: sampling metrics", "", md_table(header, rows)]
     overall = report["datasets"][OVERALL]["failures"]
     classes = sorted({c for f in overall.values() for c in f})
     parts += ["", "## Outcome classes per thought (all data sets)", "",
-              _md_table(["thought", *classes], [[t, *(str(f.get(c, 0)) for c in classes)] for t, f in overall.items()])]
+              md_table(["thought", *classes], [[t, *(str(f.get(c, 0)) for c in classes)] for t, f in overall.items()])]
     return "\n".join(parts) + "\n"
+
+
+def chart_groups(report: Report) -> list[str]:
+    """The data sets the chart shows; with one data set its "overall" bars would repeat it."""
+    names = list(report["datasets"])
+    return [n for n in names if n != OVERALL] if len(names) == 2 and OVERALL in names else names
 
 
 def write_chart(report: Report, path: Path) -> None:
@@ -53,12 +55,13 @@ def write_chart(report: Report, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names, methods = list(report["datasets"]), report["methods"]
+    names, methods = chart_groups(report), report["methods"]
     width = 0.8 / len(methods)
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(names) * len(methods) / 3), 4))
     for j, m in enumerate(methods):
         values = [100 * (report["datasets"][n]["accuracy"][m] or 0) for n in names]
-        ax.bar([i + j * width for i in range(len(names))], values, width, label=m)
+        bars = ax.bar([i + j * width for i in range(len(names))], values, width, label=m)
+        ax.bar_label(bars, fmt="%.1f", fontsize="x-small", padding=1)
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(names))], names)
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)

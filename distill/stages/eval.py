@@ -81,4 +81,5 @@ def show(result: EvalResult) -> None:
     console.print(f"wrote {result.out}/items.jsonl, report.json, report.md and chart.png")
 
 
-register_stage(Stage("eval", EvalOptions, run, show, aliases={"thought": "thoughts", "o": "output"}))
+register_stage(Stage("eval", EvalOptions, run, show,
+                     aliases={"thought": "thoughts", "o": "output", "program_timeout": "timeout"}))

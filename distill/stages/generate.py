@@ -7,9 +7,10 @@ from typing import Any
 
 from distill.generate import Result, Settings, generate, ledger_path
 from distill.progress import console
+from distill.records import PARTIAL_EXIT, InputError, RunFailed
 from distill.stages import Stage, register_stage
 from distill.teachers import teacher_audit
-from distill.teachers.base import is_transient
+from distill.teachers.base import HINTS, is_teacher_failure, is_transient
 
 # Options that go to the teacher's backend (`make_teacher` checks that the backend takes them).
 BACKEND = ("base_url", "api_key", "timeout", "max_retries", "rpm", "tpm", "n_mode", "device", "dtype", "batch_size",
@@ -68,8 +69,6 @@ REQUIRED = ("thoughts", "data", "teacher", "output")
 
 
 def run(opts: GenerateOptions) -> Result:
-    from distill.records import InputError
-
     for name in REQUIRED:
         if not getattr(opts, name):
             raise InputError(f"missing required option {'--' + name.replace('_', '-')!r}")
@@ -79,9 +78,22 @@ def run(opts: GenerateOptions) -> Result:
                       prompt_files=opts.prompt, prices=opts.prices, teacher_options=backend_options(opts),
                       settings=settings, concurrency=opts.concurrency, overwrite=opts.overwrite,
                       timeout=opts.check_timeout, workers=opts.workers, show_progress=not opts.no_progress)
+    s = result.stats
+    failed = {k: n for k, n in s.failures.items() if is_teacher_failure(k)}
+    total = sum(s.samples.values())
+    if total and sum(failed.values()) == total:
+        top = max(failed, key=failed.__getitem__)
+        raise RunFailed(f"every request to {opts.teacher} failed ({', '.join(f'{k}: {n}' for k, n in failed.items())}): "
+                        f"{HINTS.get(top, top)}; nothing was kept, and a rerun retries them")
+    result.failed = sum(failed.values())
     if opts.keep == "all":
         result.audit = teacher_audit(opts.teacher, Path(opts.output), settings.rounds()[0], opts.temperature == 0)
     return result
+
+
+def exit_code(result: Result) -> int:
+    """0, or PARTIAL_EXIT when some samples got no usable answer from the teacher."""
+    return PARTIAL_EXIT if result.failed else 0
 
 
 def show(result: Result) -> None:
@@ -93,9 +105,17 @@ def show(result: Result) -> None:
                   f"{total['completion_tokens']:,} tokens, {cost}; ledger in {ledger_path(result.out)}")
     if result.audit:
         console.print(result.audit)
-    if any(is_transient(k) for k in s.failures):
-        console.print("some requests failed after every retry; rerun the same command to retry only those")
+    if result.skipped:
+        first = result.skipped[0]
+        console.print(f"skipped {len(result.skipped)} item{'s' if len(result.skipped) != 1 else ''} whose gold answer "
+                      f"cannot be used (first: {first.id}: {first.reason})")
+    if result.failed:
+        failed = {k: n for k, n in s.failures.items() if is_teacher_failure(k)}
+        console.print(f"[yellow]{result.failed} of {sum(s.samples.values())} samples got no usable answer from the "
+                      f"teacher[/] ({', '.join(f'{k}: {n}' for k, n in failed.items())})"
+                      + ("; rerun the same command to retry only those" if any(map(is_transient, failed)) else ""))
 
 
-register_stage(Stage("generate", GenerateOptions, run, show, aliases={"thought": "thoughts", "o": "output"},
-                     outputs=("output",)))
+register_stage(Stage("generate", GenerateOptions, run, show,
+                     aliases={"thought": "thoughts", "o": "output", 
+                              "program_timeout": "check_timeout", "request_timeout": "timeout"}))

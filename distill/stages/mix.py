@@ -62,4 +62,5 @@ def show(result: MixResult) -> None:
     console.print(f"wrote {result.output} (load with datasets.load_from_disk)")
 
 
-register_stage(Stage("mix", MixStageOptions, run, show, inputs="inputs", aliases={"thought": "thoughts", "o": "output"}))
+register_stage(Stage("mix", MixStageOptions, run, show,
+                     inputs="inputs", aliases={"thought": "thoughts", "o": "output"}))

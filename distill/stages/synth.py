@@ -86,4 +86,6 @@ def show(result: SynthResult) -> None:
                   f"votes in {files['solutions']}, report in {files['report']}, ledger in {files['ledger']}")
 
 
-register_stage(Stage("synth", SynthOptions, run, show, aliases={"thought": "thoughts", "o": "output"}))
+register_stage(Stage("synth", SynthOptions, run, show,
+                     aliases={"thought": "thoughts", "o": "output", 
+                              "program_timeout": "check_timeout", "request_timeout": "timeout"}))

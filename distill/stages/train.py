@@ -3,6 +3,7 @@ process or across several through `accelerate launch`, returning when training h
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,23 +52,13 @@ class TrainOptions:
     seed: int | None = None
     num_processes: int | None = None
     accelerate_config: str | None = None
-
-
-def _nest(flat: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        *parents, leaf = key.split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out
+    push_to_hub: str | None = None  # also upload the student (and its card) to this hub repo
 
 
 def resolve_config(opts: TrainOptions) -> Any:
     """The run's TrainConfig: defaults, the preset (or the run's own config on resume), the options."""
     from distill.train.checkpoint import CONFIG_FILE
-    from distill.train.config import load_config, parse_set, preset_for_student
+    from distill.train.config import load_config, nest, parse_set, preset_for_student
 
     overrides = {key: getattr(opts, name) for name, key in CONFIG_KEYS.items() if getattr(opts, name) is not None}
     recipe = opts.recipe
@@ -84,7 +75,7 @@ def resolve_config(opts: TrainOptions) -> Any:
             if opts.student == preset.stem:  # a preset name, not a model: the preset says which model
                 del overrides["student"]
             console.print(f"student preset: {preset.name}")
-    return load_config(recipe, merge(_nest(overrides), parse_set(opts.set)))
+    return load_config(recipe, merge(nest(overrides), parse_set(opts.set)))
 
 
 def launch(config: Any, *, resume: bool, overwrite: bool, num_processes: int | None,
@@ -109,16 +100,36 @@ def launch(config: Any, *, resume: bool, overwrite: bool, num_processes: int | N
 
 def run(opts: TrainOptions) -> Path:
     config = resolve_config(opts)
+    out = Path(config.output_dir)
     main = os.environ.get("LOCAL_RANK", "0") == "0"
+    fresh = not out.exists() or not any(out.iterdir())
     if main:
-        console.print(f"training {config.student} on {config.data} -> {config.output_dir}")
-    if opts.num_processes or opts.accelerate_config:
-        launch(config, resume=opts.resume, overwrite=opts.overwrite, num_processes=opts.num_processes,
-               accelerate_config=opts.accelerate_config)
-        return Path(config.output_dir)
-    from distill.train import train
+        console.print(f"training {config.student} on {config.data} -> {out}")
+    try:
+        if opts.num_processes or opts.accelerate_config:
+            launch(config, resume=opts.resume, overwrite=opts.overwrite, num_processes=opts.num_processes,
+                   accelerate_config=opts.accelerate_config)
+        else:
+            from distill.train import train
 
-    return Path(train(config, resume=opts.resume, overwrite=opts.overwrite))
+            train(config, resume=opts.resume, overwrite=opts.overwrite)
+    except BaseException:
+        if main and fresh and out.is_dir() and not (out / "checkpoints").exists():
+            shutil.rmtree(out, ignore_errors=True)  # a run that never got going leaves nothing behind
+        raise
+    if opts.push_to_hub and main:
+        push_student(out, opts.push_to_hub)
+    return out
+
+
+def push_student(out: Path, repo_id: str) -> None:
+    """Upload the final student and its model card (not the checkpoints) to a hub model repo."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, repo_type="model", exist_ok=True)
+    api.upload_folder(folder_path=str(out), repo_id=repo_id, repo_type="model", ignore_patterns=["checkpoints/*"])
+    console.print(f"pushed {out} to https://huggingface.co/{repo_id}")
 
 
 def show(out: Path) -> None:
@@ -126,4 +137,5 @@ def show(out: Path) -> None:
         console.print(f"student saved to {out} (metrics.jsonl, loss.png, checkpoints/)")
 
 
-register_stage(Stage("train", TrainOptions, run, show, aliases={"o": "output"}, resume="resume"))
+register_stage(Stage("train", TrainOptions, run, show,
+                     aliases={"o": "output"}, resume="resume"))

@@ -63,5 +63,6 @@ def show(result: ValidateResult) -> None:
     console.print(f"wrote {n} record{'s' if n != 1 else ''} to {result.options.output}")
 
 
-register_stage(Stage("validate", ValidateOptions, run, show, inputs="input",
-                     aliases={"thought": "thoughts", "o": "output", "in_path": "input"}))
+register_stage(Stage("validate", ValidateOptions, run, show,
+                     inputs="input", aliases={"thought": "thoughts", "o": "output", "in_path": "input",
+                              "program_timeout": "timeout"}))

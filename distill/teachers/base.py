@@ -51,6 +51,20 @@ class TeacherError(RuntimeError):
 TRANSIENT = ("http-429", "http-5xx", "timeout", "connection")
 
 
+# Why a teacher gave no usable answer (as opposed to a checker's verdict on an answer).
+ANSWER_FAILURES = ("malformed", "truncated", "empty")
+HINTS = {"connection": "the server cannot be reached (check --base-url and the network)",
+         "timeout": "the server did not answer in time (--timeout)",
+         "http-401": "the API key was refused (check --api-key / $OPENAI_API_KEY)",
+         "http-403": "access denied (the key lacks the rights for this model)",
+         "http-404": "unknown model or endpoint (check the model name and --base-url)",
+         "http-429": "rate limited on every retry (lower --concurrency or set --rpm/--tpm)"}
+
+
+def is_teacher_failure(status: str | None) -> bool:
+    return status is not None and (status in TRANSIENT or status in ANSWER_FAILURES or status.startswith("http-"))
+
+
 def is_transient(error: str | None) -> bool:
     return error is not None and (error in TRANSIENT or error.startswith("http-5"))
 

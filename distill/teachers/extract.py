@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 
-
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 # A model that keeps going after its answer often starts the next few-shot item.
 _NEXT_ITEM = re.compile(r"\n\s*(?:Question|Q)\s*:", re.IGNORECASE)

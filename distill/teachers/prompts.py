@@ -14,9 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-import yaml
-
-from distill.records import InputError
+from distill.records import InputError, read_yaml_mapping
 from distill.thoughts import get_thought, thought_names
 
 
@@ -53,12 +51,7 @@ class Prompt:
 
 def load_prompt(path: str | os.PathLike) -> Prompt:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(f"cannot read prompt: {exc}".splitlines()[0], path) from None
-    if not isinstance(data, dict):
-        raise InputError("a prompt file is a mapping with thought, system, cue, exemplars", path)
+    data = read_yaml_mapping(path, "prompt")
     thought = data.get("thought")
     if not isinstance(thought, str) or thought.lower() not in thought_names():
         raise InputError(f"field 'thought' must be one of {', '.join(thought_names())}", path)

@@ -16,10 +16,17 @@ import torch
 from distill.cues import load_cues
 from distill.records import InputError
 from distill.students import StudentSettings, model_kind
-from distill.train.checkpoint import (CONFIG_FILE, TrainState, latest_checkpoint, load_checkpoint, save_checkpoint,
-                                      save_model)
-from distill.train.config import TrainConfig, load_config
+from distill.train.card import write_model_card
+from distill.train.checkpoint import (
+    CONFIG_FILE,
+    TrainState,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    save_model,
+)
 from distill.train.compile import block_lists, compile_blocks
+from distill.train.config import TrainConfig, load_config
 from distill.train.data import Collator, bucket_shape, length, load_splits, plan_batches, plan_buckets, tokenize
 from distill.train.log import MetricsLog, StepProgress, trackers, truncate_metrics
 from distill.train.loop import Loop, Plan
@@ -100,19 +107,10 @@ def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
-          on_step: Callable[[int, dict[str, float]], None] | None = None) -> Path:
-    """Train a student as `config` says; returns the output dir holding the final student.
-
-    `resume`: continue from the newest checkpoint exactly (same losses as an uninterrupted run).
-    `on_step(step, metrics)`: called after every optimizer step (metrics empty between log steps).
-    """
+def _start(config: TrainConfig, out: Path, on_gpu: bool, clear: bool) -> Any:
+    """The accelerator (torch's threads and precision set); its main process prepares the output dir."""
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
 
-    out = Path(config.output_dir)
-    checkpoint = _prepare_output(out, resume, overwrite)
-    on_gpu = torch.cuda.is_available()
     if not on_gpu:  # processes launched together on one host share its cores
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
         torch.set_num_threads(config.threads or max(1, len(os.sched_getaffinity(0)) // local_world))
@@ -123,16 +121,17 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     # instead of each training alone as its own main process.
     accelerator = Accelerator(mixed_precision=precision, log_with=trackers(config) or None, project_dir=str(out),
                               cpu=not on_gpu)
-    main = accelerator.is_main_process
     accelerator.wait_for_everyone()  # every process has checked the output dir before the main one writes to it
-    if main:
-        if overwrite and checkpoint is None:
+    if accelerator.is_main_process:
+        if clear:
             _clear_run(out)
         out.mkdir(parents=True, exist_ok=True)
         config.dump(out / CONFIG_FILE)
-    set_seed(config.seed)  # before the model: tiny students and LoRA adapters start from seeded weights
+    return accelerator
 
-    splits = load_splits(config.data)
+
+def _student(config: TrainConfig, splits: Any, checkpoint: Path | None, on_gpu: bool) -> tuple[Any, Any, StudentSettings]:
+    """Tokenizer, model (the checkpoint's weights when resuming) and the settings saved with the student."""
     tokenizer = load_tokenizer(config, splits.train, checkpoint=checkpoint)
     model = load_model(config, tokenizer, on_gpu=on_gpu, weights_from=checkpoint)
     kind = model_kind(model.config)
@@ -140,6 +139,13 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         raise InputError(f"key 'prompt_format': 'chat', but the tokenizer of {config.student!r} has no chat template")
     settings = StudentSettings(kind=kind, cues=splits.cues or dict(load_cues()), max_source_len=config.max_source_len,
                                max_target_len=config.max_target_len, prompt_format=config.prompt_format)
+    return tokenizer, model, settings
+
+
+def _batches(config: TrainConfig, splits: Any, tokenizer: Any, model: Any, settings: StudentSettings,
+             accelerator: Any, on_gpu: bool) -> tuple[Collator, Plan, list[Any] | None]:
+    """The collator, this process's plan of training batches and its share of the validation batches."""
+    kind = settings.kind
     auto_pack = getattr(model.config, "_attn_implementation", None) == "flash_attention_2"
     packed = kind == "causal" and (auto_pack if config.packing == "auto" else config.packing)
     collate = Collator(kind, tokenizer.pad_token_id, decoder_start_id=getattr(model.config, "decoder_start_token_id", None),
@@ -148,41 +154,73 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     plan = Plan(tokenize(splits.train, tokenizer, settings), config.batch_size, config.max_tokens,
                 config.group_by_length, packed, config.seed, config.grad_accum,
                 rank=accelerator.process_index, world=accelerator.num_processes, buckets=config.length_buckets)
-    if config.max_steps:
-        total_steps = config.max_steps
-        epochs = math.ceil(config.max_steps / plan.steps_in_epoch(0)) + 1  # plans vary a little per epoch
+    if not splits.validation:
+        return collate, plan, None
+    val = tokenize(splits.validation, tokenizer, settings)
+    if config.length_buckets and not packed:
+        batches = plan_buckets([bucket_shape(e, config.length_buckets) for e in val], batch_size=config.batch_size,
+                               max_tokens=config.max_tokens)
     else:
-        epochs = config.epochs
-        total_steps = sum(plan.steps_in_epoch(e) for e in range(epochs))
+        batches = plan_batches([length(e) for e in val], batch_size=config.batch_size,
+                               max_tokens=config.max_tokens, packed=packed)
+    eval_batches = [collate([val[i] for i in b]) for b in batches[accelerator.process_index::accelerator.num_processes]]
+    return collate, plan, eval_batches
 
-    eval_batches = None
-    if splits.validation:
-        val = tokenize(splits.validation, tokenizer, settings)
-        if config.length_buckets and not packed:
-            batches = plan_buckets([bucket_shape(e, config.length_buckets) for e in val], batch_size=config.batch_size,
-                                   max_tokens=config.max_tokens)
-        else:
-            batches = plan_batches([length(e) for e in val], batch_size=config.batch_size,
-                                   max_tokens=config.max_tokens, packed=packed)
-        eval_batches = [collate([val[i] for i in b]) for b in batches[accelerator.process_index::accelerator.num_processes]]
 
+def _length(config: TrainConfig, plan: Plan) -> tuple[int, int]:
+    """Optimizer steps in all, and the epochs planned to reach them."""
+    if config.max_steps:
+        return config.max_steps, math.ceil(config.max_steps / plan.steps_in_epoch(0)) + 1  # plans vary a little per epoch
+    return sum(plan.steps_in_epoch(e) for e in range(config.epochs)), config.epochs
+
+
+def _compile(model: Any, config: TrainConfig, kind: str) -> None:
+    # Graphs per block code: (first layer, others) per stack x batch shapes x (train, eval).
+    shapes = len(config.length_buckets) ** (2 if kind == "seq2seq" else 1) if config.length_buckets else 8
+    compile_blocks(model, graph_bound=2 * len(block_lists(model)) * shapes * 2)
+
+
+def _restore(accelerator: Any, checkpoint: Path | None, optimizer: Any, scheduler: Any, out: Path) -> TrainState:
+    """A fresh state, or the checkpoint's (its optimizer and scheduler loaded, later metrics dropped)."""
+    if checkpoint is None:
+        return TrainState()
+    state = load_checkpoint(accelerator, checkpoint, optimizer, scheduler)
+    if accelerator.is_main_process:
+        truncate_metrics(out / "metrics.jsonl", state.step)
+    return state
+
+
+def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
+          on_step: Callable[[int, dict[str, float]], None] | None = None) -> Path:
+    """Train a student as `config` says; returns the output dir holding the final student.
+
+    `resume`: continue from the newest checkpoint exactly (same losses as an uninterrupted run).
+    `on_step(step, metrics)`: called after every optimizer step (metrics empty between log steps).
+    """
+    from accelerate.utils import set_seed
+
+    out = Path(config.output_dir)
+    checkpoint = _prepare_output(out, resume, overwrite)
+    on_gpu = torch.cuda.is_available()
+    accelerator = _start(config, out, on_gpu, clear=overwrite and checkpoint is None)
+    main = accelerator.is_main_process
+    set_seed(config.seed)  # before the model: tiny students and LoRA adapters start from seeded weights
+
+    splits = load_splits(config.data)
+    tokenizer, model, settings = _student(config, splits, checkpoint, on_gpu)
+    collate, plan, eval_batches = _batches(config, splits, tokenizer, model, settings, accelerator, on_gpu)
+    total_steps, epochs = _length(config, plan)
     optimizer = _optimizer(model, config, fused=on_gpu)
     scheduler = _scheduler(optimizer, config, total_steps)
     if config.compile:
-        # Graphs per block code: (first layer, others) per stack x batch shapes x (train, eval).
-        shapes = len(config.length_buckets) ** (2 if kind == "seq2seq" else 1) if config.length_buckets else 8
-        compile_blocks(model, graph_bound=2 * len(block_lists(model)) * shapes * 2)
+        _compile(model, config, settings.kind)
     model, optimizer = accelerator.prepare(model, optimizer)
-    state = TrainState()
-    if checkpoint is not None:
-        state = load_checkpoint(accelerator, checkpoint, optimizer, scheduler)
-        if main:
-            truncate_metrics(out / "metrics.jsonl", state.step)
-    trainable, total = count_parameters(model)
+    state = _restore(accelerator, checkpoint, optimizer, scheduler, out)
     if main:
         from distill.progress import console
 
-        console.print(f"{kind} student {config.student}: {trainable:,} trainable of {total:,} parameters; "
+        trainable, total = count_parameters(model)
+        console.print(f"{settings.kind} student {config.student}: {trainable:,} trainable of {total:,} parameters; "
                       f"{len(plan.examples):,} examples, {total_steps:,} steps"
                       + (f"; resuming at step {state.step}" if checkpoint else ""))
     accelerator.init_trackers("distill-train", config=_flat(config.to_dict()))
@@ -207,4 +245,5 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         accelerator.end_training()
     if main:
         plot_losses(out / "metrics.jsonl", out / "loss.png")
+        write_model_card(out)
     return out

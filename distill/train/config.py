@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from distill.records import InputError
+from distill.records import InputError, read_yaml_mapping
 from distill.resources import resource
 
 RECIPES_DIR = resource("recipes", "students")
@@ -208,32 +208,33 @@ def preset_for_student(student: str) -> Path | None:
 
 
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(f"cannot read config: {str(exc).splitlines()[0]}", path) from None
-    if not isinstance(data, dict):
-        raise InputError("expected a mapping of config keys", path)
-    return data
+    return read_yaml_mapping(path, "config")
 
 
-def parse_set(items: typing.Iterable[str]) -> dict[str, Any]:
-    """`key=value` strings (dotted keys for nested sections, YAML values) as a nested dict."""
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """Dotted keys (`lora.r`) as nested sections."""
     out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"--set {item!r}: expected KEY=VALUE")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
-        *parents, leaf = key.strip().split(".")
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
         node = out
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
     return out
+
+
+def parse_set(items: typing.Iterable[str]) -> dict[str, Any]:
+    """`key=value` strings (dotted keys for nested sections, YAML values) as a nested dict."""
+    flat: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            flat[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            flat[key.strip()] = raw
+    return nest(flat)
 
 
 def load_config(recipe: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,
@@ -249,7 +250,7 @@ def load_config(recipe: str | os.PathLike | None = None, overrides: dict[str, An
         _check(config, str(path))
     _apply(config, overrides or {}, "command line")
     _check(config, "command line")
-    for key in ("student", "data", "output_dir"):
+    for key, flag in (("student", "--student"), ("data", "--data"), ("output_dir", "-o/--output")):
         if not getattr(config, key):
-            raise InputError(f"key {key!r} is required (give it in the preset or on the command line)")
+            raise InputError(f"missing {flag} (or key {key!r} in the preset)")
     return config

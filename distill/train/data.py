@@ -51,7 +51,13 @@ def load_splits(path: str | Path) -> Splits:
 
     In a JSONL dir, files whose name starts with `val` or `dev` are the validation split.
     """
-    path = Path(path)
+    splits = _read_splits(Path(path))
+    if not splits.train:
+        raise InputError("the training set is empty (nothing to learn from; did `distill mix` keep anything?)", path)
+    return splits
+
+
+def _read_splits(path: Path) -> Splits:
     if not path.exists():
         raise InputError("no such file or directory", path)
     cues = None
@@ -65,7 +71,10 @@ def load_splits(path: str | Path) -> Splits:
     if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
         from datasets import DatasetDict, load_from_disk
 
-        data = load_from_disk(str(path))
+        try:
+            data = load_from_disk(str(path))
+        except IndexError:  # `datasets` cannot load a saved split with no rows
+            raise InputError("the training set is empty or unreadable (a saved split with no rows)", path) from None
         if not isinstance(data, DatasetDict):
             return Splits(_dataset_rows(data, str(path)), [], cues)
         if "train" not in data:
@@ -79,8 +88,6 @@ def load_splits(path: str | Path) -> Splits:
     train, val = [], []
     for file in files:
         (val if file.name.lower().startswith(("val", "dev")) else train).extend(_jsonl_rows(file))
-    if not train:
-        raise InputError("no training rows", path)
     return Splits(train, val, cues)
 
 

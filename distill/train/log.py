@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from distill.progress import console
+from distill.progress import console, eta, plain_lines
 from distill.train.config import TrainConfig
 
 
@@ -62,15 +62,24 @@ class StepProgress:
         columns = (TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("loss {task.fields[loss]}"), TextColumn("lr {task.fields[lr]}"),
                    TextColumn("{task.fields[tps]} tok/s"), TimeElapsedColumn(), TimeRemainingColumn())
-        self.progress = Progress(*columns, console=console, disable=not enabled)
+        self.progress = Progress(*columns, console=console, disable=not enabled or not console.is_terminal)
         self.task = self.progress.add_task("train", total=total, completed=start, loss="-", lr="-", tps="-")
-        self.started = time.perf_counter()
+        self.started, self.start, self.total = time.perf_counter(), start, total
+        self.plain = plain_lines(self.line, enabled=enabled)
+
+    def line(self) -> str:
+        task = self.progress.tasks[0]
+        elapsed = time.perf_counter() - self.started
+        return (f"train: step {task.completed:.0f}/{self.total}, loss {task.fields['loss']}, lr {task.fields['lr']}, "
+                f"{task.fields['tps']} tok/s, {elapsed:.0f} s, {eta(task.completed - self.start, self.total - self.start, elapsed)}")
 
     def __enter__(self) -> "StepProgress":
         self.progress.start()
+        self.plain.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.plain.__exit__(*exc)
         self.progress.stop()
 
     def advance(self, **fields: str) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from distill.records import InputError
-from distill.students import model_kind
+from distill.students import model_kind, pretrained, pretrained_tokenizer
 from distill.train.config import TINY_STUDENTS, TRAINED_TOKENIZER, TrainConfig
 from distill.train.tiny import default_tokenizer, tiny_causal, tiny_seq2seq
 from distill.train.tokenizer import train_tokenizer
@@ -36,13 +36,7 @@ def load_tokenizer(config: TrainConfig, rows: Iterable[dict[str, str]] = (), *,
     name = config.tokenizer or (None if config.student in TINY_STUDENTS else config.student)
     if name is None:
         return default_tokenizer()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot load a tokenizer from {name!r}: {str(exc).splitlines()[0]}") from None
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+    return pretrained_tokenizer(name)
 
 
 def attention(config: TrainConfig, on_gpu: bool, kind: str) -> str:
@@ -89,10 +83,7 @@ def load_model(config: TrainConfig, tokenizer: Any, *, on_gpu: bool, weights_fro
         model.to(dtype)
         model.set_attn_implementation(attention(config, on_gpu, model_kind(model.config)))
     else:
-        try:
-            kind = model_kind(AutoConfig.from_pretrained(source))
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot load a model from {source!r}: {str(exc).splitlines()[0]}") from None
+        kind = model_kind(pretrained(AutoConfig, source, "model"))
         auto = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
         kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attention(config, on_gpu, kind)}
         if (quant := _quantization(config)) is not None:

@@ -1,8 +1,10 @@
-"""A small byte-level BPE tokenizer trained on the fly for tiny students (the quickstart's).
+"""A small byte-level BPE tokenizer trained on the fly for students trained from scratch
+(`tokenizer: train-bpe` or `train-bpe-numbers` in a train config; the quickstart uses the latter).
 
-Digits are always single tokens (the student must learn arithmetic digit by digit), and
-byte-level pieces keep every space and newline, so decode(encode(text)) returns the text
-exactly. Special tokens come first, as T5 expects: <pad>=0, </s>=1, <unk>=2; encoding appends </s>.
+Digits are single tokens (`train-bpe`: the student learns arithmetic digit by digit) or each
+number is one pre-token (`train-bpe-numbers`: frequent numbers become single tokens). Byte-level
+pieces keep every space and newline, so decode(encode(text)) returns the text exactly. Special
+tokens come first, as T5 expects: <pad>=0, </s>=1, <unk>=2; encoding appends </s>.
 """
 from __future__ import annotations
 

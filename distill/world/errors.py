@@ -13,10 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from fractions import Fraction
 
-from solvers.answers import is_correct
-
 from distill.world.problem import Fact, Problem, Step, needed, run
 from distill.world.render import Block, cot, eot_blocks, join_eot, pot_lines, substitute
+from solvers.answers import is_correct
 
 KINDS = {
     "cot": ("arithmetic", "misread", "final"),

@@ -4,10 +4,18 @@ A value is a `Lin` (rational constant plus rational multiples of unknowns), a `R
 `Lin`s (`120 / x`, cleared to a linear equation), or, for anything else (products of unknowns,
 irrational roots, floor of an unknown), a SymPy expression kept for the fallback. Everything
 that stays linear is done with `fractions.Fraction`, which is what makes the common case fast.
+
+Sizes are bounded here (`MAX_BITS` for every exact number made by a product, a power or an
+elimination step), so that exact work costs little; SymPy's cost is not bounded by anything we can
+check, so in the validating process `exact_only()` forbids it: the first step that would need
+SymPy raises `NeedsSymbolic`, and the caller moves the whole text into the sandbox.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator
 from collections.abc import Callable, Mapping
 from fractions import Fraction
 
@@ -16,7 +24,7 @@ import sympy
 from solvers.eot.parser import EotError, Node
 from solvers.outcome import Status
 
-MAX_BITS = 100_000  # size of an exact intermediate number
+MAX_BITS = 4096  # size of an exact intermediate number (numerator or denominator)
 MAX_EXPONENT = 10_000  # |integer exponent| of a constant
 MAX_DEGREE = 32  # |integer exponent| of an expression with unknowns
 CONSTANTS = {"<pi>": sympy.pi}
@@ -128,6 +136,26 @@ def _poly_op(a: Value, b: Value, op: str) -> Value | None:
                 out[i + j] += x * y
     return Poly1.make(var, out)
 _SYMBOLS: dict[str, sympy.Symbol] = {}
+_symbolic = contextvars.ContextVar("eot_symbolic", default=True)
+
+
+class NeedsSymbolic(Exception):
+    """Raised under `exact_only()` where SymPy would be needed."""
+
+
+@contextlib.contextmanager
+def exact_only() -> Iterator[None]:
+    """Within: no SymPy (see the module docstring)."""
+    token = _symbolic.set(False)
+    try:
+        yield
+    finally:
+        _symbolic.reset(token)
+
+
+def _symbolic_allowed() -> None:
+    if not _symbolic.get():
+        raise NeedsSymbolic
 
 
 def symbol(key: str) -> sympy.Symbol:
@@ -138,10 +166,12 @@ def symbol(key: str) -> sympy.Symbol:
 
 
 def rational(f: Fraction) -> sympy.Rational:
+    _symbolic_allowed()
     return sympy.Rational(f.numerator, f.denominator)
 
 
 def to_sym(v: Value) -> sympy.Expr:
+    _symbolic_allowed()
     if isinstance(v, Lin):
         return sympy.Add(rational(v.const), *(rational(c) * symbol(k) for k, c in v.coef.items()))
     if isinstance(v, Ratio):
@@ -163,6 +193,14 @@ def _check_size(f: Fraction, lineno: int) -> Fraction:
     if f.numerator.bit_length() > MAX_BITS or f.denominator.bit_length() > MAX_BITS:
         raise EotError(Status.UNSUPPORTED, f"line {lineno}: number too large")
     return f
+
+
+def check_sizes(form: Lin, lineno: int) -> Lin:
+    """`form` if none of its numbers exceeds MAX_BITS (else UNSUPPORTED)."""
+    _check_size(form.const, lineno)
+    for c in form.coef.values():
+        _check_size(c, lineno)
+    return form
 
 
 def _const(v: Value) -> Fraction | None:
@@ -200,14 +238,15 @@ def mul(a: Value, b: Value, lineno: int) -> Value:
         a, b, ca, cb = b, a, cb, ca
     if ca is not None:
         if isinstance(b, Lin):
-            out = b.scaled(ca)
-            if out.is_const:
-                _check_size(out.const, lineno)
-            return out
+            return check_sizes(b.scaled(ca), lineno)
         if isinstance(b, Ratio):
-            return Ratio(b.num.scaled(ca), b.den)
+            return Ratio(check_sizes(b.num.scaled(ca), lineno), b.den)
     if (poly := _poly_op(a, b, "*")) is not None:
-        return poly
+        if isinstance(poly, Poly1):
+            for c in poly.coefs:
+                _check_size(c, lineno)
+            return poly
+        return check_sizes(poly, lineno)
     return _from_sym(to_sym(a) * to_sym(b))
 
 
@@ -344,7 +383,10 @@ def evaluate(node: Node, keys: Mapping[str, str], lookup: Callable[[str], Value]
             return Lin(n[1])
         if kind == "name":
             key = keys[n[1]]
-            return lookup(key) if key not in CONSTANTS else CONSTANTS[key]
+            if key in CONSTANTS:
+                _symbolic_allowed()
+                return CONSTANTS[key]
+            return lookup(key)
         if kind == "neg":
             return neg(ev(n[1]))
         if kind == "call":

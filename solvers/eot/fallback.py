@@ -1,6 +1,8 @@
 """The slow path: SymPy for what exact linear algebra left unsolved, under a time limit.
 
-Time limit: in the main thread (the CLI, and each worker process of a pool) a `SIGALRM` timer
+`solve_eot` runs this only in a sandbox child (solvers/executor.py), which its zygote kills at the
+limit whatever SymPy does; the timer here ends it a little earlier with a clean `timeout`.
+Time limit: in the main thread (a sandbox child, or a direct caller's) a `SIGALRM` timer
 interrupts SymPy; an outer timer that was already armed is re-armed afterwards. Elsewhere (a
 non-main thread, or a platform without `setitimer`) SymPy runs in a daemon thread that is waited
 for `seconds`; on a timeout the caller gets `TimeoutError` at once but that thread runs on until

@@ -3,6 +3,10 @@
 These are the real wall; the Python-level policy in `policy.py` is only a first filter. Every
 function here is best effort and reports what it achieved, so that the pool can tell the caller
 which layers are active (`Executor.isolation`).
+
+Two seccomp filters: the zygote's is a deny list (it runs only our code); the one installed in each
+program's child is an allow list on x86_64 (anything not listed fails with EPERM), stacked on the
+zygote's. On other architectures the child gets the deny list plus its own extra denials.
 """
 from __future__ import annotations
 
@@ -12,13 +16,16 @@ import os
 import platform
 import resource
 import signal
+import tempfile
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWIPC = 0x08000000
 CLONE_THREAD = 0x00010000
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_DUMPABLE = 4
 PR_SET_PDEATHSIG = 1
 PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
@@ -39,6 +46,9 @@ _X86_64 = dict(
     delete_module=176, kexec_load=246, kexec_file_load=320, reboot=169, swapon=167, swapoff=168,
     personality=135, io_uring_setup=425, io_uring_enter=426, io_uring_register=427,
     setrlimit=160, prlimit64=302, setsid=112, setpgid=109,
+    shmget=29, shmat=30, shmctl=31, shmdt=67, msgget=68, msgsnd=69, msgrcv=70, msgctl=71, semget=64,
+    semop=65, semctl=66, semtimedop=220, mq_open=240, mq_unlink=241, mq_timedsend=242,
+    mq_timedreceive=243, mq_notify=244, mq_getsetattr=245, memfd_create=319,
 )
 _AARCH64 = dict(
     execve=221, execveat=281, clone=220, clone3=435,
@@ -52,6 +62,9 @@ _AARCH64 = dict(
     delete_module=106, kexec_load=104, kexec_file_load=294, reboot=142, swapon=224, swapoff=225,
     personality=92, io_uring_setup=425, io_uring_enter=426, io_uring_register=427,
     setrlimit=164, prlimit64=261, setsid=157, setpgid=154,
+    shmget=194, shmat=196, shmctl=195, shmdt=197, msgget=186, msgsnd=189, msgrcv=188, msgctl=187,
+    semget=190, semop=193, semctl=191, semtimedop=192, mq_open=180, mq_unlink=181, mq_timedsend=182,
+    mq_timedreceive=183, mq_notify=184, mq_getsetattr=185, memfd_create=279,
 )
 _ARCHES = {"x86_64": (0xC000003E, _X86_64), "aarch64": (0xC00000B7, _AARCH64)}
 
@@ -60,15 +73,36 @@ _ARCHES = {"x86_64": (0xC000003E, _X86_64), "aarch64": (0xC00000B7, _AARCH64)}
 _DENY_ALWAYS = (
     "execve", "execveat", "socket", "socketpair", "connect", "bind", "listen", "accept", "accept4",
     "ptrace", "process_vm_readv", "process_vm_writev", "rt_sigqueueinfo", "rt_tgsigqueueinfo",
-    "pidfd_open", "pidfd_send_signal", "pidfd_getfd", "mount", "umount2", "pivot_root", "chroot",
+    "pidfd_send_signal", "pidfd_getfd", "mount", "umount2", "pivot_root", "chroot",
     "unshare", "setns", "keyctl", "add_key", "request_key", "bpf", "perf_event_open",
     "userfaultfd", "open_by_handle_at", "name_to_handle_at", "init_module", "finit_module",
     "delete_module", "kexec_load", "kexec_file_load", "reboot", "swapon", "swapoff",
     "personality", "io_uring_setup", "io_uring_enter", "io_uring_register",
 )
-# Added in the child that runs programs: no process creation, no changing its limits, no leaving
-# the process group (which the pool kills as a whole).
-_DENY_CHILD = ("fork", "vfork", "setrlimit", "prlimit64", "setsid", "setpgid")
+# Added in the child that runs programs (where there is no allow list): no process creation, no
+# changing its limits, no leaving the process group, no System V / POSIX IPC objects (which would
+# outlive the program in the zygote's IPC namespace).
+_DENY_CHILD = ("fork", "vfork", "setrlimit", "prlimit64", "setsid", "setpgid", "pidfd_open",
+               "shmget", "shmat", "shmctl", "shmdt", "msgget", "msgsnd", "msgrcv", "msgctl", "semget",
+               "semop", "semtimedop", "semctl", "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive",
+               "mq_notify", "mq_getsetattr", "memfd_create")
+# The child's allow list (x86_64): what CPython, numpy and sympy need to compute and to hand back a
+# result on an already open pipe. No open/openat (nothing to open: every module is preloaded), no
+# IPC, no process creation, no signals to others. `clone`, `kill`-family and `prlimit64` are
+# allowed only with the argument checks in `_bpf`.
+_ALLOW_CHILD_X86_64 = dict(
+    read=0, write=1, close=3, stat=4, fstat=5, lstat=6, poll=7, lseek=8, mmap=9, mprotect=10,
+    munmap=11, brk=12, rt_sigaction=13, rt_sigprocmask=14, rt_sigreturn=15, ioctl=16, pread64=17,
+    pwrite64=18, readv=19, writev=20, access=21, sched_yield=24, mremap=25, msync=26, mincore=27,
+    madvise=28, dup=32, dup2=33, nanosleep=35, getitimer=36, alarm=37, setitimer=38, getpid=39,
+    exit=60, uname=63, fcntl=72, getcwd=79, readlink=89, gettimeofday=96, getrlimit=97,
+    getrusage=98, sysinfo=99, times=100, getuid=102, getgid=104, geteuid=107, getegid=108,
+    getppid=110, getpgrp=111, sigaltstack=131, arch_prctl=158, gettid=186, time=201, futex=202,
+    sched_getaffinity=204, getdents64=217, set_tid_address=218, clock_gettime=228, clock_getres=229,
+    clock_nanosleep=230, exit_group=231, newfstatat=262, readlinkat=267, faccessat=269, pselect6=270,
+    ppoll=271, set_robust_list=273, getrandom=318, membarrier=324, statx=332, rseq=334,
+    close_range=436, faccessat2=439,
+)
 
 
 class _SockFilter(ctypes.Structure):
@@ -97,22 +131,31 @@ def _bpf(child_pid: int | None) -> list[tuple[int, int, int, int]]:
     ]
     if arch_id == 0xC000003E:  # x32 ABI syscalls alias the x86_64 ones with bit 30 set
         prog += [(_JGE, 0, 1, 0x40000000), deny]
-    names = _DENY_ALWAYS + (_DENY_CHILD if child_pid is not None else ())
+    allow_list = _ALLOW_CHILD_X86_64 if child_pid is not None and arch_id == 0xC000003E else None
+    names = _DENY_ALWAYS + (_DENY_CHILD if child_pid is not None and allow_list is None else ())
     for name in names:
         if name in table:
             prog += [(_JEQ, 0, 1, table[name]), deny]
-    if child_pid is not None:
-        # clone is allowed only for threads (fork/vfork/posix_spawn all come without CLONE_THREAD);
-        # clone3 gets ENOSYS so that libc falls back to the inspectable clone.
-        prog += [
-            (_JEQ, 0, 4, table["clone"]), (_LD_W_ABS, 0, 0, _OFF_ARG0), (_JSET, 0, 1, CLONE_THREAD),
-            allow, deny,
-            (_JEQ, 0, 1, table["clone3"]), (_RET, 0, 0, SECCOMP_RET_ERRNO | errno.ENOSYS),
-        ]
-        for name in ("kill", "tkill", "tgkill"):  # signals only to itself (abort(), raise())
-            prog += [(_JEQ, 0, 4, table[name]), (_LD_W_ABS, 0, 0, _OFF_ARG0), (_JEQ, 0, 1, child_pid), allow, deny]
-    prog.append(allow)
-    return prog
+    if child_pid is None:
+        return prog + [allow]
+    # Each rule below ends in allow or deny, so reloading the accumulator with an argument is safe.
+    # clone is allowed only for threads (fork/vfork/posix_spawn all come without CLONE_THREAD);
+    # clone3 gets ENOSYS so that libc falls back to the inspectable clone.
+    prog += [
+        (_JEQ, 0, 4, table["clone"]), (_LD_W_ABS, 0, 0, _OFF_ARG0), (_JSET, 0, 1, CLONE_THREAD), allow, deny,
+        (_JEQ, 0, 1, table["clone3"]), (_RET, 0, 0, SECCOMP_RET_ERRNO | errno.ENOSYS),
+    ]
+    for name in ("kill", "tkill", "tgkill"):  # signals only to itself (abort(), raise())
+        prog += [(_JEQ, 0, 4, table[name]), (_LD_W_ABS, 0, 0, _OFF_ARG0), (_JEQ, 0, 1, child_pid), allow, deny]
+    if allow_list is None:
+        return prog + [allow]
+    # prlimit64 only to read limits (new_limit, the third argument, NULL); setrlimit is not listed.
+    arg2 = _OFF_ARG0 + 16
+    prog += [(_JEQ, 0, 6, table["prlimit64"]), (_LD_W_ABS, 0, 0, arg2), (_JEQ, 0, 3, 0),
+             (_LD_W_ABS, 0, 0, arg2 + 4), (_JEQ, 0, 1, 0), allow, deny]
+    for number in allow_list.values():
+        prog += [(_JEQ, 0, 1, number), allow]
+    return prog + [deny]
 
 
 class SeccompFilter:
@@ -120,6 +163,7 @@ class SeccompFilter:
 
     def __init__(self, child: bool) -> None:
         self.supported = platform.machine() in _ARCHES
+        self.allow_list = child and platform.machine() == "x86_64"
         prog = _bpf(_PID_PLACEHOLDER if child else None) if self.supported else []
         self._array = (_SockFilter * len(prog))(*(_SockFilter(*ins) for ins in prog))
         self._pid_slots = [i for i, ins in enumerate(prog) if ins[0] == _JEQ and ins[3] == _PID_PLACEHOLDER]
@@ -138,18 +182,24 @@ def die_with_parent() -> bool:
     return _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
 
 
+def not_dumpable() -> bool:
+    """Same-uid processes (the zygote's own children) may not ptrace it or open its /proc/PID/mem."""
+    return _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+
+
 def no_new_privs() -> bool:
     return _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
 
 
-def unshare_network() -> bool:
-    """A fresh, empty network namespace (only a down loopback). As non-root, via a user namespace."""
-    if _libc.unshare(CLONE_NEWNET) == 0:
+def unshare_namespaces() -> bool:
+    """Fresh, empty network and IPC namespaces (only a down loopback; no System V objects, the
+    host's invisible). As non-root, via a user namespace."""
+    if _libc.unshare(CLONE_NEWNET | CLONE_NEWIPC) == 0:
         return True
     if os.geteuid() == 0:
         return False
     uid, gid = os.geteuid(), os.getegid()
-    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
+    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWIPC) != 0:
         return False
     try:  # map ourselves so that file ownership still reads sensibly inside the namespace
         with open("/proc/self/setgroups", "w") as f:
@@ -163,9 +213,18 @@ def unshare_network() -> bool:
     return True
 
 
-def chroot_and_drop(jail: str, uid: int) -> bool:
-    """As root: chroot into the empty `jail`, then become `uid` (no groups, no capabilities)."""
-    os.chroot(jail)
+def enter_empty_directory(prefix: str) -> None:
+    """Make the working directory a fresh empty directory that no longer exists on the host: made,
+    entered and removed at once, so nothing is left behind however the worker ends."""
+    jail = tempfile.mkdtemp(prefix=prefix)  # 0700
+    os.chdir(jail)
+    os.rmdir(jail)
+
+
+def chroot_and_drop(uid: int) -> bool:
+    """As root: chroot into the (removed, empty) working directory, then become `uid` (no groups,
+    no capabilities)."""
+    os.chroot(".")
     os.chdir("/")
     os.setgroups([])
     os.setresgid(uid, uid, uid)

@@ -3,24 +3,28 @@
 This is a *filter*, not the wall: allowed libraries themselves offer ways out (sympy's
 `sympify` evaluates strings with the real builtins, numpy reaches ctypes, ...). It exists to
 classify obviously hostile programs as FORBIDDEN early and cheaply; containment of anything
-that gets past it is the job of `lockdown.py`.
+that gets past it is the job of `lockdown.py`, and integrity between programs is the job of the
+process boundary (one fresh child per program, `worker.py`). It runs inside that child.
 """
 from __future__ import annotations
 
 import ast
 import builtins
 import importlib
-import opcode
 import sys
 from types import CodeType
 
 # Modules a program may import (with their already loaded submodules). Nothing is loaded lazily:
-# once the worker is locked down the file system is gone.
+# once the worker is locked down the file system is gone. numpy and SymPy are preloaded only in the
+# workers of their flavour (they make every fork dearer: numpy by a third, SymPy threefold), which
+# run the programs whose text names them.
 ALLOWED_MODULES = (
     "math", "cmath", "fractions", "decimal", "datetime", "itertools", "functools", "statistics",
     "collections", "re", "string", "random", "operator", "heapq", "bisect", "numbers", "typing",
     "copy", "numpy", "sympy",
 )
+# Flavour -> the allowed modules it does not preload.
+FLAVOURS = {"plain": ("numpy", "sympy"), "numpy": ("sympy",), "sympy": ()}
 
 # Attribute names that lead from ordinary objects to frames, code, globals or the OS.
 _FORBIDDEN_ATTRS = frozenset({
@@ -33,9 +37,6 @@ _FORBIDDEN_ATTRS = frozenset({
 _ALLOWED_DUNDERS = frozenset({"__init__", "__name__", "__main__", "__str__", "__repr__", "__eq__",
                               "__lt__", "__le__", "__gt__", "__ge__", "__hash__", "__len__", "__iter__",
                               "__next__", "__call__", "__add__", "__sub__", "__mul__", "__truediv__"})
-# Calls that change library-global state (random seeds, decimal context, numpy error modes).
-_STATEFUL_CALLS = frozenset({"seed", "setstate", "setcontext", "localcontext", "seterr", "set_printoptions",
-                             "setrecursionlimit", "register"})
 # Builtins replaced by a stub that reports FORBIDDEN when called.
 FORBIDDEN_BUILTINS = ("open", "exec", "eval", "compile", "input", "breakpoint", "exit", "quit", "help",
                       "vars", "globals", "memoryview", "__import__")
@@ -90,36 +91,16 @@ def _forbidden_name(name: str) -> bool:
 
 
 class _Checker(ast.NodeVisitor):
-    """Finds forbidden constructs and whether a program may change state shared with later ones."""
-
-    def __init__(self) -> None:
-        self.mutates_shared = False
+    """Finds forbidden constructs."""
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         if _forbidden_name(node.attr):
             raise Rejected("forbidden", f"attribute {node.attr!r}")
-        # `x.y = v` / `del x.y` / `x.y[k] = v` may reach into a module or class; `self.y = v` cannot.
-        if not isinstance(node.ctx, ast.Load) and not (isinstance(node.value, ast.Name) and node.value.id == "self"):
-            self.mutates_shared = True
         self.generic_visit(node)
 
     def visit_Name(self, node: ast.Name) -> None:
         if _is_dunder(node.id):
             raise Rejected("forbidden", f"name {node.id!r}")
-        if node.id in ("setattr", "delattr"):
-            self.mutates_shared = True
-
-    def visit_Subscript(self, node: ast.Subscript) -> None:
-        if not isinstance(node.ctx, ast.Load) and isinstance(node.value, ast.Attribute):
-            self.mutates_shared = True
-        self.generic_visit(node)
-
-    def visit_Call(self, node: ast.Call) -> None:
-        func = node.func
-        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
-        if name in _STATEFUL_CALLS:
-            self.mutates_shared = True
-        self.generic_visit(node)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         if node.level:
@@ -141,31 +122,25 @@ def _check_import(name: str) -> None:
 
 # Names that class bodies and annotations bring into code objects on their own.
 _IMPLICIT_DUNDERS = frozenset({"__module__", "__qualname__", "__classcell__", "__annotations__", "__doc__"})
-_SUSPECT_NAMES = _FORBIDDEN_ATTRS | _STATEFUL_CALLS | {"setattr", "delattr"}
-_STORE_ATTR, _DELETE_ATTR, _STORE_SUBSCR, _LOAD_ATTR = (opcode.opmap[name] for name in (
-    "STORE_ATTR", "DELETE_ATTR", "STORE_SUBSCR", "LOAD_ATTR"))
 
 
 def _needs_ast_check(code: CodeType) -> bool:
-    """Whether compiled code uses any name or store the AST checker would look at closely.
+    """Whether compiled code uses any name the AST checker would look at closely.
 
     Most programs use none, and scanning code objects is far cheaper than walking the AST.
     """
     names = set(code.co_names) | set(code.co_varnames) | set(code.co_cellvars) | set(code.co_freevars)
-    if names & _SUSPECT_NAMES:
+    if names & _FORBIDDEN_ATTRS:
         return True
     if any(_is_dunder(name) and name not in _IMPLICIT_DUNDERS and name != "__class__" for name in names):
         return True
     if "__class__" in code.co_names:
         return True
-    ops = set(code.co_code[::2])
-    if _STORE_ATTR in ops or _DELETE_ATTR in ops or (_STORE_SUBSCR in ops and _LOAD_ATTR in ops):
-        return True
     return any(isinstance(const, CodeType) and _needs_ast_check(const) for const in code.co_consts)
 
 
-def compile_program(source: str, max_chars: int = 100_000) -> tuple[CodeType, bool]:
-    """Compile and check; returns (code, mutates_shared). Raises `Rejected`."""
+def compile_program(source: str, max_chars: int = 100_000) -> CodeType:
+    """Compile and check. Raises `Rejected`."""
     if len(source) > max_chars:
         raise Rejected("forbidden", f"program longer than {max_chars} characters")
     try:
@@ -175,19 +150,25 @@ def compile_program(source: str, max_chars: int = 100_000) -> tuple[CodeType, bo
     except (RecursionError, MemoryError) as e:
         raise Rejected("syntax", f"{type(e).__name__}: program nested too deeply") from None
     if not _needs_ast_check(code):
-        return code, False
-    checker = _Checker()
+        return code
     try:
-        checker.visit(ast.parse(source, "<program>"))
+        _Checker().visit(ast.parse(source, "<program>"))
     except RecursionError:
         raise Rejected("forbidden", "program nested too deeply") from None
-    return code, checker.mutates_shared
+    return code
 
 
-def preload() -> list[str]:
-    """Import the allowed modules (those installed) and warm up their lazy parts."""
+def flavour_of(source: str) -> str:
+    """The flavour of worker that runs a program: the lightest that preloads what its text names."""
+    return "sympy" if "sympy" in source else "numpy" if "numpy" in source else "plain"
+
+
+def preload(flavour: str) -> list[str]:
+    """Import the allowed modules of `flavour` (those installed) and warm up their lazy parts."""
     loaded = []
     for name in ALLOWED_MODULES:
+        if name in FLAVOURS[flavour]:
+            continue
         try:
             importlib.import_module(name)
             loaded.append(name)

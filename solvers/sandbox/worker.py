@@ -1,21 +1,27 @@
-"""A sandbox worker: a locked-down zygote that compiles programs and forks one child per batch.
+"""A sandbox worker: a locked-down zygote that forks one fresh child per program.
 
-Protocol with the pool (stdin / stdout of the zygote, each message a 4-byte little-endian
-length and a payload): the pool sends a pickled `list[str]` of programs; the zygote answers with
-UTF-8 text, one line `status \\t value \\t detail` per program, in order. The first message from
-the zygote is `ready \\t layer,layer,...`.
+Protocol with the pool (stdin / stdout of the zygote, little-endian):
+- job (pool -> zygote): `<I size><B kind>` and `size` bytes of UTF-8 text; kind `p` is a Python
+  program (program of thought), `e` an equation-of-thought text for the symbolic solver.
+- reply (zygote -> pool), one per job, in the order the jobs finish: `<I size><I seq><B how><i code>`
+  and `size` bytes that the child wrote on its own pipe (`seq`: the job's number, counted from 0 in
+  the order sent; `how`: see the constants below; `code`: exit status or signal).
+- the first message of the zygote is a reply-framed greeting whose bytes are `ready\\tlayer,...`.
 
-A child runs the programs of a batch one after another and records each result in shared
-memory as soon as it has one, so that the zygote can attribute a crash or a hang to the program
-that caused it, kill the child from outside (wall clock), and carry on with a fresh child.
+Integrity (docs/sandbox.md): the zygote never runs untrusted code and holds at most one job's text,
+in a fixed buffer that it clears after the fork, and other jobs' results only in fixed buffers that
+it clears once sent, so a child's memory holds no other program's text or result. Up to
+`CHILDREN` jobs run at once, each in its own child. The child writes its result on a pipe made for it alone; the zygote only frames those
+bytes (the pool parses them strictly) and adds its own observation of how the child ended. The
+wall-clock limit is the zygote's: it SIGKILLs the child at `timeout` after the fork, whatever the
+child does. Nothing a child changes survives it: the next program runs in a new fork.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
-import mmap
 import os
-import pickle
 import re
 import resource
 import select
@@ -23,22 +29,25 @@ import signal
 import struct
 import sys
 import time
-from types import CodeType, FunctionType
+from types import FunctionType
 
 from solvers.answers import to_number
 from solvers.sandbox import lockdown, policy
 
-_HEADER = struct.Struct("<QQd")  # bytes used, results written, start time of the current program
-_SHM_BYTES = 8 << 20
-_GRACE = 0.25  # the in-child timer gets this long to stop a program before the zygote kills it
+JOB = struct.Struct("<IB")
+REPLY = struct.Struct("<IIBi")
+MAX_JOB = 4 * 100_000 + 64  # a program of policy's 100,000 characters, every one 4 bytes of UTF-8
+MAX_RESULT = 16 * 1024
+MAX_EXACT = 4000  # characters of an exact answer's srepr
+# How a child ended, as the zygote saw it.
+EXITED, KILLED, SIGNALED, OVERFLOW = 0, 1, 2, 3
+CHILD_DONE = 117  # exit status of a child that stopped by itself (a program calling os._exit can't fake 0)
 _STDOUT_CAP = 64 * 1024
 _MAX_DIGITS = 4000
-_CHILD_DONE = 117  # exit status of a child that stopped by itself (a program calling os._exit can't fake 0)
+CHILDREN = 2  # jobs a zygote runs at once (so that a core never waits for a fork or an exit)
+_MAX_FDS = 32  # the zygote's RLIMIT_NOFILE: every descriptor it can hold is below this
+_POLL = 0.5  # how often a waiting zygote checks that the pool is still alive
 _PRINTED_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|-?\.\d+(?:[eE][-+]?\d+)?")
-
-
-class _Timeout(BaseException):
-    pass
 
 
 class _Stdout:
@@ -62,7 +71,6 @@ class _Stdout:
 
 
 class _State:
-    armed = False  # whether SIGALRM should interrupt (only while a program runs)
     stdout = _Stdout()
 
 
@@ -70,20 +78,12 @@ def _print(*args, sep=" ", end="\n", file=None, flush=False) -> None:
     _State.stdout.write((" " if sep is None else sep).join([str(a) for a in args]) + ("\n" if end is None else end))
 
 
-def _on_alarm(signum, frame) -> None:
-    if _State.armed:
-        raise _Timeout
-
-
 _BUILTINS = policy.make_builtins(_print)
 
 
-def _clean(text: str) -> str:
-    return text.replace("\t", " ").replace("\n", " ")[:300]
-
-
-def _line(status: str, value: int | float | None = None, detail: str = "") -> str:
-    return f"{status}\t{'' if value is None else repr(value)}\t{_clean(detail)}\n"
+def result(status: str, value: int | float | None = None, detail: str = "", exact: str | None = None) -> bytes:
+    """A child's result record (parsed by `solvers.executor.parse_result`)."""
+    return json.dumps([status, value, detail[:300], exact], ensure_ascii=True, allow_nan=False).encode()
 
 
 def _describe(error: BaseException) -> str:
@@ -93,13 +93,23 @@ def _describe(error: BaseException) -> str:
         return type(error).__name__
 
 
-def _value(value: object, what: str) -> str:
+def _exact(value: object) -> str | None:
+    """SymPy's `srepr` of a SymPy answer (bounded); the pool checks its grammar."""
+    sympy = sys.modules.get("sympy")
+    if sympy is None or not isinstance(value, (sympy.Basic, sympy.MatrixBase)):
+        return None
+    text = sympy.srepr(value)
+    return text if isinstance(text, str) and len(text) <= MAX_EXACT else None
+
+
+def _value(value: object, what: str) -> bytes:
+    exact = _exact(value)
     number = to_number(value)
     if number is None:
-        return _line("non-numeric", None, f"{what} is {type(value).__name__}")
-    if isinstance(number, int) and number.bit_length() > _MAX_DIGITS * 3.33:
-        return _line("non-numeric", None, f"{what} has more than {_MAX_DIGITS} digits")
-    return _line("ok", number)
+        return result("non-numeric", None, f"{what} is {type(value).__name__}", exact)
+    if isinstance(number, int) and number.bit_length() > _MAX_DIGITS * 3.32:
+        return result("non-numeric", None, f"{what} has more than {_MAX_DIGITS} digits", exact)
+    return result("ok", number, "", exact)
 
 
 def _zero_arg(function: object) -> bool:
@@ -109,7 +119,7 @@ def _zero_arg(function: object) -> bool:
     return code.co_argcount <= len(function.__defaults__ or ()) and code.co_kwonlyargcount <= len(function.__kwdefaults__ or {})
 
 
-def _answer(namespace: dict) -> str:
+def _answer(namespace: dict) -> bytes:
     """The three program-of-thought styles: `ans`, `solution()` / `solver()`, last printed number."""
     if "ans" in namespace:
         return _value(namespace["ans"], "ans")
@@ -120,224 +130,265 @@ def _answer(namespace: dict) -> str:
     for found in _PRINTED_NUMBER.finditer(_State.stdout.text()):
         pass
     if found is None:
-        return _line("no-answer", None, "no ans, solution() or printed number")
+        return result("no-answer", None, "no ans, solution() or printed number")
     return _value(float(found.group().replace(",", "")), "printed number")
 
 
-def run_one(code: CodeType, timeout: float) -> str:
-    """Execute one compiled program in this process; the result line."""
-    namespace = {"__builtins__": _BUILTINS, "__name__": "__main__"}
-    _State.stdout = _Stdout()
-    policy.reset_denied()
-    start = time.monotonic()
+def run_program(source: str) -> bytes:
+    """Compile, check and execute one program in this (throw-away) process; its result record."""
     try:
-        try:
-            _State.armed = True
-            # Re-fires every 50 ms, so a program that swallows the first alarm gets the next ones.
-            signal.setitimer(signal.ITIMER_REAL, timeout, 0.05)
-            exec(code, namespace)
-            line = _answer(namespace)
-        finally:
-            _State.armed = False
-            signal.setitimer(signal.ITIMER_REAL, 0)
-    except _Timeout:
-        line = _line("timeout", None, f"exceeded {timeout:g} s")
+        code = policy.compile_program(source)
+    except policy.Rejected as e:
+        return result(e.status, None, str(e))
+    namespace = {"__builtins__": _BUILTINS, "__name__": "__main__"}
+    _State.stdout = _Stdout()  # (the zygote's warm-up printed)
+    policy.reset_denied()
+    try:
+        exec(code, namespace)
+        line = _answer(namespace)
     except policy.Forbidden as e:
-        line = _line("forbidden", None, str(e))
+        line = result("forbidden", None, str(e))
     except MemoryError:
-        line = _line("memory", None, "MemoryError")
+        line = result("memory", None, "MemoryError")
     except PermissionError as e:  # the OS layer said no
-        line = _line("forbidden", None, _describe(e))
+        line = result("forbidden", None, _describe(e))
     except BaseException as e:
-        line = _line("runtime", None, _describe(e))
-    # Verdicts a program cannot talk its way out of by catching the exception.
+        line = result("runtime", None, _describe(e))
+    # A verdict a program cannot talk its way out of by catching the exception.
     if (denied := policy.denied()) is not None:
-        return _line("forbidden", None, denied)
-    if time.monotonic() - start >= timeout:
-        return _line("timeout", None, f"exceeded {timeout:g} s")
+        return result("forbidden", None, denied)
     return line
+
+
+def run_equations(text: str, timeout: float) -> bytes:
+    """The symbolic EoT solver on one text (only in the "sympy" flavour)."""
+    from solvers.equations import solve_symbolic
+
+    outcome = solve_symbolic(text, timeout)
+    return result(str(outcome.status), outcome.prediction, outcome.detail)
+
+
+class _Child:
+    """A running job: its process, the pipe it writes its result on, what it wrote so far."""
+
+    __slots__ = ("seq", "pid", "exited", "pipe", "buffer", "got", "deadline")
+
+    def __init__(self, seq: int, pid: int, pipe: int, buffer: bytearray, deadline: float) -> None:
+        self.seq, self.pid, self.pipe, self.buffer, self.got, self.deadline = seq, pid, pipe, buffer, 0, deadline
+        self.exited = os.pidfd_open(pid)  # readable once the child has exited
 
 
 class Zygote:
     def __init__(self, config: dict) -> None:
         self.timeout: float = config["timeout"]
         self.memory = config["memory_mb"] << 20
-        self.cache: dict[str, tuple[CodeType, bool] | policy.Rejected] = {}
-        self.shm = mmap.mmap(-1, _SHM_BYTES)
-        self.layers = ["python-policy", "fork-per-batch"]
+        self.parent = os.getppid()
+        self.job = bytearray(MAX_JOB)
+        self.header = bytearray(JOB.size)
+        self.buffers = [bytearray(MAX_RESULT + 1) for _ in range(CHILDREN)]  # free result buffers
+        self.children: dict[int, _Child] = {}  # by pidfd and by pipe
+        self.seq = 0
+        self.layers = ["python-policy", "fork-per-program"]
         self.statm = os.open("/proc/self/statm", os.O_RDONLY)
         self.child_filter = lockdown.SeccompFilter(child=True)
         self._lock_down(config)
 
     def _lock_down(self, config: dict) -> None:
-        signal.signal(signal.SIGALRM, _on_alarm)
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes fail with EFBIG instead of killing
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         with open("/proc/self/status") as f:
             threads = int(next(line for line in f if line.startswith("Threads:")).split()[1])
         lockdown.close_fds_except({0, 1, 2, self.statm})
         root = os.geteuid() == 0
-        if lockdown.unshare_network():
-            self.layers.append("network-namespace")
+        if lockdown.unshare_namespaces():
+            self.layers += ["network-namespace", "ipc-namespace"]
+        lockdown.enter_empty_directory(f"distill-sandbox-{self.parent}-")
         if root:
             uid = config["uid_base"] + os.getpid()
-            if lockdown.chroot_and_drop(config["jail"], uid):
+            if lockdown.chroot_and_drop(uid):
                 self.layers += ["chroot", f"uid-{uid}"]
-                if lockdown.set_limit(resource.RLIMIT_NPROC, threads + 1):
+                if lockdown.set_limit(resource.RLIMIT_NPROC, threads + CHILDREN):
                     self.layers.append("nproc")
-        else:
-            os.chdir(config["jail"])
-        limits = [(resource.RLIMIT_FSIZE, 0), (resource.RLIMIT_CORE, 0), (resource.RLIMIT_NOFILE, 32),
+        limits = [(resource.RLIMIT_FSIZE, 0), (resource.RLIMIT_CORE, 0), (resource.RLIMIT_NOFILE, _MAX_FDS),
                   (resource.RLIMIT_AS, lockdown.address_space_bytes(self.statm) + self.memory + (512 << 20))]
         if all(lockdown.set_limit(which, value) for which, value in limits):
             self.layers.append("rlimits")
+        if lockdown.not_dumpable():
+            self.layers.append("not-dumpable")
         if lockdown.no_new_privs():
             self.layers.append("no-new-privs")
         if lockdown.SeccompFilter(child=False).install():
             self.layers.append("seccomp")
+            if self.child_filter.allow_list:
+                self.layers.append("seccomp-allowlist")
 
-    def compile(self, source: str) -> tuple[CodeType, bool] | policy.Rejected:
-        entry = self.cache.get(source)
-        if entry is None:
-            try:
-                entry = policy.compile_program(source)
-            except policy.Rejected as e:
-                entry = e
-            if len(self.cache) >= 50_000:
-                self.cache.clear()
-            self.cache[source] = entry
-        return entry
+    # -- the loop ----------------------------------------------------------------------------
+    def serve(self) -> None:
+        self._reply(0, EXITED, 0, ("ready\t" + ",".join(self.layers)).encode())
+        reading = True
+        while reading or self.children:
+            watched = list(self.children) + ([0] if reading and len(self.buffers) else [])
+            ready = select.select(watched, [], [], self._wait())[0]
+            if not ready and not self._alive():
+                self._abandon()
+            for fd in ready:
+                if fd == 0:
+                    reading = self._start_next()
+                elif fd in self.children:
+                    self._service(self.children[fd], fd)
+            self._enforce()
 
-    def run_batch(self, programs: list[str]) -> str:
-        lines: list[str] = [""] * len(programs)
-        todo: list[tuple[int, CodeType, bool]] = []
-        for i, source in enumerate(programs):
-            entry = self.compile(source) if isinstance(source, str) else policy.Rejected("syntax", "not a string")
-            if isinstance(entry, policy.Rejected):
-                lines[i] = _line(entry.status, None, str(entry))
-            else:
-                todo.append((i, *entry))
+    def _alive(self) -> bool:
+        return os.getppid() == self.parent
+
+    def _abandon(self) -> None:
+        """The pool is gone: kill the children and exit."""
+        for child in set(self.children.values()):
+            os.kill(child.pid, signal.SIGKILL)
+        sys.exit(0)
+
+    def _wait(self) -> float:
+        now = time.monotonic()
+        return max(0.0, min([c.deadline - now for c in self.children.values()] + [_POLL]))
+
+    def _enforce(self) -> None:
+        """Kill every child past its wall-clock limit."""
+        now = time.monotonic()
+        for child in set(self.children.values()):
+            if now >= child.deadline:
+                self._finish(child, KILLED)
+
+    def _read_into(self, view: memoryview) -> bool:
+        """Fill `view` from stdin (limits kept meanwhile); False at end of input."""
         pos = 0
-        while pos < len(todo):
-            pos = self._run_child(todo, pos, lines)
-        return "".join(lines)
+        while pos < len(view):
+            if not select.select([0], [], [], self._wait())[0]:
+                if not self._alive():
+                    self._abandon()
+                self._enforce()
+                continue
+            got = os.readv(0, [view[pos:]])
+            if not got:
+                return False
+            pos += got
+        return True
 
-    def _run_child(self, todo: list[tuple[int, CodeType, bool]], pos: int, lines: list[str]) -> int:
-        """Fork a child for todo[pos:]; returns how far it got (including a program it died on)."""
-        _HEADER.pack_into(self.shm, 0, 0, 0, time.monotonic())
+    def _start_next(self) -> bool:
+        """Read the next job and fork its child; False at end of input."""
+        if not self._read_into(memoryview(self.header)):
+            return False
+        size, kind = JOB.unpack(self.header)
+        if size > MAX_JOB or not self._read_into(memoryview(self.job)[:size]):
+            return False  # the pool never sends a larger one: stop rather than read it
         limit = lockdown.address_space_bytes(self.statm) + self.memory
-        done_r, done_w = os.pipe()
+        result_r, result_w = os.pipe()
+        zygote = os.getpid()
+        start = time.monotonic()
         pid = os.fork()
         if pid == 0:
-            os.close(done_r)
-            self._child(todo, pos, limit, done_w)
-        os.close(done_w)
-        timed_out = self._watch(pid, done_r)
-        os.close(done_r)
-        _, wait_status = os.waitpid(pid, 0)
-        used, _, _ = _HEADER.unpack_from(self.shm, 0)
-        results = self.shm[_HEADER.size:_HEADER.size + min(used, _SHM_BYTES - _HEADER.size)].decode("utf-8", "replace")
-        got = results.splitlines(keepends=True)[: len(todo) - pos]
-        for j, line in enumerate(got):
-            lines[todo[pos + j][0]] = line
-        pos += len(got)
-        failure = self._death(wait_status, timed_out)
-        if failure is None and not got and pos < len(todo):  # cannot happen short of a bug; never loop
-            failure = _line("runtime", None, "no result from the sandbox")
-        if failure is not None and pos < len(todo):
-            lines[todo[pos][0]] = failure
-            pos += 1
-        return pos
+            self._child(kind, size, result_w, limit, zygote)
+        os.close(result_w)
+        self.job[:size] = bytes(size)  # the next child must not find this text in its memory
+        child = _Child(self.seq, pid, result_r, self.buffers.pop(), start + self.timeout)
+        self.seq += 1
+        self.children[child.pipe] = self.children[child.exited] = child
+        return True
 
-    def _watch(self, pid: int, done_r: int) -> bool:
-        """Wait for the child to exit; kill it if one program overruns. True if killed."""
-        seen, observed = -1, time.monotonic()
-        while True:
-            _, count, started = _HEADER.unpack_from(self.shm, 0)
-            now = time.monotonic()
-            if count != seen:
-                seen, observed = count, now
-            # Trust the child's own start stamp only as far as our observation of its progress.
-            deadline = min(max(started, observed - self.timeout), observed) + self.timeout + _GRACE
-            if now >= deadline:
-                os.kill(pid, signal.SIGKILL)
-                return True
-            if select.select([done_r], [], [], deadline - now)[0] and not os.read(done_r, 64):
-                return False
+    def _service(self, child: _Child, fd: int) -> None:
+        if fd == child.exited:
+            self._finish(child, EXITED)
+            return
+        view = memoryview(child.buffer)
+        n = os.readv(child.pipe, [view[child.got:]])
+        child.got += n
+        if child.got > MAX_RESULT:
+            self._finish(child, OVERFLOW)
+        elif not n:  # end of file (the child closed its pipe): wait for its exit alone
+            del self.children[child.pipe]
+            os.close(child.pipe)
+            child.pipe = -1
 
-    def _death(self, wait_status: int, timed_out: bool) -> str | None:
-        if timed_out:
-            return _line("timeout", None, f"killed after {self.timeout:g} s")
-        if os.WIFSIGNALED(wait_status):
-            sig = os.WTERMSIG(wait_status)
-            name = signal.Signals(sig).name if sig in signal.valid_signals() else str(sig)
-            if sig == signal.SIGXCPU:
-                return _line("timeout", None, "CPU time limit")
-            if sig == signal.SIGSYS:
-                return _line("forbidden", None, "blocked system call")
-            return _line("runtime", None, f"sandbox process died ({name})")
-        code = os.WEXITSTATUS(wait_status)
-        return None if code == _CHILD_DONE else _line("runtime", None, f"program exited the process (status {code})")
+    def _finish(self, child: _Child, how: int) -> None:
+        """Reap the child, answer for its job, clear its buffer."""
+        if how != EXITED:
+            os.kill(child.pid, signal.SIGKILL)
+        _, status = os.waitpid(child.pid, 0)
+        view = memoryview(child.buffer)
+        if child.pipe >= 0:
+            if how == EXITED:  # what it wrote after our last read
+                os.set_blocking(child.pipe, False)
+                with contextlib.suppress(BlockingIOError):
+                    while child.got <= MAX_RESULT and (n := os.readv(child.pipe, [view[child.got:]])):
+                        child.got += n
+                if child.got > MAX_RESULT:
+                    how = OVERFLOW
+            del self.children[child.pipe]
+            os.close(child.pipe)
+        del self.children[child.exited]
+        os.close(child.exited)
+        if how != EXITED:
+            code, data = 0, view[:0]
+        elif os.WIFSIGNALED(status):
+            how, code, data = SIGNALED, os.WTERMSIG(status), view[:0]
+        else:
+            code, data = os.WEXITSTATUS(status), view[:child.got]
+        self._reply(child.seq, how, code, data)  # written from the buffer itself: no copy left behind
+        view[:child.got] = bytes(child.got)
+        self.buffers.append(child.buffer)
 
-    def _child(self, todo: list[tuple[int, CodeType, bool]], pos: int, limit: int, done_w: int) -> None:
+    def _child(self, kind: int, size: int, result_w: int, limit: int, zygote: int) -> None:
         try:
-            # Every descriptor goes, the pool's pipes included: results travel through memory only.
-            os.closerange(0, done_w)
-            os.closerange(done_w + 1, 64)
-            remaining = len(todo) - pos
+            # Every descriptor goes but the result pipe: the pool's pipes (and the next jobs queued in
+            # them), the other children's pipes and pidfds.
+            os.closerange(0, result_w)
+            os.closerange(result_w + 1, _MAX_FDS)
             lockdown.set_limit(resource.RLIMIT_AS, limit)
-            lockdown.set_limit(resource.RLIMIT_CPU, int(remaining * self.timeout) + 2)
+            lockdown.set_limit(resource.RLIMIT_CPU, int(self.timeout) + 1)
             lockdown.set_limit(resource.RLIMIT_NPROC, 0)
-            lockdown.die_with_parent()
+            if not lockdown.die_with_parent() or os.getppid() != zygote:
+                return
             self.child_filter.install(os.getpid())
-            shm, used = self.shm, 0
-            room = _SHM_BYTES - _HEADER.size
-            for n, (_, code, mutates_shared) in enumerate(todo[pos:], 1):
-                _HEADER.pack_into(shm, 0, used, n - 1, time.monotonic())
-                data = run_one(code, self.timeout).encode("utf-8", "replace")
-                if used + len(data) > room:
-                    break  # out of room: the zygote reruns the rest in a fresh child
-                shm[_HEADER.size + used:_HEADER.size + used + len(data)] = data
-                used += len(data)
-                _HEADER.pack_into(shm, 0, used, n, time.monotonic())
-                if mutates_shared:
-                    break  # a fresh child for the rest, so that this program's changes die with it
+            text = bytes(self.job[:size]).decode("utf-8", "surrogatepass")
+            self.job[:size] = bytes(size)
+            data = run_program(text) if kind == ord("p") else run_equations(text, self.timeout)
+            while data:
+                data = data[os.write(result_w, data):]
         finally:
-            os._exit(_CHILD_DONE)
-
-    def serve(self) -> None:
-        self._send(("ready\t" + ",".join(self.layers)).encode())
-        while True:
-            header = _read_exact(0, 4)
-            if header is None:
-                return
-            payload = _read_exact(0, struct.unpack("<I", header)[0])
-            if payload is None:
-                return
-            self._send(self.run_batch(pickle.loads(payload)).encode("utf-8", "replace"))
+            os._exit(CHILD_DONE)
 
     @staticmethod
-    def _send(data: bytes) -> None:
-        data = struct.pack("<I", len(data)) + data
-        while data:
-            data = data[os.write(1, data):]
+    def _reply(seq: int, how: int, code: int, data: bytes | memoryview) -> None:
+        parts = [memoryview(REPLY.pack(len(data), seq, how, code)), memoryview(data)]
+        while parts:
+            written = os.writev(1, parts)
+            while parts and written >= len(parts[0]):
+                written -= len(parts[0])
+                parts.pop(0)
+            if parts:
+                parts[0] = parts[0][written:]
 
 
-def _read_exact(fd: int, n: int) -> bytes | None:
-    chunks, left = [], n
-    while left:
-        chunk = os.read(fd, min(left, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
+# Run in the zygote before it serves (our own programs): the first compile, exec and result record
+# of a process initialise lazy state, which would otherwise be paid again, page faults included,
+# in every child.
+_WARM_UP = ("import math\nimport numpy as np\na = 3\nb = 4.5\nans = math.floor(a * b) + np.sqrt(4)",
+            "def solution():\n    total = sum([1, 2, 3])\n    return total / 4\n",
+            "print('The answer is', 1234.5)", "ans = undefined_name")
+_WARM_UP_EOT = ("x * y = 12\nx + y = 7\nx > y\nans = x", "a = sqrt(2)\nb = floor(a * 10) / 3\nans = b + a**2",
+                "t = 120 / (x + 2)\nt = 20\nans = x")
 
 
 def main(config_json: str) -> None:
     config = json.loads(config_json)
-    policy.preload()
+    policy.preload(config["flavour"])
+    if config["flavour"] == "sympy":
+        import solvers.equations  # noqa: F401  (the symbolic EoT path runs in these workers' children)
     zygote = Zygote(config)
+    for program in _WARM_UP:
+        run_program(program)
+    if config["flavour"] == "sympy":
+        for text in _WARM_UP_EOT:
+            run_equations(text, 5.0)
     gc.collect()
     gc.freeze()  # keeps the collector from touching (and copying) the zygote's pages in children
     zygote.serve()

@@ -1,0 +1,220 @@
+"""Decoders: a student through HF transformers or vLLM, or a teacher backend; `open_decoder` picks one.
+
+Greedy decoding of the T5 and LLaMA families runs `graphs.GreedyLoop` over the batches of
+`plan.plan_batches`; other models, and sampling, go through `generate` with its dynamic cache.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from distill.cues import student_input
+from distill.evaluation.graphs import GreedyLoop, cuda_graph
+from distill.evaluation.plan import Batch, memory_token_budget, plan_batches, step_cost
+from distill.records import InputError
+from distill.students import StudentSettings, format_prompt, load_student
+from distill.thoughts import thought_names
+
+
+@dataclass
+class DecodeOptions:
+    max_new_tokens: int = 256
+    samples: int = 1
+    temperature: float = 0.0  # 0: greedy
+    top_p: float = 1.0
+    seed: int = 0
+    token_budget: int | None = None  # KV-cache tokens per batch; None: from free memory (CUDA) or plan.CPU_TOKEN_BUDGET
+    max_batch: int = 1024  # sequences per batch at most (samples count)
+    pad_multiple: int = 16
+    loop: str = "auto"  # "static": GreedyLoop; "generate": HF generate; "auto": GreedyLoop where it applies
+    compile: bool = True  # capture GreedyLoop's decode step in CUDA graphs (on CUDA)
+    force_new_tokens: bool = False  # ignore EOS (benchmarks: a fixed amount of work)
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ValueError("samples must be at least 1")
+        if self.samples > 1 and self.temperature <= 0:
+            raise ValueError("several samples need a temperature above 0 (greedy decoding repeats itself)")
+        if self.loop not in ("auto", "static", "generate"):
+            raise ValueError(f"loop must be auto, static or generate, got {self.loop!r}")
+
+
+def rationale_extractor() -> Callable[[str, str], str]:
+    """`extract_rationale(thought, raw)` of the teacher backends, so that teacher and student outputs
+    go through one function; the stripped text where the backends are not installed."""
+    try:
+        from distill.teachers.extract import extract_rationale
+    except ImportError:
+        return lambda thought, raw: raw.strip()
+    return extract_rationale
+
+
+class HFDecoder:
+    """Decodes with `GreedyLoop` where it applies (greedy, one sample, a T5 or LLaMA model; see
+    `DecodeOptions.loop`), else with `model.generate`; yields results batch by batch so callers can
+    check and save early."""
+
+    def __init__(self, model: Any, tokenizer: Any, settings: StudentSettings, options: DecodeOptions):
+        self.model, self.tokenizer, self.settings, self.options = model, tokenizer, settings, options
+        self.causal = settings.kind == "causal"
+        if self.causal:  # generation continues the prompt: pad and truncate on the left
+            tokenizer.padding_side = tokenizer.truncation_side = "left"
+        self.prompting: dict[str, Any] = {"cues": settings.cues, "format": settings.prompt_format}
+        fits = options.temperature <= 0 and options.samples == 1 and GreedyLoop.supports(model)
+        if options.loop == "static" and not fits:
+            raise InputError("the static loop decodes greedily, one sample, T5 and LLaMA models only")
+        self.loop: GreedyLoop | None = None
+        if options.loop == "static" or (options.loop == "auto" and fits):
+            graphs = options.compile and model.device.type == "cuda"
+            self.loop = GreedyLoop(model, max_new_tokens=options.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                   force_new_tokens=options.force_new_tokens, capture=cuda_graph if graphs else None)
+
+    def prompt(self, question: str, thought: str) -> str:
+        return format_prompt(self.tokenizer, student_input(question, thought, self.settings.cues), self.settings)
+
+    def _generate_kwargs(self) -> dict[str, Any]:
+        o = self.options
+        kw: dict[str, Any] = {"max_new_tokens": o.max_new_tokens, "num_return_sequences": o.samples,
+                              "pad_token_id": self.tokenizer.pad_token_id}
+        kw.update(do_sample=True, temperature=o.temperature, top_p=o.top_p) if o.temperature > 0 else kw.update(do_sample=False)
+        if o.force_new_tokens:
+            kw["min_new_tokens"] = o.max_new_tokens
+        return kw
+
+    def plan(self, prompts: Sequence[str]) -> list[Batch]:
+        o = self.options
+        lengths = [len(ids) for ids in self.tokenizer(list(prompts), truncation=True,
+                                                      max_length=self.settings.max_source_len)["input_ids"]]
+        budget = o.token_budget or memory_token_budget(self.model)
+        return plan_batches(lengths, max_new_tokens=o.max_new_tokens, samples=o.samples, token_budget=budget,
+                            max_batch=o.max_batch, pad_multiple=o.pad_multiple, step_cost=step_cost(self.model))
+
+    def decode(self, prompts: Sequence[str], batches: Sequence[Batch] | None = None) -> Iterator[tuple[list[int], list[list[str]]]]:
+        """(prompt indices, their `samples` texts each) per batch."""
+        import torch
+
+        torch.manual_seed(self.options.seed)
+        kwargs = self._generate_kwargs()
+        try:
+            for batch in batches if batches is not None else self.plan(prompts):
+                texts = [prompts[i] for i in batch.indices]
+                if self.loop is not None:  # one shape per bucket: pad the batch with copies, dropped below
+                    texts += texts[-1:] * (batch.capacity - len(texts))
+                enc = self.tokenizer(texts, padding="max_length", truncation=True, return_tensors="pt",
+                                     max_length=min(batch.length, self.settings.max_source_len)).to(self.model.device)
+                if self.loop is not None:
+                    out = self.loop(enc["input_ids"], enc["attention_mask"])
+                else:
+                    with torch.inference_mode():
+                        out = self.model.generate(**enc, **kwargs)
+                    if self.causal:
+                        out = out[:, enc["input_ids"].shape[1]:]
+                decoded = self.tokenizer.batch_decode(out[: len(batch.indices) * self.options.samples], skip_special_tokens=True)
+                n = self.options.samples
+                yield batch.indices, [decoded[j * n:(j + 1) * n] for j in range(len(batch.indices))]
+        finally:
+            if self.loop is not None:
+                self.loop.state = None  # free the static cache and its graphs
+
+
+class VllmDecoder:
+    """Causal models through vLLM (when installed, on CUDA): it schedules batches and the KV cache itself;
+    prompts go to it in chunks only so that results are saved as they come."""
+
+    CHUNK = 2048
+
+    def __init__(self, path: str, tokenizer: Any, settings: StudentSettings, options: DecodeOptions):
+        from vllm import LLM, SamplingParams
+
+        self.tokenizer, self.settings, self.options = tokenizer, settings, options
+        self.prompting: dict[str, Any] = {"cues": settings.cues, "format": settings.prompt_format}
+        self.llm = LLM(model=path, dtype="bfloat16", seed=options.seed)
+        self.params = SamplingParams(
+            n=options.samples, temperature=options.temperature, top_p=options.top_p, max_tokens=options.max_new_tokens,
+            min_tokens=options.max_new_tokens if options.force_new_tokens else 0, ignore_eos=options.force_new_tokens,
+        )
+
+    prompt = HFDecoder.prompt
+
+    def plan(self, prompts: Sequence[Any]) -> list[Batch]:
+        return _chunks(len(prompts), self.CHUNK)
+
+    def decode(self, prompts: Sequence[str], batches: Sequence[Batch] | None = None) -> Iterator[tuple[list[int], list[list[str]]]]:
+        for batch in batches if batches is not None else self.plan(prompts):
+            outs = self.llm.generate([prompts[i] for i in batch.indices], self.params, use_tqdm=False)
+            yield batch.indices, [[c.text for c in o.outputs] for o in outs]
+
+
+def _chunks(n: int, size: int) -> list[Batch]:
+    return [Batch(list(range(s, min(s + size, n))), size, 0) for s in range(0, n, size)]
+
+
+class TeacherDecoder:
+    """A teacher backend of `distill generate` (`openai:MODEL`, ...) with its few-shot prompts
+    (`prompts/<thought>.yaml`), so that the teacher is measured exactly as students are."""
+
+    CHUNK = 256  # requests in flight per saved batch
+
+    def __init__(self, spec: str, options: DecodeOptions):
+        from distill.teachers import TeacherError, make_teacher
+        from distill.teachers.prompts import load_prompts
+
+        try:
+            self.teacher = make_teacher(spec)
+        except TeacherError as exc:
+            raise InputError(str(exc)) from None
+        self.options = options
+        self.prompts = load_prompts(thought_names())
+        self.prompting: dict[str, Any] = {t: p.hash for t, p in self.prompts.items()}
+        self.loop = asyncio.new_event_loop()  # one loop: clients may hold connections bound to it
+
+    def prompt(self, question: str, thought: str) -> Any:
+        from distill.teachers import Request
+
+        p, o = self.prompts[thought], self.options
+        return Request(p.messages(question), o.samples, o.temperature, o.top_p, o.max_new_tokens,
+                       list(p.stop) or None, {"question": question, "thought": thought})
+
+    def plan(self, prompts: Sequence[Any]) -> list[Batch]:
+        return _chunks(len(prompts), self.CHUNK)
+
+    def decode(self, prompts: Sequence[Any], batches: Sequence[Batch] | None = None) -> Iterator[tuple[list[int], list[list[str]]]]:
+        from distill.teachers.base import is_transient
+
+        try:
+            for batch in batches if batches is not None else self.plan(prompts):
+                requests = [prompts[i] for i in batch.indices]
+                results = self.loop.run_until_complete(asyncio.gather(*map(self.teacher.complete, requests)))
+                for completions in results:
+                    failed = next((c.error for c in completions if is_transient(c.error)), None)
+                    if failed:  # not answered: stop here, a rerun resumes and asks again
+                        raise InputError(f"teacher {self.teacher.name}: {failed}; rerun to resume")
+                yield batch.indices, [[c.text or "" for c in cs] for cs in results]
+        finally:
+            self.loop.run_until_complete(self.teacher.aclose())
+
+
+def open_decoder(model: str, options: DecodeOptions, *, device: str | None = None, engine: str = "auto") -> Any:
+    """The decoder for a teacher spec (`openai:MODEL`, ...), a student directory, a local model or a hub id.
+    `engine`: `hf` (transformers), `vllm`, or `auto` (vLLM for causal models on CUDA when installed)."""
+    from distill.teachers import TEACHERS
+
+    kind, sep, _ = model.partition(":")
+    if sep and kind in TEACHERS and not Path(model).exists():
+        return TeacherDecoder(model, options)
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    lm, tokenizer, settings = load_student(model, dtype=dtype, device=device)
+    has_vllm = importlib.util.find_spec("vllm") is not None
+    if engine == "vllm" or (engine == "auto" and settings.kind == "causal" and device.startswith("cuda") and has_vllm):
+        if settings.kind != "causal":
+            raise InputError("--engine vllm serves causal models only")
+        del lm  # vLLM loads its own copy
+        return VllmDecoder(model, tokenizer, settings, options)
+    return HFDecoder(lm, tokenizer, settings, options)
