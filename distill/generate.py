@@ -315,6 +315,8 @@ def stats_table(run: Run) -> Table:
         table.add_row("retried", ", ".join(f"{k} {v}" for k, v in retries.most_common()))
     if s.failures:
         table.add_row("failed samples", ", ".join(f"{k} {v}" for k, v in s.failures.most_common()))
+    if (status := getattr(run.teacher, "status", None)) and (text := status()):
+        table.add_row("servers", text)  # a teacher over several servers: requests and health per server
     return table
 
 

@@ -58,6 +58,7 @@ class TeacherServer:
         self.supports_n = supports_n
         self.host, self.port = host, port
         self.requests = 0  # every request received
+        self.in_flight = self.peak_in_flight = 0  # requests being answered now / at most at once
         self.answered: Counter[str] = Counter()  # request body hash -> successful answers
         self.received: Counter[str] = Counter()  # request body hash -> requests
         self.asked: Counter[tuple[str, str]] = Counter()  # (question, thought) -> requests
@@ -90,6 +91,14 @@ class TeacherServer:
         return options[i % len(options)]
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            return await self._chat(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         key = hashlib.sha256(raw).hexdigest()
         self.requests += 1

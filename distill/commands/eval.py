@@ -30,6 +30,8 @@ from distill.thoughts import parse_thoughts
 @click.option("--batch-tokens", type=int, default=None, help="KV-cache tokens per batch (default: from free GPU memory).")
 @click.option("--max-batch", default=1024, show_default=True, help="Sequences per batch at most.")
 @click.option("--device", default=None, help="cuda, cpu, cuda:1 ... (default: cuda when available).")
+@click.option("--gpus", type=int, default=None,
+              help="Data parallel: shard the questions over N processes, one per GPU (with --device cpu: N CPU processes).")
 @click.option("--engine", type=click.Choice(["auto", "hf", "vllm"]), default="auto", show_default=True,
               help="Decoder: transformers (hf), vLLM, or auto (vLLM for causal students on CUDA when installed).")
 @click.option("--no-compile", is_flag=True, help="Do not compile the decode step (static cache on CUDA).")

@@ -19,7 +19,9 @@ def thoughts_option(default: tuple[str, ...] | None = None, help: str = "") -> A
 def teacher_backend_options(f: Any) -> Any:
     """The teacher-backend flags of generate and synth (a backend refuses those it does not take)."""
     for decorator in reversed([
-        click.option("--base-url", help="openai: endpoint (default: $OPENAI_BASE_URL, else OpenAI)."),
+        click.option("--base-url", help="openai: endpoint (default: $OPENAI_BASE_URL, else OpenAI); several servers as "
+                                        "URL1,URL2,... or @FILE (one URL a line): each gets its share of "
+                                        "--concurrency, a dead one's requests go to the others."),
         click.option("--api-key", help="openai: default $OPENAI_API_KEY."),
         click.option("--request-timeout", "--timeout", "timeout", type=float, help="openai: seconds per request attempt [120]."),
         click.option("--max-retries", type=int, help="openai: retries on 429/5xx/timeouts/resets [6]."),
@@ -30,6 +32,7 @@ def teacher_backend_options(f: Any) -> Any:
         click.option("--device", help="hf: cuda, mps or cpu [the best available]."),
         click.option("--dtype", help="hf: torch dtype [auto]."),
         click.option("--batch-size", type=int, help="hf/vllm: requests per generate batch [8 / 256]."),
+        click.option("--gpus", type=int, help="hf: one replica per GPU, requests shared out (with --device cpu: N on the CPU)."),
     ]):
         f = decorator(f)
     return f

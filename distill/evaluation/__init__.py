@@ -62,10 +62,12 @@ def fallback_order(thoughts: Sequence[str], fallback: str | Sequence[str] | None
     return order
 
 
-def load_questions(data: str | Sequence[str], *, limit: int | None = None, data_root: str | None = None) -> list[Record]:
+def load_questions(data: str | Sequence[str], *, limit: int | None = None, data_root: str | None = None,
+                   shard: str | None = None) -> list[Record]:
+    """The questions of every data set (`shard` i/n: every n-th of each, after `limit`)."""
     records: list[Record] = []
     for spec in split_list(data, what="data set"):
-        records += load(spec, limit=limit, data_root=data_root).records
+        records += load(spec, limit=limit, shard=shard, data_root=data_root).records
     return records
 
 
@@ -161,15 +163,17 @@ def evaluate_model(
     workers: int | None = None,
     make_checker: Callable[[str], Checker] | None = None,
     show_progress: bool = True,
+    shard: str | None = None,
 ) -> Report:
     """Evaluate `model` on the data sets and write the outputs (see the module docstring).
 
     `decoder` replaces loading `model` (benchmarks pass an in-memory model this way);
-    `make_checker(thought)` replaces the project's checkers (tests script them)."""
+    `make_checker(thought)` replaces the project's checkers (tests script them); `shard` i/n
+    evaluates every n-th question of each set (`distill.evaluation.shards` runs the n of them)."""
     options = options or DecodeOptions()
     thought_list = parse_thoughts(thoughts)
     order = fallback_order(thought_list, fallback)
-    questions = load_questions(data, limit=limit, data_root=data_root)
+    questions = load_questions(data, limit=limit, data_root=data_root, shard=shard)
     out = Path(out_dir)
     if decoder is None:
         if show_progress:
@@ -178,6 +182,8 @@ def evaluate_model(
     config = {"model": model, "data": split_list(data, what="data set"), "limit": limit, "thoughts": thought_list,
               "prompting": decoder.prompting, "samples": options.samples, "temperature": options.temperature,
               "top_p": options.top_p, "seed": options.seed, "max_new_tokens": options.max_new_tokens}
+    if shard:
+        config["shard"] = shard
     _prepare_dir(out, config, overwrite)
     done = {(r.source, r.id, r.thought) for r in read_predictions(out / PREDICTIONS, repair=True) if r.sample == options.samples - 1}
     units = [(q, t) for q in questions for t in thought_list if (q.source, q.id, t) not in done]

@@ -30,6 +30,7 @@ class EvalOptions:
     batch_tokens: int | None = None
     max_batch: int = 1024
     device: str | None = None
+    gpus: int | None = None  # data parallel over this many processes (distill.evaluation.shards)
     engine: str = "auto"
     no_compile: bool = False
     timeout: float = 5.0
@@ -61,10 +62,15 @@ def run(opts: EvalOptions) -> EvalResult:
     except ValueError as exc:
         raise InputError(str(exc)) from None
     out = Path(opts.output or Path("runs/eval") / Path(opts.model.replace(":", "_")).name)
-    report = evaluate_model(opts.model, opts.data, out, thoughts=opts.thoughts or ("pot", "eot", "cot"),
-                            fallback=opts.fallback or None, vote=opts.vote, options=decode, limit=opts.limit,
-                            data_root=opts.data_dir, overwrite=opts.overwrite, device=opts.device, engine=opts.engine,
-                            timeout=opts.timeout, workers=opts.workers)
+    common = dict(thoughts=opts.thoughts or ("pot", "eot", "cot"), fallback=opts.fallback or None, vote=opts.vote,
+                  options=decode, limit=opts.limit, data_root=opts.data_dir, overwrite=opts.overwrite,
+                  device=opts.device, engine=opts.engine, timeout=opts.timeout, workers=opts.workers)
+    if opts.gpus and opts.gpus > 1:
+        from distill.evaluation.shards import evaluate_sharded
+
+        report = evaluate_sharded(opts.model, opts.data, out, gpus=opts.gpus, **common)
+    else:
+        report = evaluate_model(opts.model, opts.data, out, **common)
     return EvalResult(report, out)
 
 

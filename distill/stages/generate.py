@@ -13,7 +13,8 @@ from distill.teachers import teacher_audit
 from distill.teachers.base import HINTS, is_teacher_failure, is_transient
 
 # Options that go to the teacher's backend (`make_teacher` checks that the backend takes them).
-BACKEND = ("base_url", "api_key", "timeout", "max_retries", "rpm", "tpm", "n_mode", "device", "dtype", "batch_size")
+BACKEND = ("base_url", "api_key", "timeout", "max_retries", "rpm", "tpm", "n_mode", "device", "dtype", "batch_size",
+           "gpus")
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,14 @@ class TeacherOptions:
     device: str | None = None
     dtype: str | None = None
     batch_size: int | None = None
+    gpus: int | None = None
 
 
 def backend_options(opts: Any) -> dict[str, Any]:
-    return {name: getattr(opts, name) for name in BACKEND if getattr(opts, name) is not None}
+    options = {name: getattr(opts, name) for name in BACKEND if getattr(opts, name) is not None}
+    if opts.base_url:  # an openai: teacher shares the run's concurrency out over the servers it names
+        options["concurrency"] = opts.concurrency
+    return options
 
 
 @dataclass(frozen=True)

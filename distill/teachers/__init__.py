@@ -89,5 +89,5 @@ class _Lazy:
 
 
 register_teacher(TeacherBackend("openai", _Lazy("distill.teachers.openai_compat", "OpenAITeacher")))
-register_teacher(TeacherBackend("hf", _Lazy("distill.teachers.local", "HFTeacher")))
+register_teacher(TeacherBackend("hf", _Lazy("distill.teachers.replicas", "HFReplicas")))  # HFTeacher x --gpus
 register_teacher(TeacherBackend("vllm", _Lazy("distill.teachers.local", "VLLMTeacher")))

@@ -7,6 +7,9 @@ which alone would cap a 2-core machine far below the 300+ requests/s a local ser
 The client's own retries are switched off: we retry here, so that every attempt passes the rate
 limiter, failures are counted by class, and a failure after the last retry becomes a failed
 `Completion` rather than an exception.
+
+`base_url` may name several servers (`URL1,URL2` or `@FILE`): `distill.teachers.fleet` then spreads
+the attempts over them and moves a dead server's requests to the others.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from collections import Counter
 from typing import Any
 
 from distill.teachers.base import Completion, Request, TeacherError, finish
+from distill.teachers.fleet import Fleet, parse_base_urls, server_failed
 from distill.teachers.limits import RateLimiter, backoff, retry_after
 
 FATAL = (401, 403, 404)  # bad key or unknown model: every other request would fail the same way
@@ -35,6 +39,7 @@ class OpenAITeacher:
         tpm: float | None = None,
         n_mode: str = "auto",  # auto: ask for n, fall back to n calls when the server ignores it; native; split
         extra_body: dict[str, Any] | None = None,
+        concurrency: int | None = None,  # of the run: each of several servers gets its share in flight
     ):
         import openai
 
@@ -55,7 +60,9 @@ class OpenAITeacher:
         self.retries: Counter[str] = Counter()  # failed attempts by class, retried or not
         self._errors = openai
         self._response_type = _http_response_type()
-        self.client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=0)
+        urls: list[str | None] = list(parse_base_urls(base_url)) if base_url else [None]
+        self.fleet = Fleet(urls, lambda url: openai.AsyncOpenAI(base_url=url, api_key=api_key, timeout=timeout,
+                                                               max_retries=0), concurrency)
 
     async def complete(self, request: Request) -> list[Completion]:
         if request.n == 1 or self.n_mode == "native":
@@ -83,17 +90,20 @@ class OpenAITeacher:
             body["n"] = n
         if request.stop:
             body["stop"] = request.stop
-        error = "connection"
-        for attempt in range(self.max_retries + 1):
+        error, attempt, moved = "connection", 0, set()
+        while True:
             await self.limiter.acquire(reserved)
-            hint = None
+            server, probe = await self.fleet.acquire()
+            got, error, hint = None, None, None
             try:
-                response = await self.client.post("/chat/completions", cast_to=self._response_type, body=body)
+                response = await server.client.post("/chat/completions", cast_to=self._response_type, body=body)
+                got = parse_choices(await response.aread(), n)
             except errors.APIStatusError as exc:
                 code = exc.status_code
                 error = f"http-{code}"
                 if code in FATAL:
-                    raise TeacherError(f"{self.name}: HTTP {code}: {str(exc)[:200]}") from None
+                    where = f" at {server.url}" if len(self.fleet) > 1 else ""
+                    raise TeacherError(f"{self.name}{where}: HTTP {code}: {str(exc)[:200]}") from None
                 if code != 429 and code < 500 and code != 408:
                     self.retries[error] += 1
                     return [Completion(None, error=error) for _ in range(n)]  # e.g. 400: retrying will not help
@@ -102,18 +112,27 @@ class OpenAITeacher:
                 error = "timeout"
             except errors.APIConnectionError:
                 error = "connection"
-            else:
-                got = parse_choices(await response.aread(), n)
+            finally:  # anything else that went wrong (neither an answer nor a known failure) counts as the server's
+                self.fleet.release(server, probe, error or (None if got is not None else "connection"))
+            if got is not None:
                 self.limiter.settle(reserved, sum(c.prompt_tokens + c.completion_tokens for c in got))
                 return got
             self.retries[error] += 1
             self.limiter.settle(reserved, 0)
-            if attempt < self.max_retries:
-                await asyncio.sleep(backoff(attempt, hint=hint))
-        return [Completion(None, error=error) for _ in range(n)]
+            if server_failed(error) and server.url not in moved and self.fleet.others_up(server):
+                moved.add(server.url)  # the server failed, not the request: on to another at once, not a retry
+                continue
+            if attempt >= self.max_retries:
+                return [Completion(None, error=error) for _ in range(n)]
+            await asyncio.sleep(backoff(attempt, hint=hint))
+            attempt += 1
+
+    def status(self) -> str | None:
+        """Per server (when there are several): attempts, answers, failures, health."""
+        return self.fleet.summary() if len(self.fleet) > 1 else None
 
     async def aclose(self) -> None:
-        await self.client.close()
+        await self.fleet.aclose()
 
 
 def _http_response_type() -> type:

@@ -1,0 +1,76 @@
+"""`hf:MODEL` with `--gpus N`: one replica per device, requests shared out (here N replicas on the CPU)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_generate import workload, write_data  # noqa: E402
+
+from distill.cli import main  # noqa: E402
+from distill.teachers import Request, TeacherError, make_teacher  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tok = transformers.ByT5Tokenizer()  # byte-level: needs no download
+    config = transformers.LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+        num_key_value_heads=4, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None,
+    )
+    transformers.LlamaForCausalLM(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_requests_are_shared_out_over_the_replicas(tiny_llama: Path) -> None:
+    one = make_teacher(f"hf:{tiny_llama}", device="cpu", batch_size=2)
+    two = make_teacher(f"hf:{tiny_llama}", device="cpu", batch_size=2, gpus=2)
+    assert len(one.replicas) == 1 and len(two.replicas) == 2 and two.name == one.name == f"hf:{tiny_llama}"
+    assert two.replicas[0].model is not two.replicas[1].model  # a copy of the weights each
+
+    async def go(teacher):
+        requests = [Request([{"role": "user", "content": f"Question: q{i}?\n"}], n=1, max_tokens=5, temperature=0.0)
+                    for i in range(8)]
+        try:
+            return await asyncio.gather(*(teacher.complete(r) for r in requests))
+        finally:
+            await teacher.aclose()
+
+    alone, shared = asyncio.run(go(one)), asyncio.run(go(two))
+    assert two.served == [4, 4] and two.in_flight == [0, 0]
+    assert [[c.text for c in row] for row in shared] == [[c.text for c in row] for row in alone]  # greedy: same answers
+
+
+def test_gpus_need_as_many_devices(tiny_llama: Path) -> None:
+    import torch
+
+    have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with pytest.raises(TeacherError, match=f"--gpus {have + 1}: {have} CUDA device"):
+        make_teacher(f"hf:{tiny_llama}", gpus=have + 1)
+    with pytest.raises(TeacherError, match="would put them all on one"):
+        make_teacher(f"hf:{tiny_llama}", gpus=2, device="cuda:1")
+    with pytest.raises(TeacherError, match="not an option of openai"):
+        make_teacher("openai:m", base_url="http://x/v1", gpus=2)
+
+
+def test_cli_generate_with_two_replicas(tmp_path: Path, tiny_llama: Path) -> None:
+    items, _ = workload(4)
+    data = write_data(tmp_path / "data.jsonl", items)
+    out = tmp_path / "out.jsonl"
+    res = CliRunner().invoke(main, ["generate", "--thought", "cot", "--data", str(data), "--teacher", f"hf:{tiny_llama}",
+                                    "--gpus", "2", "--device", "cpu", "--max-tokens", "5", "--temperature", "0",
+                                    "-o", str(out), "--no-progress", "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["id"] for r in rows) == [r.id for r in items] and all(r["model"] == f"hf:{tiny_llama}" for r in rows)
