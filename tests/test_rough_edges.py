@@ -44,7 +44,7 @@ def test_generate_partial_failure_has_its_own_exit_status(tmp_path: Path) -> Non
     with TeacherServer(script, faults=Faults(sequence=["500", "", "", ""])) as server:
         res = _generate(tmp_path, server.url, write_data(tmp_path / "d.jsonl", items), "--concurrency", "1")
     assert res.exit_code == 3, res.output
-    assert "1 of 4 samples got no usable answer from the teacher" in res.output
+    assert "1 of 4 samples got no answer from the teacher" in res.output
 
 
 def test_generate_reports_items_whose_gold_is_not_a_number(tmp_path: Path) -> None:

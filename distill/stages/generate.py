@@ -92,7 +92,7 @@ def run(opts: GenerateOptions) -> Result:
 
 
 def exit_code(result: Result) -> int:
-    """0, or PARTIAL_EXIT when some samples got no usable answer from the teacher."""
+    """0, or PARTIAL_EXIT when some samples got no answer from the teacher (unreachable, refused, ...)."""
     return PARTIAL_EXIT if result.failed else 0
 
 
@@ -111,7 +111,7 @@ def show(result: Result) -> None:
                       f"cannot be used (first: {first.id}: {first.reason})")
     if result.failed:
         failed = {k: n for k, n in s.failures.items() if is_teacher_failure(k)}
-        console.print(f"[yellow]{result.failed} of {sum(s.samples.values())} samples got no usable answer from the "
+        console.print(f"[yellow]{result.failed} of {sum(s.samples.values())} samples got no answer from the "
                       f"teacher[/] ({', '.join(f'{k}: {n}' for k, n in failed.items())})"
                       + ("; rerun the same command to retry only those" if any(map(is_transient, failed)) else ""))
 

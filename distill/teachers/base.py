@@ -51,8 +51,6 @@ class TeacherError(RuntimeError):
 TRANSIENT = ("http-429", "http-5xx", "timeout", "connection")
 
 
-# Why a teacher gave no usable answer (as opposed to a checker's verdict on an answer).
-ANSWER_FAILURES = ("malformed", "truncated", "empty")
 HINTS = {"connection": "the server cannot be reached (check --base-url and the network)",
          "timeout": "the server did not answer in time (--timeout)",
          "http-401": "the API key was refused (check --api-key / $OPENAI_API_KEY)",
@@ -62,7 +60,9 @@ HINTS = {"connection": "the server cannot be reached (check --base-url and the n
 
 
 def is_teacher_failure(status: str | None) -> bool:
-    return status is not None and (status in TRANSIENT or status in ANSWER_FAILURES or status.startswith("http-"))
+    """The request got no answer at all (unreachable, refused, rate limited, ...); an answer that
+    was cut short or malformed was still answered (and paid for): its record says why."""
+    return status is not None and (status in TRANSIENT or status.startswith("http-"))
 
 
 def is_transient(error: str | None) -> bool:
