@@ -16,10 +16,8 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 import resource
 import signal
-import tempfile
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -69,6 +67,7 @@ _AARCH64 = dict(
     semget=190, semop=193, semctl=191, semtimedop=192, mq_open=180, mq_unlink=181, mq_timedsend=182,
     mq_timedreceive=183, mq_notify=184, mq_getsetattr=185, memfd_create=279,
 )
+_MACHINE = os.uname().machine
 _ARCHES = {"x86_64": (0xC000003E, _X86_64), "aarch64": (0xC00000B7, _AARCH64)}
 
 # Denied in the zygote and (inherited) in every program child where there is no allow list: no
@@ -136,7 +135,7 @@ _OFF_NR, _OFF_ARCH, _OFF_ARG0 = 0, 4, 16  # struct seccomp_data; args are little
 
 def _bpf(child_pid: int | None) -> list[tuple[int, int, int, int]]:
     """A seccomp program: the zygote's (`child_pid` None) or the small one each program's child adds."""
-    arch_id, table = _ARCHES[platform.machine()]
+    arch_id, table = _ARCHES[_MACHINE]
     deny = _RET, 0, 0, SECCOMP_RET_ERRNO | errno.EPERM
     allow = _RET, 0, 0, SECCOMP_RET_ALLOW
     prog = [
@@ -181,8 +180,8 @@ class SeccompFilter:
     """A seccomp program built ahead of time (the child only patches in its pid and installs it)."""
 
     def __init__(self, child: bool) -> None:
-        self.supported = platform.machine() in _ARCHES
-        self.allow_list = platform.machine() == "x86_64"  # the zygote's filter is an allow list
+        self.supported = _MACHINE in _ARCHES
+        self.allow_list = _MACHINE == "x86_64"  # the zygote's filter is an allow list
         prog = _bpf(_PID_PLACEHOLDER if child else None) if self.supported else []
         self._array = (_SockFilter * len(prog))(*(_SockFilter(*ins) for ins in prog))
         self._pid_slots = [i for i, ins in enumerate(prog) if ins[0] == _JEQ and ins[3] == _PID_PLACEHOLDER]
@@ -235,7 +234,10 @@ def unshare_namespaces() -> bool:
 def enter_empty_directory(prefix: str) -> None:
     """Make the working directory a fresh empty directory that no longer exists on the host: made,
     entered and removed at once, so nothing is left behind however the worker ends."""
-    jail = tempfile.mkdtemp(prefix=prefix)  # 0700
+    # Not `tempfile.mkdtemp`: tempfile imports shutil, bz2, lzma and zlib, whose six shared libraries
+    # would be mapped in the zygote, and every mapping costs each fork and each exit.
+    jail = os.path.join(os.environ.get("TMPDIR") or "/tmp", prefix + os.urandom(8).hex())
+    os.mkdir(jail, 0o700)
     os.chdir(jail)
     os.rmdir(jail)
 
