@@ -132,15 +132,18 @@ per fork, a numpy zygote 300 + 570 µs: a child that does nothing already costs 
 pebble's whole cost per program. `perf` puts about three quarters of the workers' time in the
 kernel's memory management and a quarter in the interpreter.
 
-This speed pass cut the CPU per program by about a fifth (2,430 to 1,900 µs in a same-load
-run of 4,000 programs): the seccomp allow list is now the zygote's own filter, inherited by the
-fork, and each child adds a 40-instruction filter instead of compiling 270 instructions
-(child CPU -13%); the zygote no longer maps shutil, bz2, lzma and zlib (tempfile) -- 156 to 126
+The speed pass of December 2026 cut the CPU per program by 13-22% (4,000-program runs of the old
+and the new code: back to back, twice, at a load average of 15, 2,580 to 2,230 µs; at a lighter
+load, 2,430 to 1,900 µs), not its order of magnitude: the seccomp allow list is now the zygote's
+own filter, inherited by the fork, and each child adds a 40-instruction filter instead of
+compiling 270 instructions (child CPU -13%); the zygote no longer maps shutil, bz2, lzma and zlib (tempfile) -- 156 to 126
 mappings, -12% per fork -- and the numpy zygote no longer preloads numpy.random (about 90
 mappings: -28% zygote, -45% child per bare fork; programs that name numpy and random run in the
 sympy flavour, which has it). Tried without effect: `gc.disable()` in children (`gc.freeze()` was
 already in place) and a leaner zygote loop (fewer selects, no non-blocking toggling: still 70
-faults per job). Pre-forking children ahead takes the fork off a program's latency but not off
+faults per job). Forking through libc directly, so that CPython's at-fork hooks (`random`'s
+reseed) do not run, saves 20-25 faults per child (about -7% child CPU) but skips CPython's own
+re-initialisation after a fork: not done. Pre-forking children ahead takes the fork off a program's latency but not off
 the CPU, and this benchmark is CPU-bound on both cores, so it was not built; batching the pool's
 pipe traffic would act on the pool's column only.
 
