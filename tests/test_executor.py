@@ -38,6 +38,8 @@ def executor():
     ("def solution():\n    return 1\nans = 2", 2),  # `ans` wins
     ("import math\nans = math.sqrt(16) + math.floor(2.7)", 6),
     ("import numpy as np\nans = np.mean(np.array([1, 2, 3, 4]))", 2.5),
+    # numpy.random is preloaded only in the sympy flavour, where policy.flavour_of sends this
+    ("import numpy as np\nans = int(np.random.default_rng(0).integers(5, 6))", 5),
     ("from fractions import Fraction\nans = Fraction(3, 4) * 2", 1.5),
     ("from decimal import Decimal\nans = Decimal('2.5') * 2", 5),
     ("import sympy\nx = sympy.symbols('x')\nans = sympy.solve(sympy.Eq(2 * x + 3, 11), x)[0]", 4),

@@ -4,19 +4,20 @@ These are the real wall; the Python-level policy in `policy.py` is only a first 
 function here is best effort and reports what it achieved, so that the pool can tell the caller
 which layers are active (`Executor.isolation`).
 
-Two seccomp filters: the zygote's is a deny list (it runs only our code); the one installed in each
-program's child is an allow list on x86_64 (anything not listed fails with EPERM), stacked on the
-zygote's. On other architectures the child gets the deny list plus its own extra denials.
+Two seccomp filters. On x86_64 the zygote's is an allow list (anything not listed fails with EPERM):
+what programs need plus what the zygote itself needs to fork and watch its children. Each
+program's child inherits it and stacks a small filter of its own that takes the zygote's extra
+powers away again (installing a filter costs the kernel a compile, so the large one is compiled
+once per zygote). On other architectures the zygote's filter is a deny list and the child adds
+its own denials.
 """
 from __future__ import annotations
 
 import ctypes
 import errno
 import os
-import platform
 import resource
 import signal
-import tempfile
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -66,10 +67,12 @@ _AARCH64 = dict(
     semget=190, semop=193, semctl=191, semtimedop=192, mq_open=180, mq_unlink=181, mq_timedsend=182,
     mq_timedreceive=183, mq_notify=184, mq_getsetattr=185, memfd_create=279,
 )
+_MACHINE = os.uname().machine
 _ARCHES = {"x86_64": (0xC000003E, _X86_64), "aarch64": (0xC00000B7, _AARCH64)}
 
-# Denied in the zygote and (inherited) in every program child: no exec, no network, no
-# debugging or signalling of other processes, no namespace / mount / kernel-module games.
+# Denied in the zygote and (inherited) in every program child where there is no allow list: no
+# exec, no network, no debugging or signalling of other processes, no namespace / mount /
+# kernel-module games.
 _DENY_ALWAYS = (
     "execve", "execveat", "socket", "socketpair", "connect", "bind", "listen", "accept", "accept4",
     "ptrace", "process_vm_readv", "process_vm_writev", "rt_sigqueueinfo", "rt_tgsigqueueinfo",
@@ -79,18 +82,21 @@ _DENY_ALWAYS = (
     "delete_module", "kexec_load", "kexec_file_load", "reboot", "swapon", "swapoff",
     "personality", "io_uring_setup", "io_uring_enter", "io_uring_register",
 )
-# Added in the child that runs programs (where there is no allow list): no process creation, no
+# Denied in the child that runs programs (where there is no allow list): no process creation, no
 # changing its limits, no leaving the process group, no System V / POSIX IPC objects (which would
 # outlive the program in the zygote's IPC namespace).
 _DENY_CHILD = ("fork", "vfork", "setrlimit", "prlimit64", "setsid", "setpgid", "pidfd_open",
                "shmget", "shmat", "shmctl", "shmdt", "msgget", "msgsnd", "msgrcv", "msgctl", "semget",
                "semop", "semtimedop", "semctl", "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive",
                "mq_notify", "mq_getsetattr", "memfd_create")
-# The child's allow list (x86_64): what CPython, numpy and sympy need to compute and to hand back a
-# result on an already open pipe. No open/openat (nothing to open: every module is preloaded), no
-# IPC, no process creation, no signals to others. `clone`, `kill`-family and `prlimit64` are
-# allowed only with the argument checks in `_bpf`.
-_ALLOW_CHILD_X86_64 = dict(
+# The allow list (x86_64): what CPython, numpy and sympy need to compute and to hand back a result
+# on an already open pipe. No open/openat (nothing to open: every module is preloaded), no IPC, no
+# process creation, no signals to others. It is the zygote's filter, so that a child inherits it
+# with the fork instead of loading it (the kernel compiles every filter it is given: a few hundred
+# microseconds for this one); the child's own small filter (`_bpf(child_pid)`) takes away what only
+# the zygote needs (`_ZYGOTE_X86_64`) and allows `clone`, `kill`-family and `prlimit64` only with
+# the argument checks in `_bpf`.
+_ALLOW_X86_64 = dict(
     read=0, write=1, close=3, stat=4, fstat=5, lstat=6, poll=7, lseek=8, mmap=9, mprotect=10,
     munmap=11, brk=12, rt_sigaction=13, rt_sigprocmask=14, rt_sigreturn=15, ioctl=16, pread64=17,
     pwrite64=18, readv=19, writev=20, access=21, sched_yield=24, mremap=25, msync=26, mincore=27,
@@ -103,6 +109,15 @@ _ALLOW_CHILD_X86_64 = dict(
     ppoll=271, set_robust_list=273, getrandom=318, membarrier=324, statx=332, rseq=334,
     close_range=436, faccessat2=439,
 )
+# What the zygote needs beyond the allow list: fork its children (clone), a result pipe and a pidfd
+# for each, wait for them, kill them, set their limits and install their filter (in the child,
+# before the program runs). `clone`, `kill`, `tkill`, `tgkill` and `prlimit64` come back in the
+# child with argument checks; the others are denied there.
+_ZYGOTE_X86_64 = dict(
+    clone=56, kill=62, tkill=200, tgkill=234, prlimit64=302, setrlimit=160, pipe=22, pipe2=293,
+    select=23, wait4=61, waitid=247, pidfd_open=434, prctl=157,
+)
+_CHECKED = ("clone", "kill", "tkill", "tgkill", "prlimit64")
 
 
 class _SockFilter(ctypes.Structure):
@@ -119,8 +134,8 @@ _OFF_NR, _OFF_ARCH, _OFF_ARG0 = 0, 4, 16  # struct seccomp_data; args are little
 
 
 def _bpf(child_pid: int | None) -> list[tuple[int, int, int, int]]:
-    """A seccomp program: the always-denied calls; with `child_pid`, the child rules as well."""
-    arch_id, table = _ARCHES[platform.machine()]
+    """A seccomp program: the zygote's (`child_pid` None) or the small one each program's child adds."""
+    arch_id, table = _ARCHES[_MACHINE]
     deny = _RET, 0, 0, SECCOMP_RET_ERRNO | errno.EPERM
     allow = _RET, 0, 0, SECCOMP_RET_ALLOW
     prog = [
@@ -131,39 +146,42 @@ def _bpf(child_pid: int | None) -> list[tuple[int, int, int, int]]:
     ]
     if arch_id == 0xC000003E:  # x32 ABI syscalls alias the x86_64 ones with bit 30 set
         prog += [(_JGE, 0, 1, 0x40000000), deny]
-    allow_list = _ALLOW_CHILD_X86_64 if child_pid is not None and arch_id == 0xC000003E else None
-    names = _DENY_ALWAYS + (_DENY_CHILD if child_pid is not None and allow_list is None else ())
+    # clone3 gets ENOSYS so that libc falls back to the inspectable clone.
+    prog += [(_JEQ, 0, 1, table["clone3"]), (_RET, 0, 0, SECCOMP_RET_ERRNO | errno.ENOSYS)]
+    allow_list = arch_id == 0xC000003E
+    if child_pid is None:
+        if allow_list:
+            for number in sorted({*_ALLOW_X86_64.values(), *_ZYGOTE_X86_64.values()}):
+                prog += [(_JEQ, 0, 1, number), allow]
+            return prog + [deny]
+        for name in _DENY_ALWAYS:
+            if name in table:
+                prog += [(_JEQ, 0, 1, table[name]), deny]
+        return prog + [allow]
+    # The child: the zygote's filter stays in force; this one takes away the zygote's own powers.
+    names = [n for n in _ZYGOTE_X86_64 if n not in _CHECKED] if allow_list else _DENY_CHILD
     for name in names:
         if name in table:
             prog += [(_JEQ, 0, 1, table[name]), deny]
-    if child_pid is None:
-        return prog + [allow]
     # Each rule below ends in allow or deny, so reloading the accumulator with an argument is safe.
-    # clone is allowed only for threads (fork/vfork/posix_spawn all come without CLONE_THREAD);
-    # clone3 gets ENOSYS so that libc falls back to the inspectable clone.
-    prog += [
-        (_JEQ, 0, 4, table["clone"]), (_LD_W_ABS, 0, 0, _OFF_ARG0), (_JSET, 0, 1, CLONE_THREAD), allow, deny,
-        (_JEQ, 0, 1, table["clone3"]), (_RET, 0, 0, SECCOMP_RET_ERRNO | errno.ENOSYS),
-    ]
+    # clone is allowed only for threads (fork/vfork/posix_spawn all come without CLONE_THREAD).
+    prog += [(_JEQ, 0, 4, table["clone"]), (_LD_W_ABS, 0, 0, _OFF_ARG0), (_JSET, 0, 1, CLONE_THREAD), allow, deny]
     for name in ("kill", "tkill", "tgkill"):  # signals only to itself (abort(), raise())
         prog += [(_JEQ, 0, 4, table[name]), (_LD_W_ABS, 0, 0, _OFF_ARG0), (_JEQ, 0, 1, child_pid), allow, deny]
-    if allow_list is None:
-        return prog + [allow]
-    # prlimit64 only to read limits (new_limit, the third argument, NULL); setrlimit is not listed.
-    arg2 = _OFF_ARG0 + 16
-    prog += [(_JEQ, 0, 6, table["prlimit64"]), (_LD_W_ABS, 0, 0, arg2), (_JEQ, 0, 3, 0),
-             (_LD_W_ABS, 0, 0, arg2 + 4), (_JEQ, 0, 1, 0), allow, deny]
-    for number in allow_list.values():
-        prog += [(_JEQ, 0, 1, number), allow]
-    return prog + [deny]
+    if allow_list:
+        # prlimit64 only to read limits (new_limit, the third argument, NULL); setrlimit is denied.
+        arg2 = _OFF_ARG0 + 16
+        prog += [(_JEQ, 0, 6, table["prlimit64"]), (_LD_W_ABS, 0, 0, arg2), (_JEQ, 0, 3, 0),
+                 (_LD_W_ABS, 0, 0, arg2 + 4), (_JEQ, 0, 1, 0), allow, deny]
+    return prog + [allow]
 
 
 class SeccompFilter:
     """A seccomp program built ahead of time (the child only patches in its pid and installs it)."""
 
     def __init__(self, child: bool) -> None:
-        self.supported = platform.machine() in _ARCHES
-        self.allow_list = child and platform.machine() == "x86_64"
+        self.supported = _MACHINE in _ARCHES
+        self.allow_list = _MACHINE == "x86_64"  # the zygote's filter is an allow list
         prog = _bpf(_PID_PLACEHOLDER if child else None) if self.supported else []
         self._array = (_SockFilter * len(prog))(*(_SockFilter(*ins) for ins in prog))
         self._pid_slots = [i for i, ins in enumerate(prog) if ins[0] == _JEQ and ins[3] == _PID_PLACEHOLDER]
@@ -216,7 +234,10 @@ def unshare_namespaces() -> bool:
 def enter_empty_directory(prefix: str) -> None:
     """Make the working directory a fresh empty directory that no longer exists on the host: made,
     entered and removed at once, so nothing is left behind however the worker ends."""
-    jail = tempfile.mkdtemp(prefix=prefix)  # 0700
+    # Not `tempfile.mkdtemp`: tempfile imports shutil, bz2, lzma and zlib, whose six shared libraries
+    # would be mapped in the zygote, and every mapping costs each fork and each exit.
+    jail = os.path.join(os.environ.get("TMPDIR") or "/tmp", prefix + os.urandom(8).hex())
+    os.mkdir(jail, 0o700)
     os.chdir(jail)
     os.rmdir(jail)
 

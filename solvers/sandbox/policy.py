@@ -160,7 +160,12 @@ def compile_program(source: str, max_chars: int = 100_000) -> CodeType:
 
 def flavour_of(source: str) -> str:
     """The flavour of worker that runs a program: the lightest that preloads what its text names."""
-    return "sympy" if "sympy" in source else "numpy" if "numpy" in source else "plain"
+    # numpy.random (which numpy loads on first use) maps some 90 more shared-library segments, and
+    # every fork and exit of a worker pays for each mapping: only the sympy flavour preloads it, so
+    # programs that name both go there.
+    if "sympy" in source or ("numpy" in source and "random" in source):
+        return "sympy"
+    return "numpy" if "numpy" in source else "plain"
 
 
 def preload(flavour: str) -> list[str]:
@@ -191,7 +196,9 @@ def preload(flavour: str) -> list[str]:
         import numpy
 
         numpy.linalg.solve(numpy.eye(2), numpy.ones(2))
-        numpy.mean(numpy.arange(4)), numpy.round(1.5), numpy.random.default_rng(0).random()
+        numpy.mean(numpy.arange(4)), numpy.round(1.5)
+        if flavour == "sympy":  # (see flavour_of)
+            numpy.random.default_rng(0).random()
     return loaded
 
 
