@@ -351,13 +351,13 @@ class Executor:
     def _lost(self, flavour: str, slot: int, queues: dict[str, deque[int]], results: list, deaths: dict[int, int],
               why: str) -> None:
         """Replace a dead or stuck worker and queue its unanswered jobs again. A job is given up when
-        two workers were lost while it was out (a program cannot end its zygote: this is for a
+        three workers were lost while it was out (a program cannot end its zygote: this is for a
         zygote killed from outside, or a bug)."""
         jobs = self._workers[flavour][slot].jobs
         self._replace(flavour, slot)
         for index in sorted(jobs.values(), reverse=True):
             deaths[index] = deaths.get(index, 0) + 1
-            if deaths[index] < 2:
+            if deaths[index] < 3:
                 queues[flavour].appendleft(index)
             else:
                 results[index] = Outcome.fail(Status.RUNTIME, why)
