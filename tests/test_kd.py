@@ -21,7 +21,7 @@ from distill.logprobs import KD_COLUMNS, META_KEY, TopK  # noqa: E402
 from distill.records import InputError, Record  # noqa: E402
 from distill.students import StudentSettings  # noqa: E402
 from distill.train import load_config, train  # noqa: E402
-from distill.train.data import Collator, load_splits, tokenize  # noqa: E402
+from distill.train.data import Collator, aligned_share, load_splits, tokenize  # noqa: E402
 from distill.train.kd import generalized_jsd, topk_kl  # noqa: E402
 from distill.train.loop import kd_loss, loss_sum  # noqa: E402
 from distill.train.tiny import default_tokenizer, tiny_causal, tiny_seq2seq  # noqa: E402
@@ -177,6 +177,11 @@ def test_server_logprobs_reach_the_records_and_the_arrow_columns(kd_mix: Path) -
     assert len(row["kd_top_ids"]) == 3 * len(row["kd_ids"]) == len(row["kd_top_logprobs"])
     splits = load_splits(kd_mix / "mtd")
     assert all("kd" in r for r in splits.train)
+    # The target is the teacher's text (trimmed): every token but the student's EOS carries the teacher's top-k.
+    settings = StudentSettings(kind="seq2seq", cues={}, max_source_len=256, max_target_len=256)
+    examples = tokenize(splits.train, default_tokenizer(), settings)
+    assert all(len(e["kd_top"]) == len(e["tgt"]) - 1 for e in examples)
+    assert aligned_share(examples) > 0.95
 
 
 def test_token_strings_instead_of_ids_are_one_clear_error(tmp_path: Path) -> None:
@@ -235,3 +240,42 @@ def test_gkd_trains_against_a_frozen_teacher_and_resumes_exactly(tmp_path: Path,
     b = _metrics(train(config, resume=True))
     for step in range(1, 7):
         assert b[step] == pytest.approx(a[step], rel=1e-4, abs=1e-5), step
+
+
+def test_hf_teacher_keeps_the_top_k_of_its_own_distribution(tmp_path: Path) -> None:
+    """Greedy decoding: the sampled token is the top-1, and the stored log-probs are the model's own
+    (a teacher-forced forward pass over prompt + completion gives the same numbers)."""
+    import asyncio
+
+    from distill.teachers.base import Request
+    from distill.teachers.local import HFTeacher
+
+    torch.manual_seed(0)
+    tok = default_tokenizer()
+    tiny_causal(tok, d_model=32, layers=1, heads=2).save_pretrained(tmp_path / "t")
+    tok.save_pretrained(tmp_path / "t")
+    teacher = HFTeacher(str(tmp_path / "t"), device="cpu", dtype="float32")
+    messages = [{"role": "user", "content": "Question: 2 + 3?\n"}]
+    [[c]] = teacher._generate([Request(messages, temperature=0.0, max_tokens=6, logprobs=4)])
+    top = TopK.decode(c.logprobs)
+    assert top.k == 4 and 1 <= len(top.ids) <= 6
+    assert (top.ids == top.top_ids[:, 0]).all()
+    prompt = tok(teacher.render(messages), return_tensors="pt")["input_ids"]
+    full = torch.cat([prompt, torch.tensor([top.ids.tolist()])], dim=1)
+    with torch.no_grad():
+        logp = teacher.model(full).logits[0, prompt.shape[1] - 1:-1].log_softmax(-1)
+    want = logp.topk(4, dim=-1)
+    assert (want.indices.numpy() == top.top_ids).all()
+    assert np.allclose(want.values.numpy(), top.top_logprobs.astype(np.float32), atol=1e-2)
+    asyncio.run(teacher.aclose())
+
+
+def test_train_options_reach_the_config() -> None:
+    from distill.stages.train import TrainOptions, resolve_config
+
+    config = resolve_config(TrainOptions(student="tiny-t5", data="d", output="o", objective="gkd", teacher="hf:t",
+                                         beta=0.3, on_policy_fraction=0.5, kd_alpha=0.2))
+    assert (config.objective, config.teacher, config.beta, config.on_policy_fraction, config.kd_alpha) == \
+        ("gkd", "hf:t", 0.3, 0.5, 0.2)
+    with pytest.raises(InputError, match="'beta'"):
+        resolve_config(TrainOptions(student="tiny-t5", data="d", output="o", beta=1.5))
