@@ -60,6 +60,7 @@ class OnPolicy:
     pad_id: int
     eos_id: int
     seed: int
+    force_length: bool = False  # every sample max_new_tokens long (benchmarks: fixed shapes)
     student: Any = None  # set once the model is prepared (the sampler reads the unwrapped model)
     device: Any = "cpu"
 
@@ -91,13 +92,14 @@ class OnPolicy:
             out = model.generate(input_ids=torch.tensor(rows, device=self.device),
                                  attention_mask=torch.tensor(mask, device=self.device), do_sample=True, top_k=0,
                                  top_p=1.0, temperature=self.temperature, max_new_tokens=self.max_new_tokens,
-                                 pad_token_id=self.pad_id, eos_token_id=self.eos_id)
+                                 pad_token_id=self.pad_id, eos_token_id=self.eos_id,
+                                 min_new_tokens=self.max_new_tokens if self.force_length else None)
         finally:
             model.train(was_training)
         new = out[:, width:] if left else out[:, 1:]  # seq2seq: drop the decoder start token
         samples = []
         for ids in new.tolist():
-            ids = ids[: ids.index(self.eos_id) + 1] if self.eos_id in ids else ids
+            ids = ids[: ids.index(self.eos_id) + 1] if self.eos_id in ids and not self.force_length else ids
             samples.append(ids or [self.eos_id])
         return samples
 
