@@ -134,6 +134,10 @@ def test_different_vocabularies_are_refused_before_a_model_is_loaded(tmp_path: P
                             "objective": "kd", "trackers": "none"})
     with pytest.raises(InputError, match="--logprobs"):  # no teacher log-probs in the data
         train(kd)
+    missing = load_config(None, {"student": "tiny-t5", "data": str(data), "output_dir": str(tmp_path / "run3"),
+                                 "objective": "gkd", "teacher": f"hf:{tmp_path / 'nowhere'}", "trackers": "none"})
+    with pytest.raises(InputError, match="nowhere"):
+        train(missing)
     with pytest.raises(InputError, match="needs --teacher"):
         load_config(None, {"student": "tiny-t5", "data": str(data), "output_dir": "x", "objective": "gkd"})
 
@@ -279,3 +283,16 @@ def test_train_options_reach_the_config() -> None:
         ("gkd", "hf:t", 0.3, 0.5, 0.2)
     with pytest.raises(InputError, match="'beta'"):
         resolve_config(TrainOptions(student="tiny-t5", data="d", output="o", beta=1.5))
+
+
+@pytest.mark.slow
+def test_kd_gpu_benchmark_smoke_runs() -> None:
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "kd_gpu.py"), "--smoke"], capture_output=True,
+                          text=True, timeout=600, cwd=root)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for row in ("| gkd, baseline (full logits) |", "| gkd, ours |", "| sft |", "| kd (top-20, alpha 0.1) |"):
+        assert row in done.stdout
+    assert "samples/s" in done.stdout and "target tokens/s" in done.stdout

@@ -15,7 +15,7 @@ import torch
 
 from distill.cues import load_cues
 from distill.records import InputError
-from distill.students import StudentSettings, model_kind
+from distill.students import StudentSettings, model_kind, pretrained_tokenizer
 from distill.train.card import write_model_card
 from distill.train.checkpoint import (
     CONFIG_FILE,
@@ -160,9 +160,7 @@ def _check_teacher(config: TrainConfig, splits: Any, tokenizer: Any) -> None:
     from distill.train.vocab import check_ids_fit, check_shared_vocab
 
     if config.teacher:
-        from transformers import AutoTokenizer
-
-        teacher = AutoTokenizer.from_pretrained(teacher_path(config.teacher))
+        teacher = pretrained_tokenizer(teacher_path(config.teacher))
         check_shared_vocab(teacher, tokenizer, config.teacher, config.student)
     if config.objective == "kd":
         carried = [row["kd"] for row in splits.train if "kd" in row]

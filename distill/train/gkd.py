@@ -18,7 +18,7 @@ import torch
 from accelerate.utils import extract_model_from_parallel
 
 from distill.records import InputError
-from distill.students import model_kind
+from distill.students import model_kind, pretrained
 from distill.train.data import IGNORE
 from distill.train.kd import generalized_jsd
 from distill.train.loop import Batch, model_targets
@@ -39,12 +39,12 @@ def load_teacher(spec: str, kind: str, device: Any, on_gpu: bool) -> Any:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     path = teacher_path(spec)
-    teacher_kind = model_kind(AutoConfig.from_pretrained(path))
+    teacher_kind = model_kind(pretrained(AutoConfig, path, "teacher"))
     if teacher_kind != kind:
         raise InputError(f"--teacher {spec!r} is a {teacher_kind} model but the student is {kind}: gkd scores the "
                          "student's sequences with a teacher of the same kind")
     auto = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
-    model = auto.from_pretrained(path, dtype=torch.bfloat16 if on_gpu else torch.float32).to(device).eval()
+    model = auto.from_pretrained(path, torch_dtype=torch.bfloat16 if on_gpu else torch.float32).to(device).eval()
     model.requires_grad_(False)
     return model
 
