@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
 from teacher_server import TeacherServer  # noqa: E402
+from test_generate import workload  # noqa: E402
 
 from distill.generate import Settings, generate  # noqa: E402
 from distill.logprobs import KD_COLUMNS, META_KEY, TopK  # noqa: E402
@@ -143,23 +144,13 @@ def test_different_vocabularies_are_refused_before_a_model_is_loaded(tmp_path: P
 
 
 # ---------------------------------------------------------------- generate -> mix -> train, offline kd
-def _workload(n: int) -> tuple[list[Record], dict]:
-    items, script = [], {}
-    for i in range(n):
-        a, b = 3 + i, 2 + i % 5
-        q = f"Ann has {a} apples and buys {b} more. How many apples does she have? (#{i})"
-        items.append(Record(id=f"t/{i}", question=q, answer=a + b, source="t"))
-        script[q] = {"cot": [f"She has {a} + {b} = {a + b} apples.\nThe answer is {a + b}."]}
-    return items, script
-
-
 @pytest.fixture(scope="module")
 def kd_mix(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A server returning top-3 token ids (ByT5 ids: byte + 3, the tiny students' default tokenizer)."""
     from distill.mix import mix
 
     tmp = tmp_path_factory.mktemp("kd")
-    items, script = _workload(24)
+    items, script = workload(24)  # cot's first rationale is right: one sample a question keeps every one
     with TeacherServer(script) as server:
         generate(items, "cot", "openai:t", tmp / "gen.jsonl", teacher_options={"base_url": server.url},
                  settings=Settings(logprobs=3), concurrency=4, workers=1)

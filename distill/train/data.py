@@ -141,10 +141,13 @@ def _teacher_topk(row: Row, target: list[int]) -> dict[str, Any]:
     return {"kd_top": kd.top_ids[:n].tolist(), "kd_lp": kd.top_logprobs[:n].astype("float32").tolist()}
 
 
+def target_count(example: dict[str, Any]) -> int:
+    return len(example["tgt"]) if "tgt" in example else sum(t != IGNORE for t in example["labels"])
+
+
 def aligned_share(examples: list[dict[str, Any]]) -> float:
     """Share of target tokens that carry the teacher's top-k (the rest are trained on the one-hot)."""
-    targets = sum(len(e["tgt"]) if "tgt" in e else sum(t != IGNORE for t in e["labels"]) for e in examples)
-    return sum(len(e.get("kd_top", ())) for e in examples) / max(targets, 1)
+    return sum(len(e.get("kd_top", ())) for e in examples) / max(sum(map(target_count, examples)), 1)
 
 
 def _strip_eos(ids: list[int], eos: int) -> list[int]:
@@ -240,8 +243,7 @@ def teacher_targets(batch: dict[str, torch.Tensor], examples: list[dict[str, Any
         positions = (labels[r] != IGNORE).nonzero().squeeze(-1).tolist()
         for i in members:
             e = examples[i]
-            count = len(e["tgt"]) if "tgt" in e else sum(t != IGNORE for t in e["labels"])
-            mine, positions = positions[:count], positions[count:]
+            mine, positions = positions[:target_count(e)], positions[target_count(e):]
             top = e.get("kd_top") or []
             if top:
                 width = min(k, len(top[0]))
@@ -278,7 +280,6 @@ class Collator:
     buckets: list[int] = field(default_factory=list)
     batch_size: int = 0
     max_tokens: int = 0
-
     topk: int = 0  # > 0: also the teacher's top-k per target position (`kd_ids`, `kd_lp`), for objective kd
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
