@@ -289,3 +289,18 @@ def test_kd_gpu_benchmark_smoke_runs() -> None:
     for row in ("| gkd, baseline (full logits) |", "| gkd, ours |", "| sft |", "| kd (top-20, alpha 0.1) |"):
         assert row in done.stdout
     assert "samples/s" in done.stdout and "target tokens/s" in done.stdout
+
+
+def test_cli_trains_with_kd_and_refuses_gkd_without_a_teacher(tmp_path: Path, kd_mix: Path) -> None:
+    from click.testing import CliRunner
+
+    from distill.cli import main
+
+    common = ["train", "--student", "tiny-t5", "--data", str(kd_mix / "mtd"), "--max-steps", "2", "--save-every", "0",
+              "--set", "tiny.d_model=32", "--set", "tiny.layers=1", "--set", "tiny.heads=2", "--set", "trackers=none"]
+    done = CliRunner().invoke(main, common + ["--objective", "kd", "--kd-alpha", "0.1", "-o", str(tmp_path / "kd")])
+    assert done.exit_code == 0, done.output
+    assert "top-3 covers" in done.output and (tmp_path / "kd" / "model.safetensors").is_file()
+    refused = CliRunner().invoke(main, common + ["--objective", "gkd", "-o", str(tmp_path / "gkd")])
+    assert refused.exit_code != 0 and "needs --teacher hf:PATH" in refused.output
+    assert not (tmp_path / "gkd").exists()
