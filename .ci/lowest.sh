@@ -37,4 +37,4 @@ print("lowest:", ", ".join(f"{n} {version(n)}" for n in ("torch", "transformers"
 PY
 cd "$root"
 "$venv/bin/python" -m pytest -q -n 2 --dist loadfile -p no:cacheprovider \
-    tests/test_loss.py tests/test_train.py tests/test_eval.py tests/test_train_multiprocess.py
+    tests/test_loss.py tests/test_train.py tests/test_eval.py tests/test_train_multiprocess.py tests/test_kd.py

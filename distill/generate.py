@@ -25,6 +25,7 @@ from rich.table import Table
 from distill.checking import Checker
 from distill.data import load
 from distill.journal import Journal, remove_run
+from distill.logprobs import META_KEY
 from distill.ledger import Ledger, Price, find_price, usage_text
 from distill.progress import eta, live_table
 from distill.records import InputError, Record, dumps
@@ -81,6 +82,7 @@ class Settings:
     top_p: float = 1.0
     max_tokens: int = 512
     keep: str = "all"  # all | correct
+    logprobs: int = 0  # > 0: keep the teacher's top-k log-probs per generated token (record meta, for kd)
 
     def rounds(self) -> list[int]:
         """The `n` of each successive request for one question x thought."""
@@ -96,7 +98,7 @@ def request_key(teacher: str, item: Record, prompt: Prompt, request: Request, ro
     """Everything that shapes the answer: a changed prompt, model or setting is a new request.
     (The messages are the prompt's, whose hash covers them, plus the question.)"""
     content = [teacher, item.id, round_, prompt.hash, item.question, request.n, request.temperature,
-               request.top_p, request.max_tokens]
+               request.top_p, request.max_tokens] + ([request.logprobs] if request.logprobs else [])
     return hashlib.sha256(json.dumps(content, ensure_ascii=False).encode()).hexdigest()[:24]
 
 
@@ -191,7 +193,8 @@ class Validator:
             sample=job.first_sample + i, request=job.key, prompt_hash=self.prompts[job.thought].hash,
             meta={"raw": c.text,
                   "finish_reason": c.finish_reason,
-                  "usage": {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens}},
+                  "usage": {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens}}
+                 | ({META_KEY: c.logprobs} if c.logprobs else {}),
         )
 
     def close(self) -> None:
@@ -225,7 +228,7 @@ class Run:
                 return
             request = Request(
                 prompt.messages(item.question), n, settings.temperature, settings.top_p, settings.max_tokens,
-                list(prompt.stop) or None,
+                list(prompt.stop) or None, settings.logprobs,
                 meta={"id": item.id, "question": item.question, "thought": thought, "answer": item.answer, "round": r},
             )
             key = request_key(self.teacher.name, item, prompt, request, r)
@@ -341,6 +344,8 @@ async def agenerate(
     settings = settings or Settings()
     if settings.keep not in ("all", "correct"):
         raise InputError(f"--keep must be all or correct, not {settings.keep!r}")
+    if settings.logprobs < 0:
+        raise InputError(f"--logprobs must be >= 0, not {settings.logprobs}")
     if settings.samples < 1 or (settings.per_request or 1) < 1 or (settings.until_correct or 1) < 1:
         raise InputError("--samples, --n-per-request and --max-samples-until-correct must be at least 1")
     if overwrite:

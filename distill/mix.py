@@ -31,6 +31,7 @@ from distill import __version__
 from distill.cues import load_cues, student_input
 from distill.decontam import DEFAULT_EVAL_SETS, NGRAM, THRESHOLD, EvalIndex, Hit
 from distill.dedupe import Deduper
+from distill.logprobs import KD_COLUMNS, META_KEY, TopK
 from distill.markdown import md_table
 from distill.records import InputError, Record, dumps, iter_jsonl, write_jsonl
 from distill.thoughts import parse_thoughts, thought_names
@@ -371,8 +372,21 @@ def _rows(examples: list[Example]) -> list[Row]:
             "input": ex.input,
             "target": ex.target,
             "teacher": ex.rec.model or "",
+            **_kd_columns(ex.rec),
         })
+    if any(KD_COLUMNS[0] in row for row in rows):  # every row gets the columns (empty: no log-probs)
+        rows = [row if KD_COLUMNS[0] in row else row | {c: [] for c in KD_COLUMNS} for row in rows]
     return rows
+
+
+def _kd_columns(rec: Record) -> dict[str, list[Any]]:
+    """The teacher's top-k log-probs (`distill generate --logprobs K`) as this row's kd columns."""
+    if META_KEY not in rec.meta:
+        return {}
+    try:
+        return TopK.decode(rec.meta[META_KEY]).columns()
+    except ValueError as exc:
+        raise InputError(f"record {rec.id!r}: {exc}") from None
 
 
 def _counts(tally: Tally, splits: dict[str, list[Row]]) -> dict[str, Any]:
@@ -448,8 +462,11 @@ def _write(tmp: Path, splits: dict[str, list[Row]], meta: dict[str, Any]) -> Any
     import datasets  # heavy: imported only when writing
     import pyarrow as pa
 
+    kd = any(KD_COLUMNS[0] in row for split in SPLITS for row in splits[split])
     features = datasets.Features({
         **{c: datasets.Value("string") for c in COLUMNS}, "answer": datasets.Value("float64"),
+        **({c: datasets.Sequence(datasets.Value(t)) for c, t in zip(KD_COLUMNS, ("int32", "int32", "float16"))}
+           if kd else {}),
     })
     parts = {}
     for split in SPLITS:

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import math
 import random
 import re
 import sys
@@ -84,6 +85,20 @@ class TeacherServer:
                 return fault
         return ""
 
+    def _logprobs(self, text: str, k: int, as_ids: bool) -> list[dict[str, Any]]:
+        """vLLM's shape: per token (here a UTF-8 byte, id = byte + 3), its log-prob and the top-k: the token
+        itself at 0.7 and the next ids sharing 0.2 (so 0.1 is left for the rest of the vocabulary)."""
+        def name(i: int) -> str:
+            return f"token_id:{i}" if as_ids else chr(max(i - 3, 32))
+
+        content = []
+        for byte in text.encode():
+            i = byte + 3
+            top = [(i, math.log(0.7))] + [(3 + (byte + j) % 256, math.log(0.2 / max(k - 1, 1))) for j in range(1, k)]
+            content.append({"token": name(i), "logprob": top[0][1],
+                            "top_logprobs": [{"token": name(t), "logprob": v} for t, v in top[:k]]})
+        return content
+
     def _answer(self, question: str, thought: str) -> str:
         options = self.script.get(question, {}).get(thought) or ["I do not know."]
         i = self._samples[question, thought]
@@ -127,7 +142,11 @@ class TeacherServer:
             text, reason = self._answer(question, thought), "stop"
             if fault == "truncated":
                 text, reason = text[: len(text) // 2], "length"
-            choices.append({"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": reason})
+            choice = {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": reason}
+            if body.get("logprobs"):
+                choice["logprobs"] = {"content": self._logprobs(text, int(body.get("top_logprobs") or 0),
+                                                                bool(body.get("return_tokens_as_token_ids")))}
+            choices.append(choice)
         prompt_tokens = sum(len(m["content"]) for m in body["messages"]) // 4
         completion_tokens = sum(len(c["message"]["content"]) for c in choices) // 4
         self.answered[key] += 1

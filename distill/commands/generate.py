@@ -35,6 +35,9 @@ from distill.stages.generate import GenerateOptions, exit_code
 @click.option("--prices", type=click.Path(exists=True, dir_okay=False), help="Prices file [prompts/prices.yaml].")
 @click.option("--program-timeout", "--check-timeout", "check_timeout", default=5.0, show_default=True, help="Seconds per program/system when validating.")
 @click.option("--workers", type=int, help="Executor processes for PoT (default: one per core).")
+@click.option("--logprobs", default=0, show_default=True, metavar="K",
+              help="Keep the teacher's top-K log-probs per generated token (hf:, or a server returning token ids), "
+                   "for `distill train --objective kd`.")
 @teacher_backend_options
 @click.option("--no-progress", is_flag=True, help="No live progress display.")
 def command(**params: Any) -> None:

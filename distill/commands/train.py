@@ -9,7 +9,7 @@ from distill.stages.train import TrainOptions
 
 
 @click.command(help="Fine-tune a student on an MTD data set (from `distill mix`) or a JSONL file of {input, target}.",
-               epilog="\b\nExamples:\n  distill train --student codet5p-770m --data data/mtd -o runs/etd-770m\n  distill train --student tiny-t5 --tokenizer train-bpe --data data/mtd -o runs/tiny --max-steps 200\n  distill train --student llama2-7b-lora --data data/mtd -o runs/7b --num-processes 2")
+               epilog="\b\nExamples:\n  distill train --student codet5p-770m --data data/mtd -o runs/etd-770m\n  distill train --student tiny-t5 --tokenizer train-bpe --data data/mtd -o runs/tiny --max-steps 200\n  distill train --student llama2-7b-lora --data data/mtd -o runs/7b --num-processes 2\n  distill train --student tiny-t5 --tokenizer runs/teacher --objective gkd --teacher hf:runs/teacher --data data/mtd -o runs/gkd")
 @click.option("--student", help="Hub id or model dir, tiny-t5 / tiny-llama, or a preset name (recipes/students).")
 @click.option("--data", type=click.Path(exists=True), help="MTD dir (save_to_disk + mix.json) or JSONL file/dir.")
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Output dir (final student, checkpoints, metrics).")
@@ -31,6 +31,12 @@ from distill.stages.train import TrainOptions
 @click.option("--lora/--no-lora", default=None, help="LoRA adapters instead of full fine-tuning.")
 @click.option("--lora-r", type=int, help="LoRA rank [preset: 16].")
 @click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None, help="Recompute activations to save memory [preset].")
+@click.option("--objective", type=click.Choice(["sft", "kd", "gkd"]),
+              help="sft: the data's tokens; kd: the teacher's stored top-k log-probs; gkd: on-policy, the teacher scores the student's samples [sft].")
+@click.option("--kd-alpha", type=float, help="kd: weight of the SFT term, loss = (1-a) KL + a CE [0].")
+@click.option("--teacher", help="hf:PATH: gkd's scoring teacher (loaded once, frozen); kd: its tokenizer is checked.")
+@click.option("--beta", type=float, help="gkd: 0 forward KL, 1 reverse KL, in between generalised JSD [0].")
+@click.option("--on-policy-fraction", type=float, help="gkd: share of micro-batches sampled by the student [1].")
 @click.option("--seed", type=int, help="Seed of initialisation, data order and dropout [42].")
 @click.option("--num-processes", type=int, help="Launch through accelerate on this many GPUs.")
 @click.option("--accelerate-config", type=click.Path(exists=True, dir_okay=False),

@@ -63,6 +63,7 @@ class GenerateOptions(TeacherOptions):
     check_timeout: float = 5.0
     workers: int | None = None
     no_progress: bool = False
+    logprobs: int = 0  # keep the teacher's top-k log-probs per generated token (for `train --objective kd`)
 
 
 REQUIRED = ("thoughts", "data", "teacher", "output")
@@ -73,7 +74,8 @@ def run(opts: GenerateOptions) -> Result:
         if not getattr(opts, name):
             raise InputError(f"missing required option {'--' + name.replace('_', '-')!r}")
     settings = Settings(samples=opts.samples, per_request=opts.n_per_request, until_correct=opts.max_samples_until_correct,
-                        temperature=opts.temperature, top_p=opts.top_p, max_tokens=opts.max_tokens, keep=opts.keep)
+                        temperature=opts.temperature, top_p=opts.top_p, max_tokens=opts.max_tokens, keep=opts.keep,
+                        logprobs=opts.logprobs)
     result = generate(opts.data, opts.thoughts, opts.teacher, opts.output, limit=opts.limit, shard=opts.shard,
                       prompt_files=opts.prompt, prices=opts.prices, teacher_options=backend_options(opts),
                       settings=settings, concurrency=opts.concurrency, overwrite=opts.overwrite,

@@ -22,7 +22,8 @@ CONFIG_KEYS = {
     "max_steps": "max_steps", "lr": "lr", "batch_size": "batch_size", "max_tokens": "max_tokens",
     "grad_accum": "grad_accum", "prompt_format": "prompt_format", "mixed_precision": "mixed_precision",
     "save_every": "save_every", "eval_every": "eval_every", "seed": "seed", "lora": "lora.enabled",
-    "lora_r": "lora.r", "gradient_checkpointing": "gradient_checkpointing",
+    "lora_r": "lora.r", "gradient_checkpointing": "gradient_checkpointing", "objective": "objective",
+    "kd_alpha": "kd_alpha", "teacher": "teacher", "beta": "beta", "on_policy_fraction": "on_policy_fraction",
 }
 
 
@@ -49,6 +50,11 @@ class TrainOptions:
     lora: bool | None = None
     lora_r: int | None = None
     gradient_checkpointing: bool | None = None
+    objective: str | None = None  # sft | kd | gkd
+    kd_alpha: float | None = None
+    teacher: str | None = None
+    beta: float | None = None
+    on_policy_fraction: float | None = None
     seed: int | None = None
     num_processes: int | None = None
     accelerate_config: str | None = None

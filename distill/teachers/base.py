@@ -17,6 +17,7 @@ class Request:  # one question x thought; the teacher returns n samples
     top_p: float = 1.0
     max_tokens: int = 512
     stop: list[str] | None = None
+    logprobs: int = 0  # > 0: also the top-k log-probabilities of every generated token (offline kd)
     meta: dict[str, Any] = field(default_factory=dict)  # includes "question", "thought", "id"
 
 
@@ -31,6 +32,7 @@ class Completion:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: str | None = None  # failure class, e.g. "http-500", "malformed", "truncated"
+    logprobs: dict[str, Any] | None = None  # asked for with Request.logprobs: `distill.logprobs.TopK.encode()`
 
 
 @runtime_checkable

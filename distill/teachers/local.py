@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from distill.logprobs import TopK
 from distill.teachers.base import Completion, Request, TeacherError, finish
 
 
 def _params(r: Request) -> tuple[Any, ...]:
-    return (r.n, r.temperature, r.top_p, r.max_tokens, tuple(r.stop or ()))
+    return (r.n, r.temperature, r.top_p, r.max_tokens, tuple(r.stop or ()), r.logprobs)
 
 
 def cut_at_stop(text: str, stop: list[str] | None) -> tuple[str, bool]:
@@ -106,8 +107,12 @@ class HFTeacher(BatchedTeacher):
             out = self.model.generate(
                 **enc, **sampling, max_new_tokens=first.max_tokens, num_return_sequences=first.n,
                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                return_dict_in_generate=True, output_logits=first.logprobs > 0,
             )
-        new = out[:, enc["input_ids"].shape[1]:].tolist()
+            # The raw logits (before temperature and top-p): kd learns the teacher's distribution at temperature 1.
+            top = (torch.stack(out.logits, dim=1).float().log_softmax(-1).topk(first.logprobs, dim=-1)
+                   if first.logprobs else None)
+        new = out.sequences[:, enc["input_ids"].shape[1]:].tolist()
         prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
         results: list[list[Completion]] = []
         for i, request in enumerate(requests):
@@ -117,7 +122,12 @@ class HFTeacher(BatchedTeacher):
                 ids = ids[: ids.index(tok.eos_token_id)] if ended else ids
                 text, stopped = cut_at_stop(tok.decode(ids, skip_special_tokens=True), request.stop)
                 reason = "stop" if ended or stopped or len(ids) < first.max_tokens else "length"
-                row.append(finish(text, reason, prompt_lens[i] if j == 0 else 0, len(ids)))
+                done = finish(text, reason, prompt_lens[i] if j == 0 else 0, len(ids))
+                if top is not None:  # every generated token, the EOS that ended the text included
+                    row_index, steps = i * first.n + j, len(ids) + ended
+                    done.logprobs = TopK(new[row_index][:steps], top.indices[row_index, :steps].cpu().numpy(),
+                                         top.values[row_index, :steps].cpu().numpy()).encode()
+                row.append(done)
             results.append(row)
         return results
 
@@ -139,6 +149,9 @@ class VLLMTeacher(BatchedTeacher):
         from vllm import SamplingParams
 
         first = requests[0]
+        if first.logprobs:
+            raise TeacherError("vllm: --logprobs is not wired for the offline engine yet; serve the model with "
+                               "`vllm serve` and use openai:MODEL --base-url ...")
         params = SamplingParams(n=first.n, temperature=first.temperature, top_p=first.top_p,
                                 max_tokens=first.max_tokens, stop=first.stop)
         outputs = self.llm.chat([r.messages for r in requests], params, use_tqdm=False)

@@ -19,6 +19,9 @@ import os
 from collections import Counter
 from typing import Any
 
+import numpy as np
+
+from distill.logprobs import TopK
 from distill.teachers.base import Completion, Request, TeacherError, finish
 from distill.teachers.fleet import Fleet, parse_base_urls, server_failed
 from distill.teachers.limits import RateLimiter, backoff, retry_after
@@ -90,6 +93,9 @@ class OpenAITeacher:
             body["n"] = n
         if request.stop:
             body["stop"] = request.stop
+        if request.logprobs:
+            # Token ids, not strings, are what a student sharing the tokenizer can train on (vLLM's extension).
+            body |= {"logprobs": True, "top_logprobs": request.logprobs, "return_tokens_as_token_ids": True}
         error, attempt, moved = "connection", 0, set()
         while True:
             await self.limiter.acquire(reserved)
@@ -97,7 +103,7 @@ class OpenAITeacher:
             got, error, hint = None, None, None
             try:
                 response = await server.client.post("/chat/completions", cast_to=self._response_type, body=body)
-                got = parse_choices(await response.aread(), n)
+                got = parse_choices(await response.aread(), n, logprobs=request.logprobs)
             except errors.APIStatusError as exc:
                 code = exc.status_code
                 error = f"http-{code}"
@@ -144,10 +150,12 @@ def _http_response_type() -> type:
     return httpx.Response
 
 
-def parse_choices(body: bytes, n: int) -> list[Completion]:
+def parse_choices(body: bytes, n: int, *, logprobs: int = 0) -> list[Completion]:
     """Completions from a chat/completions response body; a body we cannot read yields `n`
     failures marked "malformed". Usage is reported per response, so the prompt tokens go to the
-    first choice and the completion tokens are shared out evenly: the sums stay exact."""
+    first choice and the completion tokens are shared out evenly: the sums stay exact.
+    `logprobs`: each choice's `logprobs.content` is kept as a `TopK` (a TeacherError when the server
+    does not return them, or returns token strings instead of ids)."""
     try:
         data = json.loads(body)
         choices = data["choices"]
@@ -164,5 +172,31 @@ def parse_choices(body: bytes, n: int) -> list[Completion]:
             text, reason = choice["message"]["content"], choice.get("finish_reason")
         except (KeyError, TypeError, AttributeError):
             text, reason = None, None
-        out.append(finish(text, reason, prompt if i == 0 else 0, share + (extra if i == 0 else 0)))
+        done = finish(text, reason, prompt if i == 0 else 0, share + (extra if i == 0 else 0))
+        if logprobs and done.error is None:
+            done.logprobs = _topk(choice, logprobs)
+        out.append(done)
     return out
+
+
+def _token_id(token: Any) -> int:
+    if isinstance(token, str) and token.startswith("token_id:") and token[9:].isdigit():
+        return int(token[9:])
+    raise TeacherError(f"the server returned the token {token!r}, not an id: --logprobs needs token ids "
+                       "(vLLM: return_tokens_as_token_ids, sent with the request; a server that ignores it cannot be used)")
+
+
+def _topk(choice: dict[str, Any], k: int) -> dict[str, Any]:
+    """The choice's `logprobs.content` as a `TopK`: sampled ids, top-k ids and log-probs per token."""
+    content = (choice.get("logprobs") or {}).get("content")
+    if not isinstance(content, list):
+        raise TeacherError("--logprobs: the server returned no logprobs.content (does it support logprobs/top_logprobs?)")
+    ids, top_ids, top_lp = [], [], []
+    for entry in content:
+        alternatives = sorted(entry.get("top_logprobs") or [], key=lambda a: -float(a["logprob"]))[:k]
+        row = [(_token_id(a["token"]), float(a["logprob"])) for a in alternatives]
+        row += [(0, float("-inf"))] * (k - len(row))  # fewer than k alternatives: empty slots
+        ids.append(_token_id(entry["token"]))
+        top_ids.append([i for i, _ in row])
+        top_lp.append([v for _, v in row])
+    return TopK(np.asarray(ids), np.asarray(top_ids).reshape(-1, k), np.asarray(top_lp).reshape(-1, k)).encode()

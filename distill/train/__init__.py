@@ -15,7 +15,7 @@ import torch
 
 from distill.cues import load_cues
 from distill.records import InputError
-from distill.students import StudentSettings, model_kind
+from distill.students import StudentSettings, model_kind, pretrained_tokenizer
 from distill.train.card import write_model_card
 from distill.train.checkpoint import (
     CONFIG_FILE,
@@ -27,9 +27,18 @@ from distill.train.checkpoint import (
 )
 from distill.train.compile import block_lists, compile_blocks
 from distill.train.config import TrainConfig, load_config
-from distill.train.data import Collator, bucket_shape, length, load_splits, plan_batches, plan_buckets, tokenize
+from distill.train.data import (
+    Collator,
+    aligned_share,
+    bucket_shape,
+    length,
+    load_splits,
+    plan_batches,
+    plan_buckets,
+    tokenize,
+)
 from distill.train.log import MetricsLog, StepProgress, trackers, truncate_metrics
-from distill.train.loop import Loop, Plan
+from distill.train.loop import Loop, Plan, kd_loss
 from distill.train.model import count_parameters, load_model, load_tokenizer
 from distill.train.plot import plot_losses
 
@@ -133,6 +142,7 @@ def _start(config: TrainConfig, out: Path, on_gpu: bool, clear: bool) -> Any:
 def _student(config: TrainConfig, splits: Any, checkpoint: Path | None, on_gpu: bool) -> tuple[Any, Any, StudentSettings]:
     """Tokenizer, model (the checkpoint's weights when resuming) and the settings saved with the student."""
     tokenizer = load_tokenizer(config, splits.train, checkpoint=checkpoint)
+    _check_teacher(config, splits, tokenizer)  # before any model is loaded
     model = load_model(config, tokenizer, on_gpu=on_gpu, weights_from=checkpoint)
     kind = model_kind(model.config)
     if kind == "causal" and config.prompt_format == "chat" and not getattr(tokenizer, "chat_template", None):
@@ -140,6 +150,30 @@ def _student(config: TrainConfig, splits: Any, checkpoint: Path | None, on_gpu: 
     settings = StudentSettings(kind=kind, cues=splits.cues or dict(load_cues()), max_source_len=config.max_source_len,
                                max_target_len=config.max_target_len, prompt_format=config.prompt_format)
     return tokenizer, model, settings
+
+
+def _check_teacher(config: TrainConfig, splits: Any, tokenizer: Any) -> None:
+    """kd and gkd: the teacher shares the student's tokenizer, and kd's data carries its log-probs."""
+    if config.objective == "sft":
+        return
+    from distill.train.gkd import teacher_path
+    from distill.train.vocab import check_ids_fit, check_shared_vocab
+
+    if config.teacher:
+        teacher = pretrained_tokenizer(teacher_path(config.teacher))
+        check_shared_vocab(teacher, tokenizer, config.teacher, config.student)
+    if config.objective == "kd":
+        carried = [row["kd"] for row in splits.train if "kd" in row]
+        if not carried:
+            raise InputError("--objective kd: no row carries the teacher's log-probs (columns kd_ids, kd_top_ids, "
+                             "kd_top_logprobs); write them with `distill generate --logprobs K` and mix again", config.data)
+        check_ids_fit(max(int(max(kd.top_ids.max(initial=0), kd.ids.max(initial=0))) for kd in carried),
+                      tokenizer, config.student, config.data)
+
+
+def _topk(config: TrainConfig, splits: Any) -> int:
+    """kd: the widest top-k in the data (positions without the teacher's carry the one-hot)."""
+    return max((row["kd"].k for row in splits.train if "kd" in row), default=1) if config.objective == "kd" else 0
 
 
 def _batches(config: TrainConfig, splits: Any, tokenizer: Any, model: Any, settings: StudentSettings,
@@ -150,7 +184,8 @@ def _batches(config: TrainConfig, splits: Any, tokenizer: Any, model: Any, setti
     packed = kind == "causal" and (auto_pack if config.packing == "auto" else config.packing)
     collate = Collator(kind, tokenizer.pad_token_id, decoder_start_id=getattr(model.config, "decoder_start_token_id", None),
                        packing=packed, pad_to_multiple_of=config.pad_to_multiple_of or (8 if on_gpu else 1),
-                       buckets=config.length_buckets, batch_size=config.batch_size, max_tokens=config.max_tokens)
+                       buckets=config.length_buckets, batch_size=config.batch_size, max_tokens=config.max_tokens,
+                       topk=_topk(config, splits))
     plan = Plan(tokenize(splits.train, tokenizer, settings), config.batch_size, config.max_tokens,
                 config.group_by_length, packed, config.seed, config.grad_accum,
                 rank=accelerator.process_index, world=accelerator.num_processes, buckets=config.length_buckets)
@@ -178,6 +213,26 @@ def _compile(model: Any, config: TrainConfig, kind: str) -> None:
     # Graphs per block code: (first layer, others) per stack x batch shapes x (train, eval).
     shapes = len(config.length_buckets) ** (2 if kind == "seq2seq" else 1) if config.length_buckets else 8
     compile_blocks(model, graph_bound=2 * len(block_lists(model)) * shapes * 2)
+
+
+def _objective(loop: Loop, config: TrainConfig, settings: StudentSettings, tokenizer: Any, on_gpu: bool,
+               main: bool) -> None:
+    """The loss of `config.objective` (and, for gkd, the teacher and the on-policy sampler)."""
+    from distill.progress import console
+
+    if config.objective == "kd":
+        loop.loss = kd_loss(config.kd_alpha)
+        if main:
+            console.print(f"kd: the teacher's top-{loop.collate.topk} covers {aligned_share(loop.plan.examples):.1%} "
+                          "of the target tokens (the rest: the data's token)")
+    elif config.objective == "gkd":
+        from distill.train.gkd import OnPolicy, load_teacher
+
+        teacher = load_teacher(config.teacher or "", settings.kind, loop.accelerator.device, on_gpu)
+        gkd = OnPolicy(teacher, settings.kind, config.beta, config.on_policy_fraction,
+                       config.gkd_max_new_tokens or config.max_target_len, config.gkd_temperature, tokenizer.pad_token_id,
+                       tokenizer.eos_token_id, config.seed, student=loop.model, device=loop.accelerator.device)
+        loop.loss, loop.rewrite = gkd.loss, gkd.rewrite
 
 
 def _restore(accelerator: Any, checkpoint: Path | None, optimizer: Any, scheduler: Any, out: Path) -> TrainState:
@@ -232,6 +287,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
 
     loop = Loop(accelerator, model, optimizer, scheduler, plan, collate, total_steps, epochs, config.max_grad_norm,
                 config.log_every, metrics, eval_batches, config.eval_every, config.save_every, save, on_step)
+    _objective(loop, config, settings, tokenizer, on_gpu, main)
     try:
         with StepProgress(total_steps, state.step, enabled=main) as progress:
             state = loop.run(state, progress)

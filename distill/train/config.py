@@ -30,6 +30,7 @@ CHOICES = {
     "mixed_precision": ("auto", "no", "bf16", "fp16"),
     "dtype": ("auto", "float32", "bfloat16", "float16"),
     "lora.quantize": ("none", "4bit", "8bit"),
+    "objective": ("sft", "kd", "gkd"),
 }
 
 
@@ -65,6 +66,16 @@ class TrainConfig:
     prompt_format: str = "plain"  # causal students: the cue text as it is, or the chat template
     max_source_len: int = 256
     max_target_len: int = 256
+    # What the student learns from (docs/train.md#distillation-objectives): sft, the data's tokens; kd, the
+    # teacher's top-k log-probabilities stored in the data (`distill generate --logprobs K`); gkd, the
+    # teacher's full distribution over sequences the student samples itself (on-policy).
+    objective: str = "sft"
+    kd_alpha: float = 0.0  # kd: loss = (1 - kd_alpha) * KL(teacher top-k || student) + kd_alpha * SFT
+    teacher: str | None = None  # hf:PATH (gkd: the scoring teacher; kd: its tokenizer is checked against the student's)
+    beta: float = 0.0  # gkd: 0 forward KL(teacher || student), 1 reverse KL, in between the generalised JSD
+    on_policy_fraction: float = 1.0  # gkd: share of micro-batches whose targets the student samples itself
+    gkd_max_new_tokens: int = 0  # gkd: tokens sampled per target at most (0: max_target_len)
+    gkd_temperature: float = 1.0  # gkd: the student's sampling temperature
     # Optimisation (Xwin-Math SFT defaults: 3 epochs, lr 2e-5, cosine, 4% warm-up).
     epochs: int = 3
     max_steps: int = 0  # > 0: stop after this many optimizer steps (overrides epochs)
@@ -177,6 +188,11 @@ def _check(config: TrainConfig, source: str) -> None:
         raise InputError(f"key 'tiny.dropout': must be in [0, 1), got {config.tiny.dropout}", source)
     if not 0 <= config.lora.dropout < 1:
         raise InputError(f"key 'lora.dropout': must be in [0, 1), got {config.lora.dropout}", source)
+    for key in ("kd_alpha", "beta", "on_policy_fraction"):
+        if not 0 <= getattr(config, key) <= 1:
+            raise InputError(f"key {key!r}: must be in [0, 1], got {getattr(config, key)}", source)
+    if config.gkd_max_new_tokens < 0 or config.gkd_temperature <= 0:
+        raise InputError("keys 'gkd_max_new_tokens' >= 0 and 'gkd_temperature' > 0", source)
     if config.tiny.d_model % config.tiny.heads:
         raise InputError("key 'tiny.d_model': must be a multiple of tiny.heads", source)
     if any(b <= 0 for b in config.length_buckets) or config.length_buckets != sorted(set(config.length_buckets)):
@@ -253,4 +269,6 @@ def load_config(recipe: str | os.PathLike | None = None, overrides: dict[str, An
     for key, flag in (("student", "--student"), ("data", "--data"), ("output_dir", "-o/--output")):
         if not getattr(config, key):
             raise InputError(f"missing {flag} (or key {key!r} in the preset)")
+    if config.objective == "gkd" and not config.teacher:
+        raise InputError("--objective gkd needs --teacher hf:PATH (the model that scores the student's samples)")
     return config

@@ -15,11 +15,12 @@ from typing import Any
 
 import torch
 
+from distill.logprobs import KD_COLUMNS, TopK
 from distill.records import InputError, iter_jsonl
 from distill.students import StudentSettings, format_prompt
 
 IGNORE = -100
-Row = dict[str, str]
+Row = dict[str, Any]  # input, target (str); kd (TopK) when the teacher's top-k log-probs came with the data
 
 
 @dataclass
@@ -35,7 +36,10 @@ def _jsonl_rows(path: Path) -> list[Row]:
         for name in ("input", "target"):
             if not isinstance(obj.get(name), str):
                 raise InputError(f"field {name!r} missing or not a string", path, lineno)
-        rows.append({"input": obj["input"], "target": obj["target"]})
+        row = {"input": obj["input"], "target": obj["target"]}
+        if all(isinstance(obj.get(c), list) for c in KD_COLUMNS):
+            row["kd"] = TopK.from_columns(*(obj[c] for c in KD_COLUMNS))
+        rows.append(row)
     return rows
 
 
@@ -43,7 +47,12 @@ def _dataset_rows(dataset: Any, where: str) -> list[Row]:
     for name in ("input", "target"):
         if name not in dataset.column_names:
             raise InputError(f"column {name!r} missing (have: {', '.join(dataset.column_names)})", where)
-    return [{"input": i, "target": t} for i, t in zip(dataset["input"], dataset["target"])]
+    rows: list[Row] = [{"input": i, "target": t} for i, t in zip(dataset["input"], dataset["target"])]
+    if all(c in dataset.column_names for c in KD_COLUMNS):
+        for row, *columns in zip(rows, *(dataset[c] for c in KD_COLUMNS)):
+            if columns[0]:  # rows without the teacher's log-probs (another teacher, an old run) stay SFT
+                row["kd"] = TopK.from_columns(*columns)
+    return rows
 
 
 def load_splits(path: str | Path) -> Splits:
@@ -100,20 +109,45 @@ def tokenize(rows: list[Row], tokenizer: Any, settings: StudentSettings, chunk: 
         targets = tokenizer([r["target"] for r in part], add_special_tokens=False)["input_ids"]
         if settings.kind == "seq2seq":
             sources = tokenizer([r["input"] for r in part], truncation=True, max_length=settings.max_source_len)["input_ids"]
-            for src, tgt in zip(sources, targets):
-                out.append({"src": src, "tgt": tgt[:settings.max_target_len - 1] + [eos]})
+            for row, src, tgt in zip(part, sources, targets):
+                tgt = tgt[:settings.max_target_len - 1] + [eos]
+                out.append({"src": src, "tgt": tgt, **_teacher_topk(row, tgt)})
             continue
         prompts = [format_prompt(tokenizer, r["input"], settings) for r in part]
         # A chat template writes its own special tokens; plain prompts get the tokenizer's (e.g. BOS).
         special = settings.prompt_format != "chat"
         encoded = tokenizer(prompts, add_special_tokens=special)["input_ids"]
-        for prompt, tgt in zip(encoded, targets):
+        for row, prompt, tgt in zip(part, encoded, targets):
             prompt = _strip_eos(prompt, eos)[:settings.max_source_len]
             tgt = tgt[:settings.max_target_len - 1] + [eos]
             ids = prompt + tgt
             labels = [IGNORE] * (len(prompt) - 1) + tgt + [IGNORE]
-            out.append({"ids": ids, "labels": labels})
+            out.append({"ids": ids, "labels": labels, **_teacher_topk(row, tgt)})
     return out
+
+
+def _teacher_topk(row: Row, target: list[int]) -> dict[str, Any]:
+    """The teacher's top-k at the target positions it generated: the longest common prefix of the
+    target's tokens and the teacher's sampled tokens (the mix may have trimmed the teacher's text, and
+    a re-tokenised text can split differently); the positions after it are trained on the data's token."""
+    kd: TopK | None = row.get("kd")
+    if kd is None:
+        return {}
+    n = 0
+    for a, b in zip(target, kd.ids.tolist()):
+        if a != b:
+            break
+        n += 1
+    return {"kd_top": kd.top_ids[:n].tolist(), "kd_lp": kd.top_logprobs[:n].astype("float32").tolist()}
+
+
+def target_count(example: dict[str, Any]) -> int:
+    return len(example["tgt"]) if "tgt" in example else sum(t != IGNORE for t in example["labels"])
+
+
+def aligned_share(examples: list[dict[str, Any]]) -> float:
+    """Share of target tokens that carry the teacher's top-k (the rest are trained on the one-hot)."""
+    return sum(len(e.get("kd_top", ())) for e in examples) / max(sum(map(target_count, examples)), 1)
 
 
 def _strip_eos(ids: list[int], eos: int) -> list[int]:
@@ -195,6 +229,32 @@ def plan_buckets(shapes: list[tuple[int, ...]], *, batch_size: int, max_tokens: 
     return batches
 
 
+def teacher_targets(batch: dict[str, torch.Tensor], examples: list[dict[str, Any]], k: int,
+                    packed: bool) -> dict[str, torch.Tensor]:
+    """`kd_ids`/`kd_lp` (rows, width, k) beside `labels`: the teacher's top-k where the example carries
+    it, else the data's one-hot (the label at log-prob 0, the other k-1 slots at -inf)."""
+    labels = batch["labels"]
+    ids = torch.zeros((*labels.shape, k), dtype=torch.long)
+    ids[..., 0] = labels.clamp(min=0)
+    lp = torch.full((*labels.shape, k), float("-inf"))
+    lp[..., 0] = 0.0
+    rows = [list(range(len(examples)))] if packed else [[i] for i in range(len(examples))]
+    for r, members in enumerate(rows):
+        positions = (labels[r] != IGNORE).nonzero().squeeze(-1).tolist()
+        for i in members:
+            e = examples[i]
+            mine, positions = positions[:target_count(e)], positions[target_count(e):]
+            top = e.get("kd_top") or []
+            if top:
+                width = min(k, len(top[0]))
+                at = torch.tensor(mine[:len(top)])
+                ids[r, at, :] = 0
+                lp[r, at, :] = float("-inf")
+                ids[r, at, :width] = torch.tensor(top, dtype=torch.long)[:, :width]
+                lp[r, at, :width] = torch.tensor(e["kd_lp"])[:, :width]
+    return batch | {"kd_ids": ids, "kd_lp": lp}
+
+
 def _pad(seqs: list[list[int]], value: int, multiple: int, width: int = 0) -> torch.Tensor:
     width = width or math.ceil(max(map(len, seqs)) / multiple) * multiple
     return torch.tensor([s + [value] * (width - len(s)) for s in seqs], dtype=torch.long)
@@ -220,13 +280,16 @@ class Collator:
     buckets: list[int] = field(default_factory=list)
     batch_size: int = 0
     max_tokens: int = 0
+    topk: int = 0  # > 0: also the teacher's top-k per target position (`kd_ids`, `kd_lp`), for objective kd
 
-    def __call__(self, examples: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if not self.buckets or self.packing:
-            return self._collate(examples, (0, 0))
-        shape = tuple(map(max, zip(*(bucket_shape(e, self.buckets) for e in examples))))
-        batch = self._collate(examples, shape if len(shape) == 2 else (shape[0], 0))
-        return _fill_rows(batch, bucket_rows(shape, self.batch_size, self.max_tokens), self.pad_id)
+            batch = self._collate(examples, (0, 0))
+        else:
+            shape = tuple(map(max, zip(*(bucket_shape(e, self.buckets) for e in examples))))
+            batch = self._collate(examples, shape if len(shape) == 2 else (shape[0], 0))
+            batch = _fill_rows(batch, bucket_rows(shape, self.batch_size, self.max_tokens), self.pad_id)
+        return teacher_targets(batch, examples, self.topk, self.packing) if self.topk else batch
 
     def _collate(self, examples: list[dict[str, list[int]]], widths: tuple[int, int]) -> dict[str, torch.Tensor]:
         m, (width, target_width) = self.pad_to_multiple_of, widths

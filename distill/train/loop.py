@@ -12,25 +12,45 @@ import torch.nn.functional as F
 from accelerate.utils import extract_model_from_parallel
 
 from distill.train.checkpoint import TrainState
+from distill.train.kd import topk_kl
 from distill.train.data import IGNORE, Collator, bucket_shape, length, plan_batches, plan_buckets
 from distill.train.log import MetricsLog, StepProgress
 
 Batch = dict[str, torch.Tensor]
 
 
-def loss_sum(model: Any, batch: Batch) -> torch.Tensor:
-    """Summed cross-entropy over the target tokens of a micro-batch (labels are already aligned)."""
+LossFn = Callable[[Any, Batch], torch.Tensor]
+TEACHER_KEYS = ("labels", "kd_ids", "kd_lp")  # batch entries that are not model inputs
+
+
+def model_targets(model: Any, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, keep): the model's logits at the target positions, (targets, vocab), and the mask that
+    picks those positions out of `batch`'s (rows, width) entries."""
     labels = batch["labels"]
+    keep = labels != IGNORE
     # use_cache=False: T5's decoder otherwise builds a KV cache while training (whose per-layer state
     # also makes every compiled decoder layer recompile).
-    inputs = {k: v for k, v in batch.items() if k != "labels"} | {"use_cache": False}
+    inputs = {k: v for k, v in batch.items() if k not in TEACHER_KEYS} | {"use_cache": False}
     if "decoder_input_ids" in batch:
-        logits = model(**inputs).logits
-    else:
-        keep = labels != IGNORE
-        logits, labels = target_logits(model, inputs, keep), labels[keep]
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
-                           ignore_index=IGNORE, reduction="sum")
+        return model(**inputs).logits[keep], keep
+    return target_logits(model, inputs, keep), keep
+
+
+def loss_sum(model: Any, batch: Batch) -> torch.Tensor:
+    """Summed cross-entropy over the target tokens of a micro-batch (labels are already aligned)."""
+    logits, keep = model_targets(model, batch)
+    return F.cross_entropy(logits.float(), batch["labels"][keep], reduction="sum")
+
+
+def kd_loss(alpha: float) -> LossFn:
+    """Offline kd: (1 - alpha) KL to the teacher's top-k (`kd_ids`/`kd_lp`) + alpha cross-entropy, summed."""
+    def loss(model: Any, batch: Batch) -> torch.Tensor:
+        logits, keep = model_targets(model, batch)
+        kl = topk_kl(logits, batch["kd_ids"][keep], batch["kd_lp"][keep])
+        if not alpha:
+            return kl
+        return (1 - alpha) * kl + alpha * F.cross_entropy(logits.float(), batch["labels"][keep], reduction="sum")
+    return loss
 
 
 def target_logits(model: Any, inputs: dict[str, Any], keep: torch.Tensor) -> torch.Tensor:
@@ -106,6 +126,9 @@ class Loop:
     save_every: int
     save: Callable[[TrainState], None]
     on_step: Callable[[int, dict[str, float]], None] | None = None
+    loss: LossFn = loss_sum  # the training objective's (evaluation is always the cross-entropy)
+    # gkd: replaces some micro-batches' targets by the student's own samples (examples, step) -> examples
+    rewrite: Callable[[list[dict[str, Any]], int], list[dict[str, Any]]] | None = None
 
     def to_device(self, batch: Batch) -> Batch:
         return {k: v.to(self.accelerator.device, non_blocking=True) for k, v in batch.items()}
@@ -123,7 +146,7 @@ class Loop:
         for i, batch in enumerate(micro):
             sync = i == len(micro) - 1
             with nullcontext() if sync else accelerator.no_sync(model):
-                loss = loss_sum(model, self.to_device(batch))
+                loss = self.loss(model, self.to_device(batch))
                 accelerator.backward(loss * scale)
             summed += loss.detach()
         if self.max_grad_norm:
@@ -160,6 +183,8 @@ class Loop:
                 if state.step >= self.total_steps:
                     return state
                 examples = [[plan.examples[i] for i in b] for b in batches[first:first + plan.grad_accum]]
+                if self.rewrite is not None:
+                    examples = [self.rewrite(ex, state.step * plan.grad_accum + j) for j, ex in enumerate(examples)]
                 micro = [self.collate(ex) for ex in examples]
                 window_loss += self.step(micro)
                 window_targets += sum(target_tokens(b) for b in micro)
