@@ -65,12 +65,19 @@ def test_gpus_need_as_many_devices(tiny_llama: Path) -> None:
 
 
 def test_cli_generate_with_two_replicas(tmp_path: Path, tiny_llama: Path) -> None:
+    """The flags reach the backend: two CPU replicas answer every request (the random model's 5-token
+    answers are truncated, so the run ends as one whose every answer failed, but each was asked once)."""
+    from distill.journal import journal_path
+
     items, _ = workload(4)
     data = write_data(tmp_path / "data.jsonl", items)
     out = tmp_path / "out.jsonl"
     res = CliRunner().invoke(main, ["generate", "--thought", "cot", "--data", str(data), "--teacher", f"hf:{tiny_llama}",
                                     "--gpus", "2", "--device", "cpu", "--max-tokens", "5", "--temperature", "0",
                                     "-o", str(out), "--no-progress", "--workers", "1"])
-    assert res.exit_code == 0, res.output
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert sorted(r["id"] for r in rows) == [r.id for r in items] and all(r["model"] == f"hf:{tiny_llama}" for r in rows)
+    # Every answer truncated: the run reports a teacher failure (a clean exit, not a crash).
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.output
+    answers = [json.loads(line) for line in journal_path(out).read_text().splitlines()]
+    answers = [a for a in answers if "completions" in a]
+    assert len(answers) == 4 and len({a["key"] for a in answers}) == 4
+    assert all(c["completion_tokens"] == 5 and c["text"] for a in answers for c in a["completions"])
