@@ -23,6 +23,9 @@ from distill.data import load
 from distill.records import InputError, Record
 
 DEFAULT_EVAL_SETS = ("gsm8k:test", "svamp", "asdiv", "multiarith")
+# Evaluation sets added to the defaults when training data of their family is mixed in:
+# {data set name: the sets}. A record's source names its set (`math:train`, `synth:math:train`).
+FAMILY_EVAL_SETS: dict[str, tuple[str, ...]] = {"math": ("math:test", "math500"), "math500": ("math:test", "math500")}
 NGRAM = 8
 THRESHOLD = 0.5
 
@@ -43,6 +46,13 @@ def ngrams(text: str, n: int = NGRAM, split: Callable[[str], list[str]] = words)
     if len(w) < n:
         return {tuple(w)} if w else set()
     return {tuple(w[i : i + n]) for i in range(len(w) - n + 1)}
+
+
+def default_eval_sets(sources: Iterable[str], base: Sequence[str] = DEFAULT_EVAL_SETS) -> tuple[str, ...]:
+    """`base` plus the evaluation sets of every family a source belongs to (MATH data: math:test, math500)."""
+    extra = [spec for source in set(sources) for part in source.lower().split(":")
+             for spec in FAMILY_EVAL_SETS.get(part.partition("?")[0], ())]
+    return tuple(dict.fromkeys([*base, *sorted(extra)]))
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@
 Definitions (NOTES.md, Xwin-Math): with n samples of a question of which c are correct,
 pass@k = 1 - C(n-c, k) / C(n, k) (the unbiased estimator of "any of k samples is right"),
 PassRatio@n = c / n (the share of samples that are right; `scoring` reports it as the sampled
-accuracy), and maj@k = whether the most common answer among the first k samples is right. Each is
-averaged over questions.
+accuracy), and maj@k = whether the most common answer among the first k samples is right (LaTeX
+answers that are equal count as one answer). Each is averaged over questions.
 """
 from __future__ import annotations
 
@@ -35,28 +35,49 @@ def ks_for(n: int) -> list[int]:
 
 
 def answer_key(value: object) -> Number | str | None:
-    """Answers that count as the same vote: integers exactly, other values to 6 significant digits."""
+    """Answers that count as the same vote: integers exactly, other numbers to 6 significant
+    digits; a LaTeX answer (a string that is not a number) is its own key."""
     number = to_number(value)
-    if number is None or isinstance(number, int):
+    if number is None:
+        return value.strip() or None if isinstance(value, str) else None
+    if isinstance(number, int):
         return number
     return f"{number:.6g}"
+
+
+def same_vote(a: Number | str, b: Number | str) -> bool:
+    """Keys of one vote: equal, or LaTeX answers the checker finds equal without a symbolic
+    comparison (`\\frac{1}{2}` and `0.5`, `3,-3` and `-3,3`); numbers never look further."""
+    if a == b:
+        return True
+    if not (isinstance(a, str) and not _is_number_key(a)) and not (isinstance(b, str) and not _is_number_key(b)):
+        return False
+    from solvers.mathans import quick_equal
+
+    return quick_equal(str(a), str(b)) is True
+
+
+def _is_number_key(key: str) -> bool:
+    return to_number(key) is not None
 
 
 def majority(answers: Sequence[object]) -> int | None:
     """Index of the first answer of the most common value (None answers abstain; ties go to the
     value seen first, so callers order `answers` by priority); None if all abstain."""
-    counts: dict[object, int] = {}
-    first: dict[object, int] = {}
+    groups: list[list] = []  # [key, count, first index], in first-seen order
     for i, answer in enumerate(answers):
         key = answer_key(answer)
         if key is None:
             continue
-        counts[key] = counts.get(key, 0) + 1
-        first.setdefault(key, i)
-    if not counts:
+        group = next((g for g in groups if same_vote(g[0], key)), None)
+        if group is None:
+            groups.append([key, 1, i])
+        else:
+            group[1] += 1
+    if not groups:
         return None
-    best = max(counts.values())
-    return min(first[key] for key, n in counts.items() if n == best)
+    best = max(g[1] for g in groups)
+    return min(g[2] for g in groups if g[1] == best)
 
 
 def mean(values: Sequence[float]) -> float | None:

@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 
 from distill.records import InputError, read_yaml_mapping
+from distill.resources import prompt_file
 from distill.thoughts import get_thought, thought_names
 
 
@@ -69,10 +70,15 @@ def load_prompt(path: str | os.PathLike) -> Prompt:
     return Prompt(thought, str(data.get("system") or ""), cue, tuple(exemplars), tuple(stop), str(path))
 
 
-def load_prompts(thoughts: list[str], files: list[str | os.PathLike] = ()) -> dict[str, Prompt]:
-    """The prompt of each thought: from the user's files where given, else the shipped ones."""
+def load_prompts(thoughts: list[str], files: list[str | os.PathLike] = (),
+                 data_set: dict[str, str] | None = None) -> dict[str, Prompt]:
+    """The prompt of each thought: from the user's files where given, else the data set's own
+    (`data_set`: {thought: file}, e.g. MATH's prompts/math_cot.yaml), else the thought's shipped one."""
     given = {p.thought: p for p in map(load_prompt, files)}
     extra = set(given) - set(thoughts)
     if extra:
         raise InputError(f"--prompt given for {', '.join(sorted(extra))}, which is not in --thought")
-    return {t: given.get(t) or load_prompt(get_thought(t).prompt_path()) for t in thoughts}
+    own = data_set or {}
+    return {t: given.get(t) or load_prompt(prompt_file(own[t]) if t in own else get_thought(t).prompt_path())
+            for t in thoughts}
+
