@@ -93,7 +93,8 @@ def register_dataset(name: str, loader: DataLoader, *, hub_ids: Iterable[str] = 
                      replace: bool = False) -> DataLoader:
     """Make `name` (and `name:split?query`) a data set spec; `hub_ids` load through it too.
     `prompts` names the teacher prompt file of some thoughts for this set (a name under prompts/
-    or a path), used by `generate` unless `--prompt` gives one."""
+    or a path), used by `generate` unless `--prompt` gives one; its key `synth` names the
+    question-writing prompt of `distill synth` from this set's seeds."""
     DATASETS.register(name, loader, replace=replace)
     HUB_IDS.update({h.lower(): name.lower() for h in hub_ids})
     if prompts:
@@ -264,7 +265,7 @@ for _key, _named, _kw in (
 
 # MATH (Hendrycks et al. 2021) and MATH500: LaTeX golds, level and subject in meta (distill/math_data.py).
 
-_MATH_PROMPTS = {"cot": "math_cot.yaml", "pot": "math_pot.yaml"}
+_MATH_PROMPTS = {"cot": "math_cot.yaml", "pot": "math_pot.yaml", "synth": "math_synth.yaml"}
 register_dataset("math", lambda spec, root: math_data.load_math(spec, data_root=root), hub_ids=(math_data.HUB_MATH,),
                  prompts=_MATH_PROMPTS)
 register_dataset("math500", lambda spec, root: math_data.load_math(spec, data_root=root),

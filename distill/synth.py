@@ -39,6 +39,7 @@ from distill.journal import Journal, remove_run
 from distill.ledger import Ledger, Price, find_price, usage_text
 from distill.progress import live_table
 from distill.records import ANSWER_FORMAT, InputError, Record, latex_answers, write_jsonl
+from distill.resources import prompt_file as prompt_file_of
 from distill.resources import resource
 from distill.teachers import Completion, Request, Teacher, TeacherError, make_teacher
 from distill.teachers.base import WRITE_QUESTION
@@ -412,7 +413,8 @@ def synth(
     eval_index = (EvalIndex.load(settings.decontaminate, n=settings.decontam_ngram,
                                  threshold=settings.decontam_threshold, data_root=data_dir)
                   if settings.decontaminate else None)
-    prompt = load_write_prompt(prompt_file)
+    own = prompt_set(source).get("synth")  # the seeds' set may name its own (MATH: prompts/math_synth.yaml)
+    prompt = load_write_prompt(prompt_file or (prompt_file_of(own) if own else None))
 
     async def main() -> SynthResult:
         try:
