@@ -45,7 +45,8 @@ def test_math_sets_are_registered_with_filters_meta_and_prompts(shared_data: Pat
     assert len(load("HuggingFaceH4/MATH-500", data_root=shared_data).records) == 500
     assert len(load("math500?level=1", data_root=shared_data).records) < 500
     assert len(load("EleutherAI/hendrycks_math:train", data_root=shared_data).records) > 7000
-    assert prompt_set("math:train?level=5") == {"cot": "math_cot.yaml", "pot": "math_pot.yaml"} == prompt_set("math500")
+    assert prompt_set("math:train?level=5") == {"cot": "math_cot.yaml", "pot": "math_pot.yaml",
+                                                 "synth": "math_synth.yaml"} == prompt_set("math500")
     assert prompt_set("gsm8k:train") == {}
 
 
