@@ -51,12 +51,14 @@ def latex_golds(golds: Sequence[Any], answers: str = "auto") -> bool:
 
 
 def gold_of(value: Any, latex: bool) -> float | int | str | None:
-    """A gold as the file gives it: a number where it is one (today's parse); with `latex`, any
-    other string is a LaTeX answer (`(3, \\frac{\\pi}{2})`); else None."""
-    number = parse_gold(value)
-    if number is not None or not latex or not isinstance(value, str) or not value.strip():
-        return number
-    return value.strip()
+    """A gold as the file gives it: without `latex`, a number where it is one (today's parse), else
+    None; with `latex`, a LaTeX answer, numbers included (as in MATH, where the number rule's
+    `first number after \\boxed{` would take `\\boxed{\\frac{10}{3}}` for the gold 10)."""
+    if not latex:
+        return parse_gold(value)
+    if value is None or isinstance(value, bool) or not str(value).strip():
+        return None
+    return str(value).strip()
 
 
 def read_inputs(path: str | os.PathLike, fields: tuple[str, str, str]) -> list[dict[str, Any]]:
