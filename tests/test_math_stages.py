@@ -216,3 +216,16 @@ def test_synth_votes_group_equal_latex_answers() -> None:
     answer, share = tally.decide(4, 0.75)
     assert share == 0.75 and answer == r"\frac{1}{2}"
     assert Tally({"pot": [3, 3.0000000001, 4]}).answers() == [(3, 2), (4, 1)]
+
+
+def test_math_decontamination_keeps_numbers(shared_data: Path) -> None:
+    """A MATH test problem copied is flagged; the same template with other numbers is another problem
+    (with numbers as `#`, a fifth of MATH train would go); GSM8K-style rewrites are still caught."""
+    from distill.decontam import EvalIndex
+
+    index = EvalIndex.load(default_eval_sets(["math:train"]), data_root=shared_data)
+    problem = r"Evaluate $i^5+i^{-25}+i^{45}$."
+    assert problem in {r.question for r in load("math:test", data_root=shared_data).records}
+    assert index.match(problem) is not None and index.match(r"Evaluate $i^6+i^{16}+i^{-26}$.") is None
+    gsm = load("gsm8k:test", data_root=shared_data).records[0].question
+    assert index.match(gsm.replace("16", "17")) is not None
