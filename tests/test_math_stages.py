@@ -169,6 +169,7 @@ def test_generate_on_math_asks_with_the_math_prompt(tmp_path: Path, shared_data:
 def test_majority_groups_equal_latex_answers() -> None:
     assert majority([r"\frac{1}{2}", "7", "0.5", "7", r"\frac{2}{4}"]) == 0
     assert majority(["3,-3", "-3,3", "x"]) == 0
+    assert majority(["7", r"\frac{1}{2}", 0.5, "7", 0.5]) == 1  # a PoT float joins the equal LaTeX answer
     assert majority([5, 5.0, 6]) == 0 and majority([None, 2, 3, 3]) == 2  # numbers as before
 
 

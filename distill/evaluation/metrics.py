@@ -64,20 +64,22 @@ def _is_number_key(key: str) -> bool:
 def majority(answers: Sequence[object]) -> int | None:
     """Index of the first answer of the most common value (None answers abstain; ties go to the
     value seen first, so callers order `answers` by priority); None if all abstain."""
-    groups: list[list] = []  # [key, count, first index], in first-seen order
+    counts: dict[object, int] = {}
+    first: dict[object, int] = {}
+    latex = False  # a LaTeX answer was seen: new answers are compared with the earlier ones
     for i, answer in enumerate(answers):
         key = answer_key(answer)
         if key is None:
             continue
-        group = next((g for g in groups if same_vote(g[0], key)), None)
-        if group is None:
-            groups.append([key, 1, i])
-        else:
-            group[1] += 1
-    if not groups:
+        latex = latex or (isinstance(key, str) and not _is_number_key(key))
+        if latex and key not in counts:  # numbers alone stay plain dictionary keys, as they always were
+            key = next((k for k in counts if same_vote(k, key)), key)  # type: ignore[arg-type]
+        counts[key] = counts.get(key, 0) + 1
+        first.setdefault(key, i)
+    if not counts:
         return None
-    best = max(g[1] for g in groups)
-    return min(g[2] for g in groups if g[1] == best)
+    best = max(counts.values())
+    return min(first[key] for key, n in counts.items() if n == best)
 
 
 def mean(values: Sequence[float]) -> float | None:
