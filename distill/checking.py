@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from distill.records import Record
+from distill.records import Record, latex_answers
 from distill.thoughts import BatchCheck, get_thought
-from solvers.answers import outcome_correct
+from solvers.grading import grade_many
 from solvers.outcome import Outcome
 
 
@@ -29,9 +29,11 @@ class Checker:
         return self._open.check(list(rationales))
 
     def fill(self, records: Sequence[Record]) -> None:
-        """Check the records' rationales and set their prediction, status and correct in place."""
-        for r, outcome in zip(records, self.check([r.rationale or "" for r in records])):
-            r.prediction, r.status, r.correct = outcome.prediction, str(outcome.status), outcome_correct(outcome, r.answer)
+        """Check the records' rationales and set their prediction, status and correct in place (a
+        LaTeX gold, or a record marked as having LaTeX answers, through solvers.mathans)."""
+        outcomes = self.check([r.rationale or "" for r in records])
+        for r, g in zip(records, grade_many(outcomes, [r.answer for r in records], [latex_answers(r) for r in records])):
+            r.prediction, r.status, r.correct = g.prediction, g.status, g.correct
 
     def close(self) -> None:
         if self._open is not None:

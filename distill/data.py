@@ -6,7 +6,9 @@ A *spec* selects a set: a registered name with an optional split and query (`gsm
 (`file.jsonl`, `.json`, `.csv`). The publishers' sets are read from their files under the data
 directory (`--data-dir`, `$DISTILL_DATA`, `./shared/data` or `../shared/data`), else from the
 Hugging Face hub through `datasets`. Gold answers are parsed to numbers; items whose gold is not
-one number are skipped and reported. `register_dataset(name, loader)` adds a set from Python.
+one number are skipped and reported, except in MATH (`math:train`, `math:test`, `math500`, filters
+`?level=5&type=Geometry`), whose golds are LaTeX strings, and in files whose rows are marked
+`answer_format: latex`. `register_dataset(name, loader)` adds a set from Python.
 """
 from __future__ import annotations
 
@@ -15,28 +17,17 @@ import json
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distill.records import InputError, Record, iter_jsonl
+from distill.dataset import DataSet, Skipped, data_dir
+from distill.records import ANSWER_FORMAT, InputError, Record, iter_jsonl
+from distill import math_data
 from distill.registry import Registry
 from solvers.answers import parse_gold
 
 Row = dict[str, Any]
-
-
-@dataclass
-class Skipped:
-    id: str
-    reason: str
-
-
-@dataclass
-class DataSet:
-    name: str
-    records: list[Record]
-    skipped: list[Skipped] = field(default_factory=list)
 
 
 def _get(row: Row, *names: str) -> Any:
@@ -95,22 +86,31 @@ def _read_asdiv(path: Path) -> list[Row]:
 DataLoader = Callable[[str, "Path | None"], "DataSet"]
 DATASETS: Registry[DataLoader] = Registry("data set")
 HUB_IDS: dict[str, str] = {}  # hub id (lower case) -> registered name
+PROMPT_SETS: dict[str, dict[str, str]] = {}  # registered name -> {thought: its teacher prompt file}
 
 
-def register_dataset(name: str, loader: DataLoader, *, hub_ids: Iterable[str] = (), replace: bool = False) -> DataLoader:
-    """Make `name` (and `name:split?query`) a data set spec; `hub_ids` load through it too."""
+def register_dataset(name: str, loader: DataLoader, *, hub_ids: Iterable[str] = (), prompts: dict[str, str] | None = None,
+                     replace: bool = False) -> DataLoader:
+    """Make `name` (and `name:split?query`) a data set spec; `hub_ids` load through it too.
+    `prompts` names the teacher prompt file of some thoughts for this set (a name under prompts/
+    or a path), used by `generate` unless `--prompt` gives one; its key `synth` names the
+    question-writing prompt of `distill synth` from this set's seeds."""
     DATASETS.register(name, loader, replace=replace)
     HUB_IDS.update({h.lower(): name.lower() for h in hub_ids})
+    if prompts:
+        PROMPT_SETS[name.lower()] = dict(prompts)
     return loader
 
 
-def data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
-    """Where the publishers' files live, or None when no candidate exists."""
-    candidates = [explicit, os.environ.get("DISTILL_DATA"), "shared/data", "../shared/data"]
-    for cand in candidates:
-        if cand and Path(cand).is_dir():
-            return Path(cand)
-    return None
+def _registered_name(spec: str) -> str:
+    """The registered name a spec starts with (`math:test?level=5` -> `math`), lower case."""
+    name = spec.partition("?")[0].partition(":")[0].lower()
+    return HUB_IDS.get(name, name)
+
+
+def prompt_set(spec: str) -> dict[str, str]:
+    """{thought: prompt file} the data set a spec names asks its teacher with ({}: the thoughts' own)."""
+    return dict(PROMPT_SETS.get(_registered_name(spec), {}))
 
 
 def _from_hub(hub_id: str, split: str) -> list[Row]:
@@ -160,12 +160,27 @@ def load_file(path: str | os.PathLike, question_field: str = "question", answer_
                 raise InputError(f"missing field {name!r}", path, lineno)
         gold = parse_gold(row[answer_field])
         rid = str(row.get("id", lineno))
+        if gold is None and _marked_latex(row) and isinstance(row[answer_field], str) and row[answer_field].strip():
+            gold = row[answer_field].strip()  # a LaTeX gold (synthesised MATH-style questions)
         if gold is None:
             out.skipped.append(Skipped(rid, f"line {lineno}: gold answer is not one number: {str(row[answer_field])[:60]!r}"))
             continue
         meta = {k: v for k, v in row.items() if k not in (question_field, answer_field, "id")}
         out.records.append(Record(id=rid, question=str(row[question_field]), answer=gold, source=path.stem, meta=meta))
     return out
+
+
+def _math_rows(path: Path, question_field: str) -> bool:
+    """Whether a JSONL file holds MATH rows (`problem` and `solution`, no question field)."""
+    if path.suffix.lower() != ".jsonl":
+        return False
+    first = next((row for _, row in iter_jsonl(path)), {})
+    return question_field not in first and {"problem", "solution"} <= set(first)
+
+
+def _marked_latex(row: Row) -> bool:
+    meta = row.get("meta") if isinstance(row.get("meta"), dict) else {}
+    return "latex" in (row.get(ANSWER_FORMAT), meta.get(ANSWER_FORMAT))
 
 
 def parse_shard(shard: str | None) -> tuple[int, int] | None:
@@ -195,7 +210,8 @@ def load(
     if path.suffix.lower() in (".jsonl", ".json", ".csv") or path.is_file():
         if not path.is_file():
             raise InputError("no such file", path)
-        ds = load_file(path, question_field, answer_field)
+        ds = (math_data.load_math(str(path)) if _math_rows(path, question_field)
+              else load_file(path, question_field, answer_field))
     else:
         ds = _load_named(spec, data_root)
     records = ds.records[:limit] if limit is not None else ds.records
@@ -206,16 +222,17 @@ def load(
 
 
 def _load_named(spec: str, data_root: str | os.PathLike | None) -> DataSet:
-    name, _, rest = spec.partition(":")
+    head, mark, query = spec.partition("?")
+    name, colon, split = head.partition(":")
     key = HUB_IDS.get(name.lower(), name.lower())
     loader = DATASETS.find(key)
     if loader is None:
         if "/" in name:  # any other hub id: generic fields
-            rows = _from_hub(name, rest or "test")
+            rows = _from_hub(name, split or "test")
             return _build(spec, rows, lambda r, i: (str(r.get("id", i)), r["question"], r["answer"]))
         raise InputError(f"unknown data set {spec!r} (known: {', '.join(DATASETS.names())}, a hub id, "
                          "or a .jsonl/.json/.csv path)")
-    return loader(f"{key}:{rest}" if rest else key, data_dir(data_root))
+    return loader(f"{key}{colon}{split}{mark}{query}", data_dir(data_root))
 
 
 def publisher_set(key: str, named: Named, *, splits: tuple[str, ...] | None = None, label_split: bool = False) -> DataLoader:
@@ -244,3 +261,12 @@ for _key, _named, _kw in (
                          _multiarith), {}),
 ):
     register_dataset(_key, publisher_set(_key, _named, **_kw), hub_ids=(_named.hub,))
+
+
+# MATH (Hendrycks et al. 2021) and MATH500: LaTeX golds, level and subject in meta (distill/math_data.py).
+
+_MATH_PROMPTS = {"cot": "math_cot.yaml", "pot": "math_pot.yaml", "synth": "math_synth.yaml"}
+register_dataset("math", lambda spec, root: math_data.load_math(spec, data_root=root), hub_ids=(math_data.HUB_MATH,),
+                 prompts=_MATH_PROMPTS)
+register_dataset("math500", lambda spec, root: math_data.load_math(spec, data_root=root),
+                 hub_ids=(math_data.HUB_MATH500,), prompts=_MATH_PROMPTS)

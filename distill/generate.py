@@ -23,18 +23,18 @@ from typing import Any, TextIO
 from rich.table import Table
 
 from distill.checking import Checker
-from distill.data import load
+from distill.data import load, prompt_set
 from distill.journal import Journal, remove_run
 from distill.logprobs import META_KEY
 from distill.ledger import Ledger, Price, find_price, usage_text
 from distill.progress import eta, live_table
-from distill.records import InputError, Record, dumps
+from distill.records import InputError, Record, carried_meta, dumps, latex_answers
 from distill.teachers import Completion, Request, Teacher, TeacherError, make_teacher
 from distill.teachers.base import is_transient
 from distill.teachers.extract import extract_rationale
 from distill.teachers.prompts import Prompt, load_prompts
 from distill.thoughts import parse_thoughts
-from solvers.answers import outcome_correct
+from solvers.grading import grade_many
 
 RECORD_FIELDS = [f.name for f in fields(Record)]
 VALIDATE_BATCH = 256  # answers checked per call into the checker thread
@@ -171,8 +171,9 @@ class Validator:
         checked: dict[tuple[int, int], tuple[str, Any]] = {}
         for thought, items in todo.items():
             outcomes = self.checkers[thought].check([r for *_, r in items])
-            for (job, i, rationale), outcome in zip(items, outcomes):
-                checked[id(job), i] = (rationale, outcome)
+            graded = grade_many(outcomes, [j.item.answer for j, *_ in items], [latex_answers(j.item) for j, *_ in items])
+            for (job, i, rationale), g in zip(items, graded):
+                checked[id(job), i] = (rationale, g)
         out = []
         for job in batch:
             recs = [self._record(job, i, c, *checked.get((id(job), i), (None, None))) for i, c in enumerate(job.completions)]
@@ -182,8 +183,8 @@ class Validator:
 
     def _record(self, job: Job, i: int, c: Completion, rationale: str | None, outcome: Any) -> Record:
         item = job.item
-        if outcome is not None:
-            status, prediction, correct = str(outcome.status), outcome.prediction, outcome_correct(outcome, item.answer)
+        if outcome is not None:  # a solvers.grading.Graded
+            status, prediction, correct = outcome.status, outcome.prediction, outcome.correct
         else:
             status, prediction = c.error or "malformed", None
             correct = None if item.answer is None else False
@@ -191,7 +192,7 @@ class Validator:
             id=item.id, question=item.question, answer=item.answer, source=item.source, thought=job.thought,
             rationale=rationale, prediction=prediction, status=status, correct=correct, model=self.teacher,
             sample=job.first_sample + i, request=job.key, prompt_hash=self.prompts[job.thought].hash,
-            meta={"raw": c.text,
+            meta={**carried_meta(item), "raw": c.text,
                   "finish_reason": c.finish_reason,
                   "usage": {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens}}
                  | ({META_KEY: c.logprobs} if c.logprobs else {}),
@@ -383,7 +384,7 @@ def generate(
     teacher (spec like `openai:gpt-4o-mini`, or a `Teacher`) into `out`, resuming an earlier run
     into the same file. Keyword arguments go to `agenerate` (settings, concurrency, overwrite, ...)."""
     thoughts = parse_thoughts(thoughts)
-    prompts = load_prompts(thoughts, list(prompt_files))
+    prompts = load_prompts(thoughts, list(prompt_files), prompt_set(data) if isinstance(data, str) else {})
     dataset = load(data, limit=limit, shard=shard) if isinstance(data, str) else None
     items = dataset.records if dataset is not None else list(data)
     kwargs.setdefault("prompts", prompts)

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from distill.data import DataSet, Skipped, data_dir
+from distill.dataset import DataSet, Skipped, data_dir
 from distill.records import InputError, Record, iter_jsonl
 from solvers.mathans import extract_boxed
 

@@ -29,13 +29,14 @@ from typing import Any
 
 from distill import __version__
 from distill.cues import load_cues, student_input
-from distill.decontam import DEFAULT_EVAL_SETS, NGRAM, THRESHOLD, EvalIndex, Hit
+from distill.decontam import DEFAULT_EVAL_SETS, NGRAM, THRESHOLD, EvalIndex, Hit, default_eval_sets
 from distill.dedupe import Deduper
 from distill.logprobs import KD_COLUMNS, META_KEY, TopK
 from distill.markdown import md_table
 from distill.records import InputError, Record, dumps, iter_jsonl, write_jsonl
 from distill.thoughts import parse_thoughts, thought_names
 from solvers.answers import is_correct, to_number
+from solvers.mathans import equivalent
 
 SPLITS = ("train", "validation")
 # Fields that make a line a `distill generate` output rather than a plain question set.
@@ -136,8 +137,10 @@ def read_generated(paths: Sequence[str | os.PathLike]) -> list[Example]:
                                  path, lineno)
             if not isinstance(rec.rationale, str):
                 raise InputError("field 'rationale' must be a string", path, lineno)
-            if rec.answer is not None and (isinstance(rec.answer, bool) or to_number(rec.answer) is None):
-                raise InputError(f"field 'answer' must be the gold number or null, got {rec.answer!r}", path, lineno)
+            if rec.answer is not None and (isinstance(rec.answer, bool) or
+                                           (to_number(rec.answer) is None and not isinstance(rec.answer, str))):
+                raise InputError(f"field 'answer' must be the gold number, a LaTeX string or null, got {rec.answer!r}",
+                                 path, lineno)
             if rec.correct not in (True, False, None):
                 raise InputError(f"field 'correct' must be true, false or null, got {rec.correct!r}", path, lineno)
             key, where = question_key(rec.question), f"{path}:{lineno}"
@@ -152,7 +155,10 @@ def read_generated(paths: Sequence[str | os.PathLike]) -> list[Example]:
 
 
 def _same_gold(a: Any, b: Any, what: str, first: str, path: str | os.PathLike, lineno: int) -> None:
-    if a is None or b is None or is_correct(a, b):
+    if a is None or b is None or a == b:
+        return
+    latex = isinstance(a, str) or isinstance(b, str)  # LaTeX golds (MATH): equal mathematically
+    if equivalent(a, b) if latex else is_correct(a, b):
         return
     raise InputError(f"conflicting gold answers for {what}: {a} here, {b} at {first}", path, lineno)
 
@@ -279,6 +285,8 @@ def mix(
         opts = _replace(opts, tokenizer=getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
 
     examples = read_generated(inputs)
+    if opts.decontaminate == DEFAULT_EVAL_SETS:  # MATH data is also checked against math:test and math500
+        opts = _replace(opts, decontaminate=default_eval_sets(ex.rec.source for ex in examples))
     tally = Tally()
     tally.add("in", examples)
     for ex in examples:
@@ -359,6 +367,7 @@ def _rows(examples: list[Example]) -> list[Row]:
         first.setdefault(ex.key, len(first))
     ordered = sorted(examples, key=lambda ex: (first[ex.key], thought_names().index(ex.rec.thought)))  # stable
     numbered: Counter[tuple[str, str]] = Counter()
+    latex = any(isinstance(ex.rec.answer, str) for ex in examples)  # the column is text when a gold is LaTeX
     rows = []
     for ex in ordered:
         j = numbered[(ex.rec.id, ex.rec.thought)]
@@ -367,7 +376,7 @@ def _rows(examples: list[Example]) -> list[Row]:
             "id": f"{ex.rec.id}/{ex.rec.thought}/{j}",
             "question_id": ex.rec.id,
             "question": ex.rec.question,
-            "answer": None if ex.rec.answer is None else float(ex.rec.answer),
+            "answer": _answer_cell(ex.rec.answer, latex),
             "thought": ex.rec.thought,
             "input": ex.input,
             "target": ex.target,
@@ -387,6 +396,12 @@ def _kd_columns(rec: Record) -> dict[str, list[Any]]:
         return TopK.decode(rec.meta[META_KEY]).columns()
     except ValueError as exc:
         raise InputError(f"record {rec.id!r}: {exc}") from None
+
+
+def _answer_cell(answer: Any, text: bool) -> float | str | None:
+    if answer is None:
+        return None
+    return (answer if isinstance(answer, str) else repr(to_number(answer))) if text else float(answer)
 
 
 def _counts(tally: Tally, splits: dict[str, list[Row]]) -> dict[str, Any]:
@@ -463,8 +478,9 @@ def _write(tmp: Path, splits: dict[str, list[Row]], meta: dict[str, Any]) -> Any
     import pyarrow as pa
 
     kd = any(KD_COLUMNS[0] in row for split in SPLITS for row in splits[split])
+    text = any(isinstance(r["answer"], str) for rows in splits.values() for r in rows)  # LaTeX golds (MATH)
     features = datasets.Features({
-        **{c: datasets.Value("string") for c in COLUMNS}, "answer": datasets.Value("float64"),
+        **{c: datasets.Value("string") for c in COLUMNS}, "answer": datasets.Value("string" if text else "float64"),
         **({c: datasets.Sequence(datasets.Value(t)) for c, t in zip(KD_COLUMNS, ("int32", "int32", "float16"))}
            if kd else {}),
     })

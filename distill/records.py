@@ -33,11 +33,11 @@ PARTIAL_EXIT = 3  # exit status of a run that finished but left some work failed
 class Record:
     id: str
     question: str
-    answer: float | int | None = None  # gold answer, parsed to a number (None: unknown)
+    answer: float | int | str | None = None  # gold: a number (GSM8K...), a LaTeX string (MATH), None: unknown
     source: str = ""  # data set the question comes from, e.g. "gsm8k:test"
     thought: str | None = None  # a registered thought: cot | pot | eot | ...
     rationale: str | None = None
-    prediction: float | int | None = None
+    prediction: float | int | str | None = None  # a number, or the normalised LaTeX answer where it is not one
     status: str | None = None  # "ok" or a failure class (solvers.Status)
     correct: bool | None = None
     model: str | None = None  # the teacher or student that wrote the rationale
@@ -62,6 +62,24 @@ class Record:
                 kwargs[name] = kwargs["meta"].pop(name)
         kwargs["id"] = str(kwargs.get("id", ""))
         return cls(**kwargs)
+
+
+# Meta keys that travel from a data set's record to every record made from it (generated
+# rationales, predictions), so that reports can break results down by them (MATH: level, subject).
+BREAKDOWNS = ("level", "subject")
+# meta["answer_format"] == "latex": the record's answers are LaTeX although it has no gold (yet):
+# synthesised MATH-style questions; files whose gold is a string are read as LaTeX with it.
+ANSWER_FORMAT = "answer_format"
+
+
+def carried_meta(record: Record) -> dict[str, Any]:
+    """The meta of `record` that travels to the records made from it."""
+    return {k: record.meta[k] for k in (*BREAKDOWNS, ANSWER_FORMAT) if record.meta.get(k) is not None}
+
+
+def latex_answers(record: Record) -> bool:
+    """Whether the record's answers are compared as LaTeX (a string gold, or marked so)."""
+    return isinstance(record.answer, str) or record.meta.get(ANSWER_FORMAT) == "latex"
 
 
 def read_yaml_mapping(path: str | os.PathLike, what: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ names the same file in a checkout and, through `find_recipe`, in an installed wh
 """
 from __future__ import annotations
 
+import os
 from importlib.resources import files
 from pathlib import Path
 
@@ -15,6 +16,13 @@ def resource(*parts: str) -> Path:
     if not isinstance(root, Path):  # every reader opens these files by path, so a zipped install cannot work
         raise RuntimeError(f"distill must be installed as files, not zipped ({root})")
     return root.joinpath(*parts)
+
+
+def prompt_file(name: str | os.PathLike) -> Path:
+    """A prompt file named as a thought or data set names it: a bare name is one under prompts/,
+    anything else a path."""
+    path = Path(name)
+    return path if path.is_absolute() or path.parent != Path(".") else resource("prompts", str(path))
 
 
 def find_recipe(name: str) -> Path | None:

@@ -24,27 +24,29 @@ import os
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 from rich.table import Table
 
-from distill.data import load
-from distill.decontam import DEFAULT_EVAL_SETS, NGRAM, THRESHOLD, EvalIndex, NgramIndex
+from distill.data import load, prompt_set
+from distill.decontam import DEFAULT_EVAL_SETS, NGRAM, THRESHOLD, EvalIndex, NgramIndex, default_eval_sets
 from distill.dedupe import normalise
 from distill.generate import Settings, agenerate, ledger_path, request_key
 from distill.journal import Journal, remove_run
 from distill.ledger import Ledger, Price, find_price, usage_text
 from distill.progress import live_table
-from distill.records import InputError, Record, write_jsonl
+from distill.records import ANSWER_FORMAT, InputError, Record, latex_answers, write_jsonl
+from distill.resources import prompt_file as prompt_file_of
 from distill.resources import resource
 from distill.teachers import Completion, Request, Teacher, TeacherError, make_teacher
 from distill.teachers.base import WRITE_QUESTION
-from distill.teachers.prompts import Exemplar, Prompt
+from distill.teachers.prompts import Exemplar, Prompt, load_prompts
 from distill.thoughts import parse_thoughts
 from solvers.answers import is_correct
+from solvers.mathans import equivalent
 
 DEFAULT_PROMPT = resource("prompts", "synth.yaml")
 _FINAL = re.compile(r"final question\s*\**\s*:", re.IGNORECASE)
@@ -98,6 +100,14 @@ class NearDuplicates(NgramIndex):
         return None if hit is None else hit.eval_id
 
 
+def same_answer(a: Any, b: Any) -> bool:
+    """Votes for one answer: numbers within the answer tolerance (solvers.answers), LaTeX answers
+    (MATH-style questions) equal mathematically (solvers.mathans)."""
+    if isinstance(a, str) or isinstance(b, str):
+        return a == b or equivalent(a, b)
+    return is_correct(a, b)
+
+
 @dataclass
 class Tally:
     """The votes of one question: predictions by thought (None: the sample failed)."""
@@ -108,7 +118,7 @@ class Tally:
         """Distinct answers (equal within the answer tolerance) and their counts, most first."""
         groups: list[list[Any]] = []
         for pred in (p for preds in self.votes.values() for p in preds if p is not None):
-            group = next((g for g in groups if is_correct(pred, g[0])), None)
+            group = next((g for g in groups if same_answer(pred, g[0])), None)
             group.append(pred) if group is not None else groups.append([pred])
         return sorted(((g[0], len(g)) for g in groups), key=lambda a: -a[1])
 
@@ -187,6 +197,12 @@ def paths(out: Path) -> dict[str, Path]:
             "ledger": ledger_path(out)}
 
 
+def latex_mark(seed: Record) -> dict[str, str]:
+    """The mark of a question whose answers are LaTeX (written from a MATH seed): solved, voted on
+    and read back as LaTeX (distill.records.ANSWER_FORMAT)."""
+    return {ANSWER_FORMAT: "latex"} if latex_answers(seed) else {}
+
+
 def load_seeds(spec: str, limit: int | None = None, data_dir: str | None = None) -> list[Record]:
     return load(spec, limit=limit, data_root=data_dir).records
 
@@ -242,7 +258,7 @@ class Synth:
                     reason = f"contaminated ({hit.eval_id})"
                 else:
                     near.add(rid, question)
-            meta = {"seed_id": seed.id, "accepted": False, "raw": comp.text,
+            meta = {"seed_id": seed.id, "accepted": False, **latex_mark(seed), "raw": comp.text,
                     "usage": {"prompt_tokens": comp.prompt_tokens, "completion_tokens": comp.completion_tokens}}
             rec = Record(id=rid, question=question or "", source=f"synth:{self.source}", model=self.teacher.name,
                          request=key, meta=meta)
@@ -307,8 +323,9 @@ class Synth:
                 items = [c.record for c in cands if c.reason is None]
                 self.progress.solving = len(items)
                 settings = Settings(samples=self.settings.samples, temperature=self.settings.temperature)
+                prompts = load_prompts(list(self.settings.thoughts), data_set=prompt_set(self.source))  # MATH: boxed answers
                 result = await agenerate(items, self.settings.thoughts, self.teacher, self.paths["solutions"],
-                                         settings=settings, concurrency=concurrency, price=self.ledger.price,
+                                         prompts=prompts, settings=settings, concurrency=concurrency, price=self.ledger.price,
                                          timeout=timeout, workers=workers)
         finally:
             self.journal.close()
@@ -330,11 +347,11 @@ class Synth:
         }
         truth = getattr(self.teacher, "truth", None)
         if callable(truth):
-            right = sum(is_correct(r.answer, truth(r.question)) for r in accepted)
+            right = sum(same_answer(r.answer, truth(r.question)) for r in accepted)
             first = [(c.record, next((v for t in s.thoughts for v in self.tallies[c.record.id].votes.get(t, [])[:1]), None))
                      for c in cands if c.record.id in self.tallies]
             report["precision"] = right / len(accepted) if accepted else None
-            report["precision_first_sample"] = (sum(is_correct(v, truth(r.question)) for r, v in first) / len(first)
+            report["precision_first_sample"] = (sum(same_answer(v, truth(r.question)) for r, v in first) / len(first)
                                                 if first else None)
         return report
 
@@ -391,10 +408,13 @@ def synth(
     if not seeds:
         raise InputError(f"no seed questions in {seed_data if isinstance(seed_data, str) else 'the given records'}")
     source = seed_data if isinstance(seed_data, str) else seeds[0].source
+    if settings.decontaminate == DEFAULT_EVAL_SETS:  # MATH seeds: also against math:test and math500
+        settings = replace(settings, decontaminate=default_eval_sets(s.source for s in seeds))
     eval_index = (EvalIndex.load(settings.decontaminate, n=settings.decontam_ngram,
                                  threshold=settings.decontam_threshold, data_root=data_dir)
                   if settings.decontaminate else None)
-    prompt = load_write_prompt(prompt_file)
+    own = prompt_set(source).get("synth")  # the seeds' set may name its own (MATH: prompts/math_synth.yaml)
+    prompt = load_write_prompt(prompt_file or (prompt_file_of(own) if own else None))
 
     async def main() -> SynthResult:
         try:

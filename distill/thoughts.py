@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from distill.registry import Registry
-from solvers.answers import extract_answer
+from solvers.grading import cot_outcome
 from solvers.outcome import Outcome, Status
 
 
@@ -41,10 +41,9 @@ class Thought:
     description: str = ""
 
     def prompt_path(self) -> Path:
-        from distill.resources import resource
+        from distill.resources import prompt_file
 
-        path = Path(self.prompt)
-        return path if path.is_absolute() or path.parent != Path(".") else Path(str(resource("prompts", str(path))))
+        return prompt_file(self.prompt)
 
 
 class PerRationale:
@@ -112,10 +111,10 @@ def _register_builtins() -> None:
     from distill.teachers.extract import cot_rationale, eot_rationale, pot_rationale
 
     register_thought(Thought(
-        "cot", cot_rationale, lambda timeout, workers: PerRationale(extract_answer),
+        "cot", cot_rationale, lambda timeout, workers: PerRationale(cot_outcome),
         "Question: {question}\nLet's think step by step.\n", "cot.yaml",
         (Status.NO_ANSWER.value, Status.NON_NUMERIC.value),
-        "chain of thought: steps in words, ending `The answer is N.`",
+        "chain of thought: steps in words, ending `The answer is N.` (MATH: the answer in \\boxed{})",
     ))
     register_thought(Thought(
         "pot", pot_rationale, _open_pot, "Question: {question}\nLet\u2019s break down the code step by step\n", "pot.yaml",

@@ -1,8 +1,13 @@
-"""`distill validate`: say, per rationale, what answer it computes and whether it is right."""
+"""`distill validate`: say, per rationale, what answer it computes and whether it is right.
+
+A gold that is one number keeps the numeric rule; in a file whose golds are LaTeX (MATH), any
+other string gold is a LaTeX answer, compared mathematically (solvers.grading)."""
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,7 +15,8 @@ from typing import Any
 from distill.checking import Checker
 from distill.progress import progress_bar
 from distill.records import InputError, check_writable, iter_jsonl, write_jsonl
-from solvers.answers import outcome_correct, parse_gold
+from solvers.answers import parse_gold
+from solvers.grading import grade_many
 
 CHUNK = 512  # rationales checked per progress update
 
@@ -29,6 +35,30 @@ def _rationale(value: Any) -> str:
     if isinstance(value, list):
         value = value[0] if value else ""
     return value if isinstance(value, str) else ""
+
+
+ANSWERS = ("auto", "number", "latex")
+_LATEX = re.compile(r"\\[a-zA-Z]+|\^|[{}_]")  # a command, a power, braces, a subscript
+
+
+def latex_golds(golds: Sequence[Any], answers: str = "auto") -> bool:
+    """Whether a file's string golds are LaTeX answers: `answers` says so, or ("auto") some gold that
+    is not one number is written in LaTeX (MATH files: `\\frac{1}{9}`, `x^2+1`); otherwise such
+    golds are unknown, as in numeric sets (`2:3`)."""
+    if answers != "auto":
+        return answers == "latex"
+    return any(isinstance(g, str) and parse_gold(g) is None and _LATEX.search(g) for g in golds)
+
+
+def gold_of(value: Any, latex: bool) -> float | int | str | None:
+    """A gold as the file gives it: without `latex`, a number where it is one (today's parse), else
+    None; with `latex`, a LaTeX answer, numbers included (as in MATH, where the number rule's
+    `first number after \\boxed{` would take `\\boxed{\\frac{10}{3}}` for the gold 10)."""
+    if not latex:
+        return parse_gold(value)
+    if value is None or isinstance(value, bool) or not str(value).strip():
+        return None
+    return str(value).strip()
 
 
 def read_inputs(path: str | os.PathLike, fields: tuple[str, str, str]) -> list[dict[str, Any]]:
@@ -55,13 +85,18 @@ def validate_file(
     timeout: float = 5.0,
     workers: int | None = None,
     show_progress: bool = True,
+    answers: str = "auto",
 ) -> Summary:
     """Check every rationale of IN and write OUT: the input fields, in order, plus
-    `prediction`, `status` and `correct`. OUT is written atomically and never clobbered."""
+    `prediction`, `status` and `correct`. OUT is written atomically and never clobbered.
+    `answers`: how string golds that are not one number are read (see `latex_golds`)."""
     if Path(out_path).resolve() == Path(in_path).resolve():
         raise InputError("output would overwrite the input", out_path)
     check_writable(out_path, overwrite)
     rows = read_inputs(in_path, (question_field, rationale_field, answer_field))
+    if answers not in ANSWERS:
+        raise InputError(f"--answers must be one of {', '.join(ANSWERS)}, not {answers!r}")
+    latex = latex_golds([r[answer_field] for r in rows], answers)
     summary = Summary(total=len(rows))
     with Checker(thought, timeout=timeout, workers=workers) as checker, progress_bar(
         f"validating {thought}", len(rows), enabled=show_progress
@@ -69,12 +104,11 @@ def validate_file(
         for start in range(0, len(rows), CHUNK):
             chunk = rows[start : start + CHUNK]
             outcomes = checker.check([_rationale(r[rationale_field]) for r in chunk])
-            for row, outcome in zip(chunk, outcomes):
-                gold = parse_gold(row[answer_field])
-                correct = outcome_correct(outcome, gold)
-                row.update(prediction=outcome.prediction, status=str(outcome.status), correct=correct)
-                if not outcome.is_ok:
-                    summary.failures[str(outcome.status)] += 1
+            for row, g in zip(chunk, grade_many(outcomes, [gold_of(r[answer_field], latex) for r in chunk])):
+                correct = g.correct
+                row.update(prediction=g.prediction, status=g.status, correct=correct)
+                if g.status != "ok":
+                    summary.failures[g.status] += 1
                 elif correct is None:
                     summary.no_gold += 1
                 elif correct:

@@ -146,7 +146,12 @@ def _close(pred: Number, gold: Number) -> bool:
 
 
 def outcome_correct(outcome: Outcome, gold: object) -> bool | None:
-    """`correct` for a record: None without gold, else whether the outcome's answer matches."""
+    """`correct` for a record: None without gold, else whether the outcome's answer matches (a
+    string gold is a LaTeX answer: compared mathematically by solvers.grading)."""
+    if isinstance(gold, str):
+        from solvers.grading import grade  # it builds on this module
+
+        return grade(outcome, gold).correct
     if to_number(gold) is None:
         return None
     return outcome.is_ok and is_correct(outcome.prediction, gold, percent=outcome.detail == "percent")

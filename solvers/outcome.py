@@ -38,12 +38,15 @@ class Outcome:
     """What a rationale computes. `prediction` is set exactly when `status` is OK, and is a finite
     number. `exact`, when set, is the answer as SymPy wrote it (`srepr`, checked by
     `solvers.sandbox.exact`): a PoT program whose answer is a SymPy value (Rational, sqrt, pi,
-    Matrix, Interval...) carries it whether or not it is also a number."""
+    Matrix, Interval...) carries it whether or not it is also a number. `latex`, when set, is the
+    final answer as the rationale writes it (CoT: `solvers.mathans.extract_final`), which a gold
+    that is not one number (MATH) is compared with; numeric golds never look at it."""
 
     prediction: Number | None
     status: Status
     detail: str = ""
     exact: str | None = None
+    latex: str | None = None
 
     def __post_init__(self) -> None:
         # NaN / inf are not answers (and not JSON): whoever built this outcome, it says non-numeric.

@@ -1,12 +1,8 @@
 """MATH few-shot exemplars (prompts/math_cot.yaml, prompts/math_pot.yaml): one per subject, each
-verified by our own checker. PoT programs run with plain `exec` in a child process for now (our own
-trusted exemplars; the sandbox that returns exact values is being rewritten elsewhere); `ans` comes
-back as LaTeX (sympy.latex), never as a pickled object."""
+verified by our own checker. PoT programs run in the sandbox, whose exact answers (a checked srepr,
+never a pickled object) are compared with the LaTeX answers."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,22 +12,6 @@ from distill.math_data import SUBJECTS
 from solvers.mathans import Checker, extract_boxed
 
 PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
-_RUN = """
-import json, sys
-import sympy
-scope = {}
-exec(sys.stdin.read(), scope)
-ans = scope["ans"]
-if isinstance(ans, (set, frozenset)):
-    text = ", ".join(sympy.latex(sympy.sympify(a)) for a in sorted(ans, key=str))
-elif isinstance(ans, tuple):
-    text = "(" + ", ".join(sympy.latex(sympy.sympify(a)) for a in ans) + ")"
-elif isinstance(ans, str):
-    text = ans
-else:
-    text = sympy.latex(ans)
-print(json.dumps(text))
-"""
 
 
 def _load(name: str) -> dict:
@@ -59,13 +39,19 @@ def test_cot_exemplars_box_their_answer(checker):
         assert v.equal, (ex["question"], boxed, ex["answer"], v.detail)
 
 
-def test_pot_exemplars_compute_their_answer(checker):
-    for ex in _load("math_pot.yaml")["exemplars"]:
-        out = subprocess.run([sys.executable, "-c", _RUN], input=ex["rationale"], capture_output=True, text=True, timeout=60)
-        assert out.returncode == 0, out.stderr
-        ans = json.loads(out.stdout.strip().splitlines()[-1])
-        v = checker.check(ans, str(ex["answer"]))
-        assert v.equal, (ex["question"], ans, ex["answer"], v.detail)
+def test_pot_exemplars_compute_their_answer_in_the_sandbox():
+    """Each program runs in the sandbox; its exact SymPy `ans` comes back as a checked srepr and is
+    compared with the LaTeX answer (solvers.grading), as generate and eval do."""
+    from distill.checking import Checker as ThoughtChecker
+    from distill.records import Record
+
+    exemplars = _load("math_pot.yaml")["exemplars"]
+    records = [Record(id=str(i), question=ex["question"], answer=str(ex["answer"]), rationale=ex["rationale"])
+               for i, ex in enumerate(exemplars)]
+    with ThoughtChecker("pot", timeout=20, workers=1) as pot:
+        pot.fill(records)
+    for r in records:
+        assert r.correct, (r.question, r.prediction, r.status)
 
 
 def test_a_wrong_exemplar_would_fail(checker):

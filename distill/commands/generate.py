@@ -27,8 +27,10 @@ from distill.stages.generate import GenerateOptions, exit_code
 @click.option("--concurrency", default=16, show_default=True, help="Requests in flight at most.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output JSONL.")
 @click.option("--overwrite", is_flag=True, help="Start afresh: delete OUT and its journal first.")
-@click.option("--prompt", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="Own prompt file (YAML like prompts/cot.yaml) for the thought it names; repeatable.")
+@click.option("--prompt", multiple=True, type=click.Path(dir_okay=False),
+              help="Own prompt file (YAML like prompts/cot.yaml), or a shipped one by name (math_cot.yaml), for "
+                   "the thought it names; repeatable. Default: the data set's own (MATH: math_cot.yaml, "
+                   "math_pot.yaml), else the thought's.")
 @click.option("--temperature", default=0.7, show_default=True, help="Sampling temperature of the teacher.")
 @click.option("--top-p", default=1.0, show_default=True, help="Nucleus sampling: keep this share of probability mass.")
 @click.option("--max-tokens", default=512, show_default=True, help="Tokens per rationale at most (longer ones are truncated).")

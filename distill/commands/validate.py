@@ -16,6 +16,9 @@ from distill.stages.validate import ValidateOptions
 @click.option("--question-field", default="question", show_default=True, help="Field holding the question.")
 @click.option("--rationale-field", default="rationale", show_default=True, help="Field holding the rationale.")
 @click.option("--answer-field", default="answer", show_default=True, help="Gold answer (number or text like '#### 72').")
+@click.option("--answers", type=click.Choice(["auto", "number", "latex"]), default="auto", show_default=True,
+              help="Golds that are not one number: LaTeX answers compared mathematically (MATH), or unknown; "
+                   "auto: LaTeX when some such gold is written in LaTeX.")
 @click.option("--program-timeout", "--timeout", "timeout", default=5.0, show_default=True, help="Seconds per program/system.")
 @click.option("--workers", type=int, default=None, help="Executor processes (default: one per core).")
 def command(**params: object) -> None:

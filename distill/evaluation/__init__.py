@@ -26,7 +26,7 @@ from distill.evaluation.plan import Batch
 from distill.evaluation.report import Report, write_reports
 from distill.evaluation.scoring import build_items, methods, summarize
 from distill.progress import console, progress_bar
-from distill.records import InputError, Record, cut_torn_line, dumps, read_records, write_jsonl
+from distill.records import InputError, Record, carried_meta, cut_torn_line, dumps, read_records, write_jsonl
 from distill.thoughts import parse_thoughts, thought_names
 
 PREDICTIONS = "predictions.jsonl"
@@ -119,7 +119,8 @@ def decode_and_check(
             question, thought = units[i]
             for s, raw in enumerate(samples_text):
                 r = Record(id=question.id, question=question.question, answer=question.answer, source=question.source,
-                           thought=thought, rationale=extract(thought, raw), model=model_name, sample=s)
+                           thought=thought, rationale=extract(thought, raw), model=model_name, sample=s,
+                           meta=carried_meta(question))
                 out.append(r)
                 by_thought.setdefault(thought, []).append(r)
         for thought, records in by_thought.items():

@@ -17,7 +17,7 @@ from distill.records import Record
 class Pick:
     """A combined answer: the prediction, the thought it came from, and whether it is right."""
 
-    prediction: float | int | None
+    prediction: float | int | str | None
     thought: str | None
     correct: bool | None
 

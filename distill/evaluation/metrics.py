@@ -3,8 +3,8 @@
 Definitions (NOTES.md, Xwin-Math): with n samples of a question of which c are correct,
 pass@k = 1 - C(n-c, k) / C(n, k) (the unbiased estimator of "any of k samples is right"),
 PassRatio@n = c / n (the share of samples that are right; `scoring` reports it as the sampled
-accuracy), and maj@k = whether the most common answer among the first k samples is right. Each is
-averaged over questions.
+accuracy), and maj@k = whether the most common answer among the first k samples is right (LaTeX
+answers that are equal count as one answer). Each is averaged over questions.
 """
 from __future__ import annotations
 
@@ -35,11 +35,30 @@ def ks_for(n: int) -> list[int]:
 
 
 def answer_key(value: object) -> Number | str | None:
-    """Answers that count as the same vote: integers exactly, other values to 6 significant digits."""
+    """Answers that count as the same vote: integers exactly, other numbers to 6 significant
+    digits; a LaTeX answer (a string that is not a number) is its own key."""
     number = to_number(value)
-    if number is None or isinstance(number, int):
+    if number is None:
+        return value.strip() or None if isinstance(value, str) else None
+    if isinstance(number, int):
         return number
     return f"{number:.6g}"
+
+
+def same_vote(a: Number | str, b: Number | str) -> bool:
+    """Keys of one vote: equal, or LaTeX answers the checker finds equal without a symbolic
+    comparison (`\\frac{1}{2}` and `0.5`, `3,-3` and `-3,3`); numbers never look further."""
+    if a == b:
+        return True
+    if not (isinstance(a, str) and not _is_number_key(a)) and not (isinstance(b, str) and not _is_number_key(b)):
+        return False
+    from solvers.mathans import quick_equal
+
+    return quick_equal(str(a), str(b)) is True
+
+
+def _is_number_key(key: str) -> bool:
+    return to_number(key) is not None
 
 
 def majority(answers: Sequence[object]) -> int | None:
@@ -47,10 +66,14 @@ def majority(answers: Sequence[object]) -> int | None:
     value seen first, so callers order `answers` by priority); None if all abstain."""
     counts: dict[object, int] = {}
     first: dict[object, int] = {}
+    latex = False  # a LaTeX answer was seen: new answers are compared with the earlier ones
     for i, answer in enumerate(answers):
         key = answer_key(answer)
         if key is None:
             continue
+        latex = latex or (isinstance(key, str) and not _is_number_key(key))
+        if latex and key not in counts:  # numbers alone stay plain dictionary keys, as they always were
+            key = next((k for k in counts if same_vote(k, key)), key)  # type: ignore[arg-type]
         counts[key] = counts.get(key, 0) + 1
         first.setdefault(key, i)
     if not counts:

@@ -35,6 +35,13 @@ def to_markdown(report: Report) -> str:
             rows = [[m, *(_pct(s["pass@k"][m][k]) for k in ks), _pct(s["pass_ratio@n"][m]),
                      *(_pct(s["maj@k"][m][k]) if m in s["maj@k"] else "–" for k in ks)] for m in s["pass@k"]]
             parts += ["", f"## {name}: sampling metrics", "", md_table(header, rows)]
+    for name, s in report["datasets"].items():
+        if name == OVERALL and len(report["datasets"]) == 2:
+            continue  # the one data set's tables already say it
+        for key, groups in s.get("by", {}).items():
+            rows = [[value, str(g["scored"]), *(_pct(g["accuracy"][m]) for m in report["methods"])]
+                    for value, g in groups.items()]
+            parts += ["", f"## {name}: accuracy by {key}", "", md_table([key, "questions", *report["methods"]], rows)]
     overall = report["datasets"][OVERALL]["failures"]
     classes = sorted({c for f in overall.values() for c in f})
     parts += ["", "## Outcome classes per thought (all data sets)", "",

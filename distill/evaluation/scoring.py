@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from distill.evaluation import combine
 from distill.evaluation.metrics import ks_for, majority, mean, pass_at_k
-from distill.records import Record
+from distill.records import BREAKDOWNS, Record
 
 OVERALL = "overall"
 MISSING = "missing"  # failure class of a thought with no prediction for an item
@@ -21,12 +21,13 @@ class Item:
     id: str
     source: str
     question: str
-    answer: float | int | None
+    answer: float | int | str | None
     sample: int
     thoughts: dict[str, Record]
     fallback: combine.Pick
     vote: combine.Pick | None
     oracle: bool
+    groups: dict[str, object] = field(default_factory=dict)  # breakdown keys of the question (MATH: level, subject)
 
     def pick(self, method: str) -> tuple[object, bool]:
         """(prediction, correct) of a thought or a combination."""
@@ -49,6 +50,7 @@ class Item:
         if self.vote is not None:
             row["vote"] = self.vote.to_dict()
         row["oracle"] = self.oracle
+        row.update(self.groups)
         return row
 
 
@@ -71,6 +73,7 @@ def build_items(records: Iterable[Record], thoughts: Sequence[str], order: Seque
             combine.fallback(by_thought, order),
             combine.vote(by_thought, tie_order) if with_vote else None,
             combine.oracle(by_thought),
+            {k: first.meta[k] for k in BREAKDOWNS if first.meta.get(k) is not None},
         ))
     return items
 
@@ -91,9 +94,14 @@ def _summary(items: list[Item], thoughts: Sequence[str], with_vote: bool) -> dic
         "accuracy": {},
     }
     names = methods(thoughts, with_vote)
-    for m in names:
-        # Mean over questions of c/n: accuracy when greedy; pass@1 and PassRatio@n with samples.
-        out["accuracy"][m] = mean([sum(it.pick(m)[1] for it in s) / len(s) for s in per_question.values()])
+    out["accuracy"] = _accuracy(list(per_question.values()), names)
+    breakdown: dict[str, dict[str, list[list[Item]]]] = defaultdict(lambda: defaultdict(list))
+    for samples in per_question.values():
+        for key, value in samples[0].groups.items():
+            breakdown[key][str(value)].append(samples)
+    if breakdown:
+        out["by"] = {key: {value: {"scored": len(group), "accuracy": _accuracy(group, names)}
+                           for value, group in sorted(groups.items())} for key, groups in breakdown.items()}
     if n > 1:
         ks = ks_for(n)
         out["pass@k"] = {m: {str(k): mean([pass_at_k(len(s), sum(it.pick(m)[1] for it in s), k)
@@ -103,6 +111,11 @@ def _summary(items: list[Item], thoughts: Sequence[str], with_vote: bool) -> dic
                         for m in names if m != "oracle"}
     out["failures"] = {t: dict(Counter(_failure_class(it, t) for it in items).most_common()) for t in thoughts}
     return out
+
+
+def _accuracy(questions: list[list[Item]], names: Sequence[str]) -> dict[str, float | None]:
+    """Mean over questions of c/n per method: accuracy when greedy; pass@1 and PassRatio@n with samples."""
+    return {m: mean([sum(it.pick(m)[1] for it in s) / len(s) for s in questions]) for m in names}
 
 
 def _maj(samples: list[Item], method: str) -> bool:

@@ -22,6 +22,7 @@ class ValidateOptions:
     answer_field: str = "answer"
     timeout: float = 5.0
     workers: int | None = None
+    answers: str = "auto"  # string golds: auto | number | latex (distill.validate.latex_golds)
 
 
 @dataclass
@@ -38,7 +39,8 @@ def run(opts: ValidateOptions) -> ValidateResult:
         raise InputError(f"--thoughts: validate checks one thought per file, got {opts.thoughts!r}")
     summary = validate_file(thoughts[0], opts.input, opts.output, overwrite=opts.overwrite,
                             question_field=opts.question_field, rationale_field=opts.rationale_field,
-                            answer_field=opts.answer_field, timeout=opts.timeout, workers=opts.workers)
+                            answer_field=opts.answer_field, timeout=opts.timeout, workers=opts.workers,
+                            answers=opts.answers)
     return ValidateResult(opts, summary)
 
 

@@ -11,6 +11,7 @@ _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 # A model that keeps going after its answer often starts the next few-shot item.
 _NEXT_ITEM = re.compile(r"\n\s*(?:Question|Q)\s*:", re.IGNORECASE)
 _ANSWER_SENTENCE = re.compile(r"the (?:final )?answer is[^\n]*?(?:\.(?=\s|$)|$)", re.IGNORECASE | re.MULTILINE)
+_BOXED = re.compile(r"\\(?:boxed|fbox)\b")
 _ANS_LINE = re.compile(r"^\s*ans\s*=\s*[A-Za-z_]\w*\s*\.?\s*$")
 
 
@@ -21,8 +22,16 @@ def _fenced(text: str) -> str | None:
 
 
 def cot_rationale(text: str) -> str:
+    """Up to the first `The answer is ...` sentence; a solution that boxes its answer later (MATH
+    teachers write `the answer is $x$ when ...` on the way) runs to the end of that boxed line."""
     m = _ANSWER_SENTENCE.search(text)
-    return text[: m.end()] if m else text
+    if m is None:
+        return text
+    boxed = [b for b in _BOXED.finditer(text) if b.start() >= m.end()]
+    if not boxed:
+        return text[: m.end()]
+    end = text.find("\n", boxed[-1].end())
+    return text if end < 0 else text[:end]
 
 
 def pot_rationale(text: str) -> str:

@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 
 from distill.records import InputError, read_yaml_mapping
+from distill.resources import prompt_file
 from distill.thoughts import get_thought, thought_names
 
 
@@ -69,10 +70,24 @@ def load_prompt(path: str | os.PathLike) -> Prompt:
     return Prompt(thought, str(data.get("system") or ""), cue, tuple(exemplars), tuple(stop), str(path))
 
 
-def load_prompts(thoughts: list[str], files: list[str | os.PathLike] = ()) -> dict[str, Prompt]:
-    """The prompt of each thought: from the user's files where given, else the shipped ones."""
-    given = {p.thought: p for p in map(load_prompt, files)}
+def load_prompts(thoughts: list[str], files: list[str | os.PathLike] = (),
+                 data_set: dict[str, str] | None = None) -> dict[str, Prompt]:
+    """The prompt of each thought: from the user's files where given (a path, or the name of a
+    shipped one: `math_cot.yaml`), else the data set's own
+    (`data_set`: {thought: file}, e.g. MATH's prompts/math_cot.yaml), else the thought's shipped one."""
+    given = {p.thought: p for p in map(load_prompt, map(_given_file, files))}
     extra = set(given) - set(thoughts)
     if extra:
         raise InputError(f"--prompt given for {', '.join(sorted(extra))}, which is not in --thought")
-    return {t: given.get(t) or load_prompt(get_thought(t).prompt_path()) for t in thoughts}
+    own = data_set or {}  # may name other prompts too (`synth`): only the thoughts' are read here
+    return {t: given.get(t) or load_prompt(prompt_file(own[t]) if t in own else get_thought(t).prompt_path())
+            for t in thoughts}
+
+
+def _given_file(name: str | os.PathLike) -> Path:
+    """A --prompt value: a file, else a shipped prompt of that name."""
+    if Path(name).is_file():
+        return Path(name)
+    if (shipped := prompt_file(name)).is_file():
+        return shipped
+    raise InputError("no such prompt file (nor a shipped prompt of that name)", name)

@@ -13,11 +13,12 @@ from solvers.mathans.compare import (
     check_solution,
     default_checker,
     equivalent,
+    quick_equal,
 )
 from solvers.mathans.extract import extract_boxed, extract_final
 from solvers.mathans.normalize import normalize
 
 __all__ = [
-    "AnswerStatus", "Checker", "Verdict", "check", "check_solution", "default_checker", "equivalent",
+    "AnswerStatus", "Checker", "Verdict", "check", "check_solution", "default_checker", "equivalent", "quick_equal",
     "extract_boxed", "extract_final", "normalize",
 ]
