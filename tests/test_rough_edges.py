@@ -164,3 +164,15 @@ def test_chart_shows_one_data_set_once_with_value_labels(tmp_path: Path) -> None
     finally:
         matplotlib.axes.Axes.bar_label = original  # type: ignore[method-assign]
     assert labels == ["50.0", "62.5"] and (tmp_path / "chart.png").stat().st_size > 1000
+
+
+def test_the_cli_silences_the_libraries_bars_but_not_the_users_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from distill.cli import QUIET, quiet_libraries
+
+    for key in QUIET:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("TRANSFORMERS_VERBOSITY", "info")  # a user's own choice wins
+    quiet_libraries()
+    assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1" and os.environ["TRANSFORMERS_VERBOSITY"] == "info"
