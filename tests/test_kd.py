@@ -18,7 +18,7 @@ from teacher_server import TeacherServer  # noqa: E402
 from test_generate import workload  # noqa: E402
 
 from distill.generate import Settings, generate  # noqa: E402
-from distill.logprobs import KD_COLUMNS, META_KEY, TopK  # noqa: E402
+from distill.logprobs import META_KEY, TopK  # noqa: E402
 from distill.records import InputError, Record  # noqa: E402
 from distill.students import StudentSettings  # noqa: E402
 from distill.train import load_config, train  # noqa: E402
