@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from distill import math_data
 from distill.dataset import DataSet, Skipped, data_dir
 from distill.records import ANSWER_FORMAT, InputError, Record, iter_jsonl
-from distill import math_data
 from distill.registry import Registry
 from solvers.answers import parse_gold
 

@@ -25,8 +25,8 @@ from rich.table import Table
 from distill.checking import Checker
 from distill.data import load, prompt_set
 from distill.journal import Journal, remove_run
-from distill.logprobs import META_KEY
 from distill.ledger import Ledger, Price, find_price, usage_text
+from distill.logprobs import META_KEY
 from distill.progress import eta, live_table
 from distill.records import InputError, Record, carried_meta, dumps, latex_answers
 from distill.teachers import Completion, Request, Teacher, TeacherError, make_teacher

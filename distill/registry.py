@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
@@ -49,9 +48,6 @@ class Registry(Generic[T]):
     def unregister(self, name: str) -> None:
         self._entries.pop(name.lower(), None)
 
-    def decorator(self, name: str) -> Callable[[T], T]:
-        return lambda entry: self.register(name, entry)
-
     def find(self, name: str) -> T | None:
         key = name.lower()
         if key not in self._entries:
@@ -70,6 +66,3 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.find(name) is not None
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())

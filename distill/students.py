@@ -76,9 +76,9 @@ def check_loadable(name_or_path: str, what: str) -> None:
     if Path(name_or_path).exists():
         return
     looks_like_path = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1 or name_or_path.endswith("/")
-    from distill.resources import resource
+    from distill.train.config import preset_names
 
-    presets = ", ".join(sorted(p.stem for p in resource("recipes", "students").glob("*.yaml")))
+    presets = ", ".join(preset_names())
     if looks_like_path:
         raise InputError(f"cannot load a {what} from {name_or_path!r}: no such directory (presets: {presets})")
     from huggingface_hub import try_to_load_from_cache

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_generate import workload, write_data  # noqa: E402
+from test_teachers import save_tiny_llama  # noqa: E402
 
 from distill.cli import main  # noqa: E402
 from distill.teachers import Request, TeacherError, make_teacher  # noqa: E402
@@ -18,18 +19,11 @@ from distill.teachers import Request, TeacherError, make_teacher  # noqa: E402
 
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    transformers = pytest.importorskip("transformers")
     import torch
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("tiny-llama")
-    tok = transformers.ByT5Tokenizer()  # byte-level: needs no download
-    config = transformers.LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
-        num_key_value_heads=4, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None,
-    )
-    transformers.LlamaForCausalLM(config).save_pretrained(path)
-    tok.save_pretrained(path)
+    save_tiny_llama(path, layers=1)
     return path
 
 

@@ -189,15 +189,20 @@ def test_openai_teacher_reads_the_environment(monkeypatch):
 
 # --- local transformers backend ------------------------------------------------------------
 
-def test_hf_teacher_generates_with_a_tiny_random_model(tmp_path):
+def save_tiny_llama(path, layers: int = 2) -> None:
+    """A random tiny LLaMA with ByT5's byte tokenizer (needs no download), saved as a local model dir."""
     transformers = pytest.importorskip("transformers")
-    tok = transformers.ByT5Tokenizer()  # byte-level: needs no download
+    tok = transformers.ByT5Tokenizer()
     config = transformers.LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=layers, num_attention_heads=4,
         num_key_value_heads=4, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None,
     )
-    transformers.LlamaForCausalLM(config).save_pretrained(tmp_path)
-    tok.save_pretrained(tmp_path)
+    transformers.LlamaForCausalLM(config).save_pretrained(path)
+    tok.save_pretrained(path)
+
+
+def test_hf_teacher_generates_with_a_tiny_random_model(tmp_path):
+    save_tiny_llama(tmp_path)
     teacher = make_teacher(f"hf:{tmp_path}", device="cpu", batch_size=4)
 
     async def go():

@@ -4,8 +4,8 @@ from typing import Any
 
 import click
 
-from distill.commands.options import thoughts_option
-from distill.decontam import DEFAULT_EVAL_SETS, NGRAM, THRESHOLD
+from distill.commands.options import decontaminate_option, thoughts_option
+from distill.decontam import NGRAM, THRESHOLD
 from distill.stages import run_stage
 from distill.stages.mix import MixStageOptions
 
@@ -24,8 +24,7 @@ from distill.stages.mix import MixStageOptions
 @click.option("--balance", is_flag=True, help="Downsample every thought to the count of the rarest one.")
 @click.option("--val-fraction", default=0.05, show_default=True, help="Share of questions in validation (0: none).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the split and of --balance.")
-@click.option("--decontaminate", default=",".join(DEFAULT_EVAL_SETS), show_default=True,
-              help="Evaluation sets to decontaminate against (data set specs), or `none`.")
+@decontaminate_option
 @click.option("--decontam-ngram", default=NGRAM, show_default=True, help="Word n-gram size of the overlap test.")
 @click.option("--decontam-threshold", default=THRESHOLD, show_default=True,
               help="Drop a question when this share of the shorter question's n-grams is shared.")
@@ -34,6 +33,5 @@ from distill.stages.mix import MixStageOptions
 @click.option("--max-source-tokens", default=256, show_default=True, help="With --tokenizer: drop examples whose input is longer.")
 @click.option("--max-target-tokens", default=256, show_default=True, help="With --tokenizer: drop examples whose target is longer.")
 @click.option("--push-to-hub", metavar="REPO_ID", help="Also upload the data set and its card to the hub.")
-def command(decontaminate: str, **params: Any) -> None:
-    run_stage("mix", MixStageOptions(decontaminate=tuple(d.strip() for d in decontaminate.split(",") if d.strip()),
-                                     **params))
+def command(**params: Any) -> None:
+    run_stage("mix", MixStageOptions(**params))

@@ -5,6 +5,7 @@ from typing import Any
 
 import click
 
+from distill.decontam import DEFAULT_EVAL_SETS
 from distill.thoughts import parse_thoughts
 
 
@@ -14,6 +15,13 @@ def thoughts_option(default: tuple[str, ...] | None = None, help: str = "") -> A
                         default=default, show_default=bool(default),
                         callback=lambda ctx, param, values: tuple(parse_thoughts(values)),
                         help=help or "Thoughts, comma-separated or repeated (cot, pot, eot, or a registered one).")
+
+
+def decontaminate_option(f: Any) -> Any:
+    """`--decontaminate gsm8k:test,svamp` (or `none`) as a tuple of data set specs."""
+    return click.option("--decontaminate", default=",".join(DEFAULT_EVAL_SETS), show_default=True,
+                        callback=lambda ctx, param, value: tuple(d.strip() for d in value.split(",") if d.strip()),
+                        help="Evaluation sets to decontaminate against (data set specs), or `none`.")(f)
 
 
 def teacher_backend_options(f: Any) -> Any:

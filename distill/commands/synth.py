@@ -4,8 +4,8 @@ from typing import Any
 
 import click
 
-from distill.commands.options import teacher_backend_options, thoughts_option
-from distill.decontam import DEFAULT_EVAL_SETS, NGRAM, THRESHOLD
+from distill.commands.options import decontaminate_option, teacher_backend_options, thoughts_option
+from distill.decontam import NGRAM, THRESHOLD
 from distill.stages import run_stage
 from distill.stages.synth import SynthOptions
 
@@ -33,8 +33,7 @@ from distill.stages.synth import SynthOptions
 @click.option("--dedupe-ngram", default=5, show_default=True, help="Word n-gram size of the near-duplicate test.")
 @click.option("--dedupe-threshold", default=0.8, show_default=True,
               help="A new question overlapping a seed or an earlier one this much is a duplicate.")
-@click.option("--decontaminate", default=",".join(DEFAULT_EVAL_SETS), show_default=True,
-              help="Evaluation sets to decontaminate against (data set specs), or `none`.")
+@decontaminate_option
 @click.option("--decontam-ngram", default=NGRAM, show_default=True, help="Word n-gram size of the decontamination test.")
 @click.option("--decontam-threshold", default=THRESHOLD, show_default=True, help="Drop a new question sharing this share of an evaluation question's n-grams.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Where the data sets live (see `distill.data`).")
@@ -43,6 +42,5 @@ from distill.stages.synth import SynthOptions
 @click.option("--workers", type=int, help="Executor processes for PoT (default: one per core).")
 @teacher_backend_options
 @click.option("--no-progress", is_flag=True, help="No live progress display.")
-def command(decontaminate: str, **params: Any) -> None:
-    run_stage("synth", SynthOptions(decontaminate=tuple(d.strip() for d in decontaminate.split(",") if d.strip()),
-                                    **params))
+def command(**params: Any) -> None:
+    run_stage("synth", SynthOptions(**params))

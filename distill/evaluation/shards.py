@@ -16,8 +16,15 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from distill.evaluation import (CONFIG, PREDICTIONS, fallback_order, finish, load_questions, read_predictions,
-                                _prepare_dir)
+from distill.evaluation import (
+    CONFIG,
+    PREDICTIONS,
+    _prepare_dir,
+    fallback_order,
+    finish,
+    load_questions,
+    read_predictions,
+)
 from distill.evaluation.report import Report
 from distill.records import InputError, Record, write_jsonl
 from distill.thoughts import parse_thoughts

@@ -212,6 +212,11 @@ def recipe_path(name: str) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
+def preset_names() -> list[str]:
+    """The student presets shipped in recipes/students, by name."""
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
 def preset_for_student(student: str) -> Path | None:
     """The preset named `student`, or else the one whose `student:` is this model id."""
     if (path := recipe_path(student)) is not None:
@@ -260,7 +265,7 @@ def load_config(recipe: str | os.PathLike | None = None, overrides: dict[str, An
     if recipe is not None:
         path = recipe_path(str(recipe))
         if path is None:
-            known = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
+            known = ", ".join(preset_names())
             raise InputError(f"no student preset {str(recipe)!r} (presets: {known})")
         _apply(config, read_yaml(path), str(path))
         _check(config, str(path))

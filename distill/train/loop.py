@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from accelerate.utils import extract_model_from_parallel
 
 from distill.train.checkpoint import TrainState
-from distill.train.kd import topk_kl
 from distill.train.data import IGNORE, Collator, bucket_shape, length, plan_batches, plan_buckets
+from distill.train.kd import topk_kl
 from distill.train.log import MetricsLog, StepProgress
 
 Batch = dict[str, torch.Tensor]
