@@ -135,5 +135,5 @@ def test_clean_traces_expect_exactly_what_the_sandbox_prints():
     assert not wrong, wrong[:2]
 
 
-if __name__ == "__main__":  # the figure on more traces: python tests/test_world_tir.py 5000
-    _assert_bars(measure(int(sys.argv[1]) if len(sys.argv) > 1 else 5000))
+if __name__ == "__main__":  # the figure on more traces: python tests/test_world_tir.py 5000 [error rate]
+    _assert_bars(measure(int(sys.argv[1]) if len(sys.argv) > 1 else 5000, float(sys.argv[2]) if len(sys.argv) > 2 else 0.5))
