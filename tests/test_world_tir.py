@@ -20,8 +20,10 @@ from distill.world import generate_problems
 from distill.world.audit import audit
 from distill.world.teacher import WorldTeacher
 from distill.world.tir import plan
+from distill.world.problem import Problem
+from solvers.answers import is_correct
 from solvers.executor import Executor
-from solvers.outcome import Status
+from solvers.outcome import Outcome, Status
 from solvers.tir import STOP, append_output, open_cells, parse, shown
 
 MAX_ROUNDS = 8
@@ -75,9 +77,7 @@ def measure(n: int, error_rate: float = 0.5, seed: int = 0) -> dict[str, object]
     }
 
 
-def checker_correct(outcome, problem) -> bool:
-    from solvers.answers import is_correct
-
+def checker_correct(outcome: Outcome, problem: Problem) -> bool:
     return is_correct(outcome.prediction, problem.answer)
 
 
