@@ -38,6 +38,7 @@ _NONDETERMINISTIC = re.compile(r"\b(?:random|time|datetime|uuid|secrets)\b")
 _TOKEN = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|\w+|[^\w\s]")
 _NUMPY_SCALAR = re.compile(r"\bnp\.(?:float|int|uint|complex|bool_?)\d*\((.*?)\)")
 _ERROR_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning))\b")
+_FRAMES = re.compile(r"^Traceback \(most recent call last\):\n(?:(?:[ \t].*)?\n)*", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -113,58 +114,91 @@ def _normal(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.strip().splitlines() if line.strip())
 
 
+def _number(token: str) -> float | None:
+    try:
+        return float(token)
+    except ValueError:
+        return None
+
+
+def _items(body: str) -> list[str]:
+    """The comma-separated items of a set's or dict's body (commas inside brackets kept)."""
+    items, depth, start = [], 0, 0
+    for i, c in enumerate(body):
+        depth += (c in "([") - (c in ")]")
+        if c == "," and depth == 0:
+            items.append(body[start:i].strip())
+            start = i + 1
+    return [*items, body[start:].strip()]
+
+
+def _canonical(text: str) -> str:
+    """`text` with the items of every `{...}` in a fixed order: sets and dicts print in hash or
+    insertion order, which differs between runs and versions (each item stays whole: a value
+    moved to another key is still a change)."""
+    def key(item: str) -> tuple[str, ...]:
+        return tuple(f"{n:.6g}" if (n := _number(t)) is not None else t for t in _TOKEN.findall(item))
+
+    inner = re.compile(r"\{([^{}]*)\}")
+    while (m := inner.search(text)) is not None:
+        text = f"{text[:m.start()]}\x02{', '.join(sorted(_items(m.group(1)), key=key))}\x03{text[m.end():]}"
+    return text.replace("\x02", "{").replace("\x03", "}")
+
+
 def _same_tokens(a: str, b: str) -> bool:
-    """The same tokens, in any order (sets and dicts print in hash order), numbers to 1e-6."""
-    ta, tb = _TOKEN.findall(a), _TOKEN.findall(b)
+    """The same tokens in the same order (sets and dicts: their items in any order), numbers to 1e-6."""
+    ta, tb = _TOKEN.findall(_canonical(a)), _TOKEN.findall(_canonical(b))
     if len(ta) != len(tb):
         return False
-
-    def split(tokens: list[str]) -> tuple[list[float], list[str]]:
-        numbers, words = [], []
-        for t in tokens:
-            try:
-                numbers.append(float(t))
-            except ValueError:
-                words.append(t)
-        return sorted(numbers), sorted(words)
-
-    (na, wa), (nb, wb) = split(ta), split(tb)
-    return wa == wb and len(na) == len(nb) and all(math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-9) for x, y in zip(na, nb))
+    for x, y in zip(ta, tb):
+        nx, ny = _number(x), _number(y)
+        if not (x == y or nx is not None and ny is not None and math.isclose(nx, ny, rel_tol=1e-6, abs_tol=1e-9)):
+            return False
+    return True
 
 
-def _error_type(text: str) -> str | None:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    m = _ERROR_LINE.match(lines[-1]) if lines else None
-    return m.group(1).rsplit(".", 1)[-1] if m else None
-
-
-def _truncated_match(recorded: str, actual: str) -> bool:
-    """A recorded output that its author's tool cut (`...` between the kept parts)."""
-    parts = [p.strip() for p in re.split(r"\.\.\.+|…", recorded) if p.strip()]
-    if len(parts) < 1 or "..." not in recorded and "…" not in recorded:
+def _cut_of(cut: str, full: str) -> bool:
+    """Whether `cut` is `full` cut by a tool that keeps its head and tail (`...` between them)."""
+    parts = [p.strip() for p in re.split(r"\.\.\.+|…", cut)]
+    if len(parts) < 2 or not parts[0] and not parts[-1]:
         return False
-    pos = 0
-    for part in parts:
-        pos = actual.find(part, pos)
+    if not (full.startswith(parts[0]) and full.endswith(parts[-1])):
+        return False
+    pos, end = len(parts[0]), len(full) - len(parts[-1])
+    for part in parts[1:-1]:
+        pos = full.find(part, pos)
         if pos < 0:
             return False
         pos += len(part)
-    return True
+    return pos <= end
+
+
+def _same(a: str, b: str) -> bool:
+    a, b = _normal(a), _normal(b)
+    return a == b or _same_tokens(a, b) or _cut_of(a, b) or _cut_of(b, a)
+
+
+def _split_error(text: str) -> tuple[str, str | None]:
+    """(what was printed, the type of the error that ended the cell or None); traceback frames,
+    which differ by tool and version, dropped."""
+    lines = [line for line in _FRAMES.sub("", text.replace("\r\n", "\n")).rstrip().splitlines() if line.strip()]
+    m = _ERROR_LINE.match(lines[-1]) if lines else None
+    if m is None:
+        return text, None
+    return "\n".join(lines[:-1]), m.group(1).rsplit(".", 1)[-1]
 
 
 def output_matches(recorded: str, cell: tuple[str, str | None]) -> bool:
     """Whether a recorded output is what the cell prints (or displays) when run again: the same text
-    up to blank lines and trailing spaces, or the same tokens in another order (numbers to 1e-6),
-    or a cut of it, or an error of the same type (messages and tracebacks differ by version)."""
+    up to blank lines and trailing spaces, numbers to 1e-6, the items of sets and dicts in any order,
+    or a head-and-tail cut of it; an error of the same type (messages and tracebacks differ by
+    version) after the same printed text (unless the writer's tool kept only the error line)."""
     printed, value = cell
-    want = _normal(recorded)
-    candidates = {_normal(printed), _normal(shown(cell))} | ({_normal(printed + "\n" + value)} if value else set())
-    if want in candidates or any(_same_tokens(want, c) for c in candidates):
-        return True
-    if any(_truncated_match(want, c) for c in candidates):
-        return True
-    kind = _error_type(want)
-    return kind is not None and kind == _error_type(printed)
+    want, want_error = _split_error(recorded)
+    got, got_error = _split_error(printed)
+    if want_error is not None or got_error is not None:
+        return want_error == got_error and (not want.strip() or _same(want, got))
+    return any(_same(recorded, c) for c in {printed, shown(cell), *([printed + "\n" + value] if value else [])})
 
 
 def cells_of(turns: list[Turn]) -> list[str]:

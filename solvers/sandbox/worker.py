@@ -44,7 +44,7 @@ MAX_EXACT = 4000  # characters of an exact answer's srepr
 EXITED, KILLED, SIGNALED, OVERFLOW = 0, 1, 2, 3
 CHILD_DONE = 117  # exit status of a child that stopped by itself (a program calling os._exit can't fake 0)
 _STDOUT_CAP = 64 * 1024
-CELL_CHARS = 2000  # characters kept of a TIR cell's output (its last ones) and of its displayed value
+CELL_CHARS = 2000  # characters kept of a TIR cell's output (its head and tail) and of its displayed value
 MAX_CELLS = 32
 _MAX_DIGITS = 4000
 CHILDREN = 2  # jobs a zygote runs at once (so that a core never waits for a fork or an exit)
@@ -54,15 +54,21 @@ _PRINTED_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]
 
 
 class _Stdout:
-    """What programs print: only the last `_STDOUT_CAP` characters are kept."""
+    """What programs print: only the last `_STDOUT_CAP` characters are kept, and the first
+    `CELL_CHARS` (a TIR cell's output is shown head and tail)."""
 
-    __slots__ = ("parts", "size")
+    __slots__ = ("parts", "size", "head", "total")
 
     def __init__(self) -> None:
         self.parts: list[str] = []
         self.size = 0
+        self.head = ""
+        self.total = 0
 
     def write(self, text: str) -> None:
+        if len(self.head) < CELL_CHARS:
+            self.head += text[:CELL_CHARS - len(self.head)]
+        self.total += len(text)
         self.parts.append(text)
         self.size += len(text)
         if self.size > 2 * _STDOUT_CAP:
@@ -163,9 +169,11 @@ def run_program(source: str) -> bytes:
     return line
 
 
-def _cell_output(stdout: str, error: BaseException | str | None) -> str:
-    """What a notebook shows for a cell: its printed text, then the error line if it raised."""
-    text = stdout[-CELL_CHARS:]
+def _cell_output(stdout: _Stdout, error: BaseException | str | None) -> str:
+    """What a notebook shows for a cell: its printed text (a long one cut to its head and tail,
+    `...` between), then the error line if it raised."""
+    half = (CELL_CHARS - 5) // 2
+    text = stdout.head if stdout.total <= CELL_CHARS else f"{stdout.head[:half]}\n...\n{stdout.text()[-half:]}"
     if error is not None:
         line = error if isinstance(error, str) else _describe(error)
         text += ("" if not text or text.endswith("\n") else "\n") + line[:300]
@@ -215,13 +223,13 @@ def run_cells(text: str) -> bytes:
             if e.status != "syntax":
                 status, detail = e.status, str(e)
                 break
-            outputs.append([_cell_output("", str(e)), None])
+            outputs.append([_cell_output(_State.stdout, str(e)), None])
             continue
         try:
             exec(code, namespace)
             value = namespace.pop(_SHOWN, None) if shows else None
             shown = None if value is None else repr(value)[:CELL_CHARS]
-            outputs.append([_cell_output(_State.stdout.text(), None), shown])
+            outputs.append([_cell_output(_State.stdout, None), shown])
         except policy.Forbidden as e:
             status, detail = "forbidden", str(e)
             break
@@ -232,7 +240,7 @@ def run_cells(text: str) -> bytes:
             status, detail = "forbidden", _describe(e)
             break
         except BaseException as e:
-            outputs.append([_cell_output(_State.stdout.text(), e), None])
+            outputs.append([_cell_output(_State.stdout, e), None])
         if (denied := policy.denied()) is not None:
             status, detail = "forbidden", denied
             break
