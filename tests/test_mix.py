@@ -199,7 +199,7 @@ def test_bad_inputs_get_clear_errors(tmp_path: Path, runs: dict, shared_data: Pa
     assert "73 here, 72 at" in res.output and not Path(out).exists()
 
     res = _mix_cli([*runs["paths"], "-o", out, "--thoughts", "cot,tot"])
-    assert res.exit_code == 2 and "unknown thought 'tot' (known: cot, pot, eot)" in res.output
+    assert res.exit_code == 2 and "unknown thought 'tot' (known: cot, pot, eot, tir)" in res.output
 
     precious = tmp_path / "precious"
     precious.mkdir()
