@@ -222,3 +222,29 @@ def test_tiny_student_trains_on_a_tir_mix(tmp_path: Path, tir_mix: Path, student
     losses = {r["step"]: r["loss"] for r in rows if "loss" in r}
     assert losses[8] < 0.8 * losses[1]
     assert any("eval_loss" in r for r in rows)
+
+
+def test_a_token_across_a_span_boundary_stays_learnt() -> None:
+    """A BPE without pre-tokenisation merges across the span boundaries (e.g. `output` + `\\n`): such a
+    token holds the writer's text and stays learnt; a token is masked exactly when it lies in a span."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    rows = _rows(200, seed=2)
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator([r["target"] for r in rows], trainers.BpeTrainer(
+        vocab_size=800, special_tokens=["<pad>", "</s>", "<unk>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    examples = tokenize(rows, tokenizer, StudentSettings(kind="seq2seq", cues=CUES, max_source_len=512, max_target_len=4096))
+    straddling = 0
+    for row, example in zip(rows, examples):
+        encoded = tokenizer(row["target"], add_special_tokens=False, return_offsets_mapping=True)
+        assert example["tgt"] == encoded["input_ids"] + [tokenizer.eos_token_id]  # tokenised whole, as unmasked
+        spans = output_spans(row["target"])
+        for (s, e), label in zip(encoded["offset_mapping"], example["labels"]):
+            assert (label == IGNORE) == any(a <= s and e <= b for a, b in spans)
+            straddling += label != IGNORE and any(s < b and a < e for a, b in spans)
+    assert straddling  # the case this test is about occurred
