@@ -62,6 +62,17 @@ def parse(trace: str) -> list[Turn]:
     return turns
 
 
+def output_spans(trace: str) -> list[tuple[int, int]]:
+    """Character ranges of what the interpreter wrote into a trace: for each cell with an output,
+    from just after its `STOP` marker to the end of the closing fence line (exactly what
+    `append_output` adds after the marker). The writer's own text, the marker included, is outside."""
+    spans = []
+    for m in _BLOCK.finditer(trace):
+        if m.group(2) is not None:
+            spans.append((trace.rindex(STOP, m.start(), m.start(2)) + len(STOP), m.end()))
+    return spans
+
+
 def render(turns: list[Turn]) -> str:
     parts = []
     for t in turns:
@@ -222,4 +233,4 @@ def check_trace(trace: str, cells: Cells) -> Outcome:
 
 
 __all__ = ["OUTPUT_CHARS", "STOP", "Turn", "append_output", "cells_of", "check_trace", "fit", "open_cells",
-           "output_matches", "parse", "render", "shown"]
+           "output_matches", "output_spans", "parse", "render", "shown"]
