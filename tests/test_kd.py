@@ -363,7 +363,7 @@ def test_kd_gpu_benchmark_smoke_runs() -> None:
     done = subprocess.run([sys.executable, str(root / "benchmarks" / "kd_gpu.py"), "--smoke"], capture_output=True,
                           text=True, timeout=600, cwd=root)
     assert done.returncode == 0, done.stderr[-2000:]
-    for row in ("| gkd, baseline (full logits) |", "| gkd, ours |", "| sft |", "| kd (top-20, alpha 0.1) |"):
+    for row in ("| gkd, baseline (generate, full logits) |", "| gkd, ours |", "| sft |", "| kd (top-20, alpha 0.1) |"):
         assert row in done.stdout
     assert "samples/s" in done.stdout and "target tokens/s" in done.stdout
 

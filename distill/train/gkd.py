@@ -66,6 +66,7 @@ class OnPolicy:
     force_length: bool = False  # every sample max_new_tokens long (benchmarks: fixed shapes)
     student: Any = None  # set once the model is prepared (the sampler reads the unwrapped model)
     device: Any = "cpu"
+    static_loop: bool = True  # False: HF `generate` for every student (benchmarks: the baseline)
     _sampler: StudentSampler | None = field(default=None, init=False, repr=False)
 
     def on_policy(self, index: int) -> bool:
@@ -75,7 +76,7 @@ class OnPolicy:
         """The examples with targets sampled by the student (micro-batch `index` of the run)."""
         if not self.on_policy(index):
             return examples
-        prompts = [e["src"] if self.kind == "seq2seq" else e["ids"][:_prompt_len(e)] for e in examples]
+        prompts = [e["src"] if self.kind == "seq2seq" else e["ids"][:prompt_len(e)] for e in examples]
         samples = self.sample(prompts)
         if self.kind == "seq2seq":
             return [{"src": p, "tgt": s} for p, s in zip(prompts, samples)]
@@ -85,7 +86,7 @@ class OnPolicy:
     def sample(self, prompts: list[list[int]]) -> list[list[int]]:
         """One sampled continuation per prompt, up to and including EOS."""
         model = extract_model_from_parallel(self.student)
-        if self._sampler is None and StudentSampler.supports(model):
+        if self._sampler is None and self.static_loop and StudentSampler.supports(model):
             self._sampler = StudentSampler(model, kind=self.kind, max_new_tokens=self.max_new_tokens,
                                            temperature=self.temperature, pad_id=self.pad_id, eos_id=self.eos_id,
                                            force_length=self.force_length)
@@ -124,6 +125,6 @@ class OnPolicy:
         return generalized_jsd(logits[:, :v], teacher_logits[:, :v], self.beta)
 
 
-def _prompt_len(example: dict[str, Any]) -> int:
+def prompt_len(example: dict[str, Any]) -> int:
     """A causal example's prompt: up to the position that predicts the first target token."""
     return next(i for i, t in enumerate(example["labels"]) if t != IGNORE) + 1

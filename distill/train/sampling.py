@@ -75,6 +75,8 @@ class StudentSampler:
         self.model, self.kind, self.pad = model, kind, pad_id
         on_gpu = model.device.type == "cuda"
         self.copy = copy.deepcopy(model).to(torch.bfloat16).eval().requires_grad_(False) if on_gpu else model
+        for p in self.copy.parameters() if self.copy is not model else ():
+            p.grad = None  # deepcopy copies gradients too
         self.loop = SampleLoop(self.copy, temperature=temperature, top_p=top_p, eos_token_id=eos_id,
                                max_new_tokens=max_new_tokens, pad_token_id=pad_id, force_new_tokens=force_length,
                                capture=cuda_graph if on_gpu else None)
