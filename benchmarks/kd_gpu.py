@@ -113,7 +113,8 @@ def trl_gkd(student: Any, teacher: Any, optimizer: Any, data: list[dict[str, lis
                 "labels": left([[IGNORE] * len(f["prompt"]) + f["completion"] for f in features], IGNORE)}
 
     class Clock(TrainerCallback):
-        ends: list[float] = []
+        def __init__(self) -> None:
+            self.ends: list[float] = []
 
         def on_step_end(self, *_: Any, **__: Any) -> None:
             sync(device)
