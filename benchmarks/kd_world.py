@@ -99,6 +99,12 @@ def pot_accuracy(model_dir: Path, out: Path, test: int) -> float:
     return 100 * report["datasets"]["world:test"]["accuracy"]["pot"]
 
 
+def eval_loss(run: Path) -> float:
+    """The run's last validation cross-entropy (every objective reports the same one)."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r["eval_loss"] for r in rows if "eval_loss" in r][-1]
+
+
 def params(model_dir: Path) -> int:
     from transformers import AutoModelForSeq2SeqLM
 
@@ -129,7 +135,6 @@ def main() -> None:
     teacher_shape = {"d_model": args.teacher_d_model, "layers": 3, "heads": 4, "d_ff": 4 * args.teacher_d_model,
                      "vocab_size": 2048}
     student_shape = {"d_model": 96, "layers": 2, "heads": 4, "d_ff": 192}
-    start = time.perf_counter()
     mtd = data(args.out, args.questions)
     teacher = args.out / "teacher"
     if not (teacher / "model.safetensors").exists():
@@ -141,6 +146,7 @@ def main() -> None:
         teacher_topk(teacher, mtd, rows, args.topk)
     acc: dict[str, list[float]] = {o: [] for o in OBJECTIVES}
     minutes: dict[str, float] = {o: 0.0 for o in OBJECTIVES}
+    losses: dict[str, list[float]] = {o: [] for o in OBJECTIVES}
     seeds = range(args.first_seed, args.seeds)
     for seed in seeds:
         for objective in OBJECTIVES:
@@ -154,22 +160,26 @@ def main() -> None:
                              objective=objective, **extra), overwrite=True)
                 (out / "minutes.txt").write_text(f"{(time.perf_counter() - began) / 60:.2f}\n")
             minutes[objective] += float((out / "minutes.txt").read_text())
+            losses[objective].append(eval_loss(out))
             acc[objective].append(pot_accuracy(out, args.out / "eval" / f"{objective}-{seed}", args.test))
             print(f"seed {seed} {objective}: PoT {acc[objective][-1]:.1f}%", flush=True)
-    table = ["| student | PoT accuracy, mean | min-max | per seed | vs sft | train min/run |", "|---|---|---|---|---|---|"]
+    table = ["| student | PoT accuracy, mean | min-max | per seed | vs sft | validation CE | train min/run |",
+             "|---|---|---|---|---|---|---|"]
     sft = statistics.mean(acc["sft"])
     for objective in OBJECTIVES:
         values = acc[objective]
         mean = statistics.mean(values)
         table.append(f"| {objective} | {mean:.1f} | {min(values):.1f}-{max(values):.1f} | "
-                     f"{', '.join(f'{v:.1f}' for v in values)} | {mean - sft:+.1f} | {minutes[objective] / len(seeds):.1f} |")
+                     f"{', '.join(f'{v:.1f}' for v in values)} | {mean - sft:+.1f} | "
+                     f"{statistics.mean(losses[objective]):.4f} | {minutes[objective] / len(seeds):.1f} |")
     command = "python benchmarks/kd_world.py " + " ".join(sys.argv[1:])
     text = (f"# kd and gkd on the world (CPU)\n\n`{command.strip()}`: teacher tiny-t5 {teacher_shape} "
             f"({params(teacher) / 1e6:.2f}M parameters, {args.teacher_steps} SFT steps, PoT {teacher_acc:.1f}% on "
             f"world:test n={args.test}); students tiny-t5 {student_shape} ({params(args.out / f'sft-{seeds[0]}') / 1e6:.2f}M), "
             f"{args.student_steps} steps x batch {args.batch}, lr {args.lr}, {len(seeds)} seed(s); kd top-{args.topk}, "
             f"alpha {args.kd_alpha}; gkd beta {args.beta}, on-policy fraction {args.on_policy_fraction}. "
-            f"{(time.perf_counter() - start) / 60:.0f} min in all.\n\n" + "\n".join(table) + "\n")
+            f"Validation CE: the students' cross-entropy on the mix's validation targets, mean over the seeds.\n\n"
+            + "\n".join(table) + "\n")
     print(text)
     if not args.no_write:
         RESULTS.write_text(text)
