@@ -18,7 +18,7 @@ from typing import Any
 from distill.cues import student_input
 from distill.evaluation.graphs import GreedyLoop, cuda_graph
 from distill.evaluation.plan import Batch, memory_token_budget, plan_batches, step_cost
-from distill.evaluation.tools import OUTPUT_TOKENS, ToolPrompt, ToolSession, Trace, generate_rounds, output_text
+from distill.evaluation.tools import OUTPUT_TOKENS, Said, ToolPrompt, ToolSession, generate_rounds, text_rounds
 from distill.records import InputError
 from distill.students import StudentSettings, format_prompt, load_student
 from distill.thoughts import get_thought, thought_names
@@ -188,12 +188,17 @@ class HFDecoder:
 
 class VllmDecoder:
     """Causal models through vLLM (when installed, on CUDA): it schedules batches and the KV cache itself;
-    prompts go to it in chunks only so that results are saved as they come."""
+    prompts go to it in chunks only so that results are saved as they come. Tool-integrated prompts
+    stop at the marker and go on in rounds (`tools.text_rounds`): the prompt extended by the trace
+    and its output, which vLLM's prefix cache serves. vLLM is not installed where the tests run:
+    this path is untested here."""
 
     CHUNK = 2048
 
     def __init__(self, path: str, tokenizer: Any, settings: StudentSettings, options: DecodeOptions):
         from vllm import LLM, SamplingParams
+
+        from solvers.tir import STOP
 
         self.tokenizer, self.settings, self.options = tokenizer, settings, options
         self.prompting: dict[str, Any] = {"cues": settings.cues, "format": settings.prompt_format}
@@ -202,16 +207,48 @@ class VllmDecoder:
             n=options.samples, temperature=options.temperature, top_p=options.top_p, max_tokens=options.max_new_tokens,
             min_tokens=options.max_new_tokens if options.force_new_tokens else 0, ignore_eos=options.force_new_tokens,
         )
+        self.tool_params = self.params.clone()
+        self.tool_params.stop, self.tool_params.include_stop_str_in_output = [STOP], True
 
     prompt = HFDecoder.prompt
 
     def plan(self, prompts: Sequence[Any]) -> list[Batch]:
         return _chunks(len(prompts), self.CHUNK)
 
-    def decode(self, prompts: Sequence[str], batches: Sequence[Batch] | None = None) -> Iterator[tuple[list[int], list[list[str]]]]:
-        for batch in batches if batches is not None else self.plan(prompts):
-            outs = self.llm.generate([prompts[i] for i in batch.indices], self.params, use_tqdm=False)
-            yield batch.indices, [[c.text for c in o.outputs] for o in outs]
+    def _said(self, c: Any) -> Said:
+        from solvers.tir import STOP
+
+        return Said(c.text, c.finish_reason == "stop" and c.stop_reason == STOP, len(c.token_ids))
+
+    def decode(self, prompts: Sequence[str], batches: Sequence[Batch] | None = None) -> Iterator[tuple[list[int], list[list[Any]]]]:
+        session: ToolSession | None = None
+        try:
+            for batch in batches if batches is not None else self.plan(prompts):
+                texts = [prompts[i] for i in batch.indices]
+                tools = [isinstance(p, ToolPrompt) for p in texts]
+                outs = self.llm.generate(texts, [self.tool_params if t else self.params for t in tools], use_tqdm=False)
+                samples: list[list[Any]] = [[c.text for c in o.outputs] for o in outs]
+                if any(tools):
+                    o = self.options
+                    session = session or ToolSession(self.tokenizer, max_new_tokens=o.max_new_tokens, max_rounds=o.max_rounds,
+                                                     timeout=o.cell_timeout, workers=o.cell_workers)
+                    first = {(j, s): self._said(c) for j, out in enumerate(outs) if tools[j] for s, c in enumerate(out.outputs)}
+
+                    def more(asks: list[tuple[Any, str, int]]) -> list[Said]:
+                        params = []
+                        for _, _, left in asks:
+                            p = self.tool_params.clone()
+                            p.n, p.max_tokens, p.min_tokens = 1, left, min(p.min_tokens, left)
+                            params.append(p)
+                        done = self.llm.generate([texts[j] + prefix for (j, _), prefix, _ in asks], params, use_tqdm=False)
+                        return [self._said(d.outputs[0]) for d in done]
+
+                    for (j, s), trace in text_rounds(first, more, session).items():
+                        samples[j][s] = trace
+                yield batch.indices, samples
+        finally:
+            if session is not None:
+                session.close()
 
 
 def _chunks(n: int, size: int) -> list[Batch]:
@@ -242,25 +279,58 @@ class TeacherDecoder:
 
         p, o = self.prompts[thought], self.options
         return Request(p.messages(question), o.samples, o.temperature, o.top_p, o.max_new_tokens,
-                       list(p.stop) or None, {"question": question, "thought": thought})
+                       list(p.stop) or None, meta={"question": question, "thought": thought})
 
     def plan(self, prompts: Sequence[Any]) -> list[Batch]:
         return _chunks(len(prompts), self.CHUNK)
 
-    def decode(self, prompts: Sequence[Any], batches: Sequence[Batch] | None = None) -> Iterator[tuple[list[int], list[list[str]]]]:
+    def _complete(self, requests: list[Any]) -> list[list[Any]]:
         from distill.teachers.base import is_transient
 
+        async def answers() -> list[list[Any]]:  # gathered inside this decoder's own loop
+            return await asyncio.gather(*map(self.teacher.complete, requests))
+
+        results = self.loop.run_until_complete(answers())
+        for completions in results:
+            failed = next((c.error for c in completions if is_transient(c.error)), None)
+            if failed:  # not answered: stop here, a rerun resumes and asks again
+                raise InputError(f"teacher {self.teacher.name}: {failed}; rerun to resume")
+        return results
+
+    def decode(self, prompts: Sequence[Any], batches: Sequence[Batch] | None = None) -> Iterator[tuple[list[int], list[list[Any]]]]:
+        session: ToolSession | None = None
         try:
             for batch in batches if batches is not None else self.plan(prompts):
                 requests = [prompts[i] for i in batch.indices]
-                results = self.loop.run_until_complete(asyncio.gather(*map(self.teacher.complete, requests)))
-                for completions in results:
-                    failed = next((c.error for c in completions if is_transient(c.error)), None)
-                    if failed:  # not answered: stop here, a rerun resumes and asks again
-                        raise InputError(f"teacher {self.teacher.name}: {failed}; rerun to resume")
-                yield batch.indices, [[c.text or "" for c in cs] for cs in results]
+                results = self._complete(requests)
+                samples: list[list[Any]] = [[c.text or "" for c in cs] for cs in results]
+                if any(get_thought(r.meta["thought"]).tools for r in requests):
+                    session = session or ToolSession(None, max_new_tokens=self.options.max_new_tokens,
+                                                     max_rounds=self.options.max_rounds, timeout=self.options.cell_timeout,
+                                                     workers=self.options.cell_workers)
+                    self._rounds(requests, results, samples, session)
+                yield batch.indices, samples
         finally:
             self.loop.run_until_complete(self.teacher.aclose())
+            if session is not None:
+                session.close()
+
+    def _rounds(self, requests: list[Any], results: list[list[Any]], samples: list[list[Any]], session: ToolSession) -> None:
+        """Tool-integrated samples in rounds (`tools.text_rounds`): the teacher continues the trace
+        with its output through `Request.prefix`; their `samples` become `Trace`s."""
+        from dataclasses import replace
+
+        def said(c: Any) -> Said:
+            return Said(c.text or "", c.text is not None and c.finish_reason != "length", c.completion_tokens)
+
+        def more(asks: list[tuple[Any, str, int]]) -> list[Said]:
+            done = self._complete([replace(requests[j], n=1, prefix=prefix, max_tokens=left) for (j, _), prefix, left in asks])
+            return [said(c) for [c] in done]
+
+        first = {(j, s): said(c) for j, r in enumerate(requests) if get_thought(r.meta["thought"]).tools
+                 for s, c in enumerate(results[j])}
+        for (j, s), trace in text_rounds(first, more, session).items():
+            samples[j][s] = trace
 
 
 def open_decoder(model: str, options: DecodeOptions, *, device: str | None = None, engine: str = "auto") -> Any:

@@ -134,10 +134,13 @@ class ToolSession:
             self.executor = Executor(workers=self.workers, timeout=self.timeout)
         return self.executor
 
+    def outputs(self, traces: list[list[str]]) -> list[tuple[str, str]]:
+        """(output shown, sandbox status) per trace."""
+        return [(output_text(c), c.status.value) for c in self._executor().run_cells(traces)]
+
     def run(self, traces: list[list[str]]) -> list[tuple[str, str, list[int]]]:
         """(output shown, sandbox status, its tokens) per trace."""
-        results = self._executor().run_cells(traces)
-        return [(text := output_text(c), c.status.value, self.injection(text)) for c in results]
+        return [(text, status, self.injection(text)) for text, status in self.outputs(traces)]
 
     def submit(self, traces: list[list[str]]) -> Future[list[tuple[str, str, list[int]]]]:
         return self.thread.submit(self.run, traces)
@@ -157,6 +160,44 @@ class ToolSession:
         if self.executor is not None:
             self.executor.close()
             self.executor = None
+
+
+@dataclass
+class Said:
+    """One round of a writer that works on text (a teacher backend, vLLM)."""
+
+    text: str
+    stopped: bool  # ended at the stop sequence (not cut short by the token limit)
+    tokens: int = 0  # tokens it generated (0: not reported)
+
+
+def text_rounds(first: dict[Any, Said], more: Callable[[list[tuple[Any, str, int]]], list[Said]],
+                session: ToolSession) -> dict[Any, Trace]:
+    """Rounds of writers that continue a text: where one stopped right after a code cell, the cells
+    run (one sandbox batch per round) and `more([(key, trace so far with the output, tokens left)])`
+    asks for the continuations; at most `session.max_rounds` rounds, `session.new` tokens in all."""
+    from solvers.tir import append_output
+
+    text = {k: s.text for k, s in first.items()}
+    turns: dict[Any, list[dict[str, Any]]] = {k: [{"text": s.text}] for k, s in first.items()}
+    used = {k: s.tokens for k, s in first.items()}
+    last = dict(first)
+    for _ in range(session.max_rounds - 1):
+        stopped = [(k, cells) for k, s in last.items()
+                   if s.stopped and (used[k] < session.new) and (cells := open_cells(text[k]))]
+        if not stopped:
+            break
+        asks = []
+        for (k, cells), (output, status) in zip(stopped, session.outputs([c for _, c in stopped])):
+            turns[k][-1] |= {"code": cells[-1], "output": output, "status": status}
+            text[k] = append_output(text[k], output)
+            asks.append((k, text[k], session.new - used[k]))
+        last = dict(zip([k for k, _ in stopped], more(asks)))
+        for k, said in last.items():
+            text[k] += said.text
+            used[k] += said.tokens
+            turns[k].append({"text": said.text})
+    return {k: Trace(text[k], turns[k]) for k in first}
 
 
 def _stop_criterion(session: ToolSession, rows: Rows, open_rows: list[int], tokens: list[list[int]], start: int,
@@ -254,4 +295,5 @@ def generate_rounds(model: Any, enc: dict[str, Any], kwargs: dict[str, Any], ses
     return tokens, rows
 
 
-__all__ = ["OUTPUT_TOKENS", "Rows", "ToolPrompt", "ToolSession", "Trace", "generate_rounds", "output_text"]
+__all__ = ["OUTPUT_TOKENS", "Rows", "Said", "ToolPrompt", "ToolSession", "Trace", "generate_rounds", "output_text",
+           "text_rounds"]
