@@ -15,7 +15,7 @@ from distill.evaluation.steps import LlamaStep, T5Step
 from distill.evaluation.tools import WINDOW, Rows, ToolSession
 
 SEGMENT = 64  # decode steps per CUDA graph: each graph attends only to the cache filled by its last step
-CHECK = 4  # decode steps between looks at a tool-integrated batch (markers, finished rows)
+CHECK = 2  # decode steps between looks at a tool-integrated batch (markers, finished rows)
 
 
 def cuda_graph(fn: Callable[[], None], pool: Any) -> Callable[[], None]:
@@ -256,6 +256,8 @@ class _Watch:
             event.synchronize()
         n_t, finished_t, out = copies
         n, finished = n_t.tolist(), finished_t.tolist()
+        ticks = self.session.ticks()
+        ticked = ticks[out.numpy().clip(0, len(ticks) - 1)]
         stopped: list[tuple[int, int, list[str]]] = []
         ended: list[int] = []
         for r, state in enumerate(self.state):
@@ -265,7 +267,9 @@ class _Watch:
             if self.rows.tools[r]:
                 start = self.rows.start(r)
                 low = max(start, self.scanned[r] + 1 - WINDOW)  # token indices from here on: the span looked at
-                stop = self.session.find_stop(out[r, low:n[r]].tolist(), 0, max(self.scanned[r], start) - low, n[r] - low)
+                if ticked[r, low:n[r]].any():
+                    stop = self.session.find_stop(out[r, low:n[r]].tolist(), 0, max(self.scanned[r], start) - low,
+                                                  n[r] - low)
                 self.scanned[r] = max(self.scanned[r], n[r])
             if stop is None:
                 if finished[r]:

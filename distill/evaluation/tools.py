@@ -98,6 +98,17 @@ class ToolSession:
         self.tokenizer, self.new, self.max_rounds, self.output_tokens = tokenizer, max_new_tokens, max_rounds, output_tokens
         self.timeout, self.workers, self.executor = timeout, workers, executor
         self.thread = ThreadPoolExecutor(max_workers=1)  # one sandbox batch at a time, in order
+        self._ticks: Any = None
+
+    def ticks(self) -> Any:
+        """Per token id, whether its text holds a backtick (numpy bool; the last entry, False, for
+        ids past the vocabulary): a span without one cannot hold the marker, nor need decoding."""
+        if self._ticks is None:
+            import numpy as np
+
+            pieces = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
+            self._ticks = np.array([p is not None and ("`" in p or p == "<0x60>") for p in pieces] + [False])
+        return self._ticks
 
     @property
     def extra_tokens(self) -> int:
