@@ -66,21 +66,26 @@ ROWS = [
 ]
 
 
-def _decode(kind: str, tok, loop: str, rows=ROWS, **options) -> list[Trace]:
+def _decode(kind: str, tok, loop: str, rows=ROWS, device: str = "cpu", **options) -> list[Trace]:
     settings = StudentSettings(kind=kind, max_source_len=64)
     opts = DecodeOptions(max_new_tokens=NEW, loop=loop, max_rounds=3, output_tokens=40, cell_timeout=1.0, cell_workers=1,
                          **options)
-    decoder = HFDecoder(_model(kind), tok, settings, opts, script=_script(tok, rows))
+    decoder = HFDecoder(_model(kind).to(device), tok, settings, opts, script=_script(tok, rows))
+    assert (decoder.loop is not None) == (loop == "static")
     prompts = [ToolPrompt(f"Question {i}: {'x' * (3 * i)}") for i in range(len(rows))]
     [(indices, samples)] = list(decoder.decode(prompts, [Batch(list(range(len(rows))), len(rows), 32)]))
     assert indices == list(range(len(rows)))
     return [s[0] for s in samples]
 
 
+CUDA = pytest.param("cuda", marks=pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="no CUDA"))
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("device", ["cpu", CUDA])  # on CUDA the static loop's steps are CUDA graphs
 @pytest.mark.parametrize("kind", ["causal", "seq2seq"])
-def test_static_loop_and_generate_give_the_same_rounds(kind: str, tok) -> None:
-    static, generated = _decode(kind, tok, "static"), _decode(kind, tok, "generate")
+def test_static_loop_and_generate_give_the_same_rounds(kind: str, device: str, tok) -> None:
+    static, generated = _decode(kind, tok, "static", device=device), _decode(kind, tok, "generate", device=device)
     assert [(t.text, t.turns) for t in static] == [(t.text, t.turns) for t in generated]
     two, plain, failing, many = static
     assert [t.get("output") for t in two.turns] == ["42", "43", None]  # x carried over to the second cell

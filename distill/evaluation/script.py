@@ -19,7 +19,9 @@ class Script:
     def _force(self, logits: Any, rows: Any, gen: Any) -> Any:
         import torch
 
-        table = self._on.setdefault(logits.device, self.ids.to(logits.device))
+        if logits.device not in self._on:  # copied once, before a CUDA graph captures the step
+            self._on[logits.device] = self.ids.to(logits.device)
+        table = self._on[logits.device]
         forced = table[rows % table.shape[0], gen.clamp(max=table.shape[1] - 1)]
         one = torch.full_like(logits, float("-inf")).scatter_(1, forced.clamp(min=0)[:, None], 0.0)
         return torch.where(forced[:, None] >= 0, one, logits)
