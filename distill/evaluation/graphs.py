@@ -307,7 +307,7 @@ class _Watch:
         while self.outputs and (self.outputs[0][2].done() or block):
             rows, stops, future = self.outputs.popleft()
             block = False
-            results = future.result()
+            results = [(text, status, self.session.injection(text)) for text, status in future.result()]
             width = st.feed.shape[1]
             feed = [ids + [0] * (width - len(ids)) for _, _, ids in results]
             idx = self._device(rows)

@@ -153,8 +153,10 @@ class ToolSession:
         """(output shown, sandbox status, its tokens) per trace."""
         return [(text, status, self.injection(text)) for text, status in self.outputs(traces)]
 
-    def submit(self, traces: list[list[str]]) -> Future[list[tuple[str, str, list[int]]]]:
-        return self.thread.submit(self.run, traces)
+    def submit(self, traces: list[list[str]]) -> Future[list[tuple[str, str]]]:
+        """`outputs` in the session's thread (tokenizing stays with the caller: a fast tokenizer is
+        not to be used from two threads at once)."""
+        return self.thread.submit(self.outputs, traces)
 
     def injection(self, output: str) -> list[int]:
         """The tokens that follow the row's marker: the output (cut with `fit`, and shorter still where
