@@ -22,6 +22,7 @@ from distill.evaluation.tools import OUTPUT_TOKENS, Said, ToolPrompt, ToolSessio
 from distill.records import InputError
 from distill.students import StudentSettings, format_prompt, load_student
 from distill.thoughts import get_thought, thought_names
+from solvers.tir import STOP
 
 
 @dataclass
@@ -196,19 +197,21 @@ class VllmDecoder:
     CHUNK = 2048
 
     def __init__(self, path: str, tokenizer: Any, settings: StudentSettings, options: DecodeOptions):
-        from vllm import LLM, SamplingParams
-
-        from solvers.tir import STOP
+        from vllm import LLM
 
         self.tokenizer, self.settings, self.options = tokenizer, settings, options
         self.prompting: dict[str, Any] = {"cues": settings.cues, "format": settings.prompt_format}
         self.llm = LLM(model=path, dtype="bfloat16", seed=options.seed)
-        self.params = SamplingParams(
-            n=options.samples, temperature=options.temperature, top_p=options.top_p, max_tokens=options.max_new_tokens,
-            min_tokens=options.max_new_tokens if options.force_new_tokens else 0, ignore_eos=options.force_new_tokens,
-        )
-        self.tool_params = self.params.clone()
-        self.tool_params.stop, self.tool_params.include_stop_str_in_output = [STOP], True
+        self.params = self._params(options.samples, options.max_new_tokens)
+        self.tool_params = self._params(options.samples, options.max_new_tokens, stop=[STOP])
+
+    def _params(self, n: int, tokens: int, stop: list[str] | None = None) -> Any:
+        from vllm import SamplingParams
+
+        o = self.options
+        return SamplingParams(n=n, temperature=o.temperature, top_p=o.top_p, max_tokens=tokens,
+                              min_tokens=tokens if o.force_new_tokens else 0, ignore_eos=o.force_new_tokens,
+                              stop=stop, include_stop_str_in_output=bool(stop))
 
     prompt = HFDecoder.prompt
 
@@ -216,8 +219,6 @@ class VllmDecoder:
         return _chunks(len(prompts), self.CHUNK)
 
     def _said(self, c: Any) -> Said:
-        from solvers.tir import STOP
-
         return Said(c.text, c.finish_reason == "stop" and c.stop_reason == STOP, len(c.token_ids))
 
     def decode(self, prompts: Sequence[str], batches: Sequence[Batch] | None = None) -> Iterator[tuple[list[int], list[list[Any]]]]:
@@ -235,11 +236,7 @@ class VllmDecoder:
                     first = {(j, s): self._said(c) for j, out in enumerate(outs) if tools[j] for s, c in enumerate(out.outputs)}
 
                     def more(asks: list[tuple[Any, str, int]]) -> list[Said]:
-                        params = []
-                        for _, _, left in asks:
-                            p = self.tool_params.clone()
-                            p.n, p.max_tokens, p.min_tokens = 1, left, min(p.min_tokens, left)
-                            params.append(p)
+                        params = [self._params(1, left, stop=[STOP]) for _, _, left in asks]
                         done = self.llm.generate([texts[j] + prefix for (j, _), prefix, _ in asks], params, use_tqdm=False)
                         return [self._said(d.outputs[0]) for d in done]
 
