@@ -40,7 +40,7 @@ def main() -> None:
     model, _ = build_model(args.shape, False, "cuda", torch.bfloat16)
     new = 256
     loop = GreedyLoop(model, max_new_tokens=new, pad_token_id=0, force_new_tokens=True, capture=cuda_graph)
-    st = loop._allocate(args.batch, args.length)
+    st = loop._allocate(args.batch, args.length, new, 1)
     ids = torch.randint(3, 30000, (args.batch, args.length), device="cuda")
     with torch.inference_mode():
         loop.arch.prefill(st, ids, torch.ones_like(ids))
@@ -56,11 +56,11 @@ def main() -> None:
             keys = loop.arch.keys(args.length, end - 1)
             with torch.inference_mode():
                 st.steps.clear()
-                st.i.fill_(end - 2)
+                st.n.fill_(end - 2)
                 step = loop._step_fn(st, keys)
                 ts = []
                 for _ in range(13):
-                    st.i.fill_(end - 2)
+                    st.n.fill_(end - 2)
                     ev[0].record(); step(); ev[1].record(); torch.cuda.synchronize()
                     ts.append(ev[0].elapsed_time(ev[1]))
             ms = sorted(ts[3:])[5]
@@ -77,7 +77,7 @@ def main() -> None:
 
     with torch.inference_mode(), profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(2):
-            st.i.fill_(new - 2)
+            st.n.fill_(new - 2)
             loop._step_fn(st, loop.arch.keys(args.length, new - 1))()
         torch.cuda.synchronize()
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=12, max_name_column_width=90))

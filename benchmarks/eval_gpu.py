@@ -14,6 +14,17 @@ text (token counts close to LLaMA's on this text); generated ids beyond its voca
 
     python benchmarks/eval_gpu.py --data .bench/gsm8k_test.jsonl --out results/        # GPU, ~5 minutes
     python benchmarks/eval_gpu.py --smoke --out /tmp/eval_smoke                         # CPU, every mode
+
+`--thoughts tir` (issue 20's bar): GSM8K test x tir, the LLaMA-2-7B shape, 256 generated tokens per
+sequence, the code blocks forced (`distill.evaluation.script.Script`): every 64 generated tokens a
+row writes ```` ```python ````, `print(<number>)`, ```` ``` ```` and the ```` ```output ```` marker (each
+row's blocks shifted by its index mod 16, as sequences of real models do not stop in step), so it
+runs 3 cells (all so far, in the sandbox) and takes 3 outputs back. Timed in the same run: the plain
+static-loop decode of the same prompts and number of generated tokens, then `evaluate_model` end to
+end for tir (decode with the rounds + checking the traces); the bar is tir <= 1.25x plain.
+
+    python benchmarks/eval_gpu.py --thoughts tir --out benchmarks/results   # GPU, ~3 minutes
+    python benchmarks/eval_gpu.py --thoughts tir --smoke --out /tmp/tir     # CPU, tiny shape
 """
 from __future__ import annotations
 
@@ -34,7 +45,9 @@ from distill.data import load  # noqa: E402
 from distill.evaluation import evaluate_model  # noqa: E402
 from distill.evaluation.backends import DecodeOptions, HFDecoder  # noqa: E402
 from distill.evaluation.plan import Batch  # noqa: E402
+from distill.evaluation.script import Script  # noqa: E402
 from distill.students import StudentSettings  # noqa: E402
+from solvers.tir import STOP  # noqa: E402
 
 THOUGHTS = ("pot", "eot", "cot")
 MODES = ("graph", "naive", "eager")
@@ -107,9 +120,11 @@ def naive(model, tok, settings, prompts: list[str], batch: int, new: int, n_time
             "tokens_per_s": len(prompts) * new / seconds, "peak_gib": _peak()}
 
 
-def fast(model, tok, settings, data: str, limit: int | None, new: int, max_batch: int, graphs: bool, workers: int) -> dict:
-    opts = DecodeOptions(max_new_tokens=new, max_batch=max_batch, loop="static", compile=graphs, force_new_tokens=True)
-    decoder = HFDecoder(model, tok, settings, opts)
+def fast(model, tok, settings, data: str, limit: int | None, new: int, max_batch: int, graphs: bool, workers: int,
+         thoughts: tuple[str, ...] = THOUGHTS, script: Script | None = None) -> dict:
+    opts = DecodeOptions(max_new_tokens=new, max_batch=max_batch, loop="static", compile=graphs, force_new_tokens=True,
+                         output_tokens=TIR_OUTPUT_TOKENS, cell_workers=workers)
+    decoder = HFDecoder(model, tok, settings, opts, script=script)
     decoding = [0.0]  # seconds spent inside the decoder (the rest: prompts, checking not overlapped, reports)
     decode = decoder.decode
 
@@ -130,15 +145,106 @@ def fast(model, tok, settings, data: str, limit: int | None, new: int, max_batch
     with tempfile.TemporaryDirectory() as out:
         sync()
         start = time.perf_counter()
-        report = evaluate_model("random", data, out, thoughts=",".join(THOUGHTS), vote=True, options=opts, limit=limit,
-                                decoder=decoder, overwrite=True, workers=workers, show_progress=False)
+        report = evaluate_model("random", data, out, thoughts=",".join(thoughts), vote=len(thoughts) > 1, options=opts,
+                                limit=limit, decoder=decoder, overwrite=True, workers=workers, show_progress=False)
         seconds = time.perf_counter() - start
-        n = sum(1 for _ in open(Path(out) / "predictions.jsonl"))
+        preds = [json.loads(line) for line in open(Path(out) / "predictions.jsonl")]
     overall = report["datasets"]["overall"]
     loop = decoder.loop
-    return {"seconds": seconds, "decode_seconds": decoding[0], "sequences": n, "batch": "/".join(str(b) for b, _ in loop.shapes),
-            "shapes": loop.shapes, "graphs": len(loop.captured), "tokens_per_s": n * new / seconds,
-            "peak_gib": _peak(), "failures": overall["failures"]}
+    row = {"seconds": seconds, "decode_seconds": decoding[0], "sequences": len(preds),
+           "batch": "/".join(str(b) for b, _ in loop.shapes), "shapes": loop.shapes, "graphs": len(loop.captured),
+           "tokens_per_s": len(preds) * new / seconds, "peak_gib": _peak(), "failures": overall["failures"]}
+    if script is not None:
+        cells = [sum("output" in t for t in p["meta"].get("turns", [])) for p in preds]
+        row |= {"cells_per_sequence": sum(cells) / max(len(cells), 1)}
+    return row
+
+
+TIR_PERIOD, TIR_PHASES, TIR_OUTPUT_TOKENS = 64, 16, 16
+
+
+def tir_block(tok, number: int) -> list[int]:
+    return tok(f"\n```python\nprint({number})\n```\n{STOP}", add_special_tokens=False)["input_ids"]
+
+
+def tir_script(tok, new: int, period: int) -> Script:
+    """Row r (mod TIR_PHASES) ends a code block and the marker at generated tokens period - r, 2 period - r, ...;
+    the other tokens are the model's."""
+    table = torch.full((TIR_PHASES, new), -1, dtype=torch.long)
+    for r in range(TIR_PHASES):
+        for k, end in enumerate(range(period - r, new - period + 1, period)):
+            block = tir_block(tok, (r * 37 + k * 11) % 1000)
+            table[r, end - len(block):end] = torch.tensor(block)
+    return Script(table)
+
+
+def plain_decode(model, tok, settings, prompts: list[str], new: int, max_batch: int, graphs: bool) -> dict:
+    """The static loop's plain decode of `prompts` (no tools), `new` tokens each: the TIR baseline."""
+    opts = DecodeOptions(max_new_tokens=new, max_batch=max_batch, loop="static", compile=graphs, force_new_tokens=True)
+    decoder = HFDecoder(model, tok, settings, opts)
+    sync()
+    start = time.perf_counter()
+    n = sum(len(indices) for indices, _ in decoder.decode([str(p) for p in prompts]))
+    sync()
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "decode_seconds": seconds, "sequences": n, "batch": "/".join(str(b) for b, _ in decoder.loop.shapes),
+            "graphs": len(decoder.loop.captured), "tokens_per_s": n * new / seconds, "peak_gib": _peak()}
+
+
+def run_tir(args, device: str, dtype: torch.dtype) -> None:
+    """Issue 20's bar: the plain decode, then tir end to end, of GSM8K test x tir at the 7B shape."""
+    new, period, limit = (96, 32, 8) if args.smoke else (256, TIR_PERIOD, None)
+    questions = load(args.data, limit=limit).records
+    corpus = [q.question for q in load(args.data).records] + [student_input("", "tir")]
+    corpus += [f"\n```python\nprint({i})\n```\n{STOP}\n{i}\n```\n" for i in range(1000)]
+    tok = train_tokenizer(corpus, SHAPES["7b"][1]["vocab_size"])
+    model, kind = build_model("7b", args.smoke, device, dtype)
+    settings = StudentSettings(kind=kind, max_source_len=512)
+    probe = HFDecoder(model, tok, settings, DecodeOptions(max_new_tokens=new))
+    prompts = [probe.prompt(q.question, "tir") for q in questions]
+    max_batch = SHAPES["7b"][3] if not args.smoke else 4
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    for mode in ("plain", "tir"):
+        row: dict = {"shape": "7b", "mode": mode}
+        rows.append(row)
+        try:
+            if mode == "plain":
+                row |= plain_decode(model, tok, settings, prompts, new, max_batch, device == "cuda")
+            else:
+                row |= fast(model, tok, settings, args.data, limit, new, max_batch, device == "cuda", args.workers,
+                            thoughts=("tir",), script=tir_script(tok, new, period))
+        except Exception as exc:  # noqa: BLE001 - keep the other run's figures
+            row["error"] = f"{type(exc).__name__}: {exc}"[:300]
+        print(f"[7b {mode}] {json.dumps(row)}", flush=True)
+        if device == "cuda":
+            torch.cuda.empty_cache()
+        (out / "eval_gpu_tir.json").write_text(json.dumps({"device": _device(), "torch": torch.__version__, "new": new,
+                                                           "period": period, "rows": rows}, indent=2))
+        (out / "eval_gpu_tir_table.md").write_text(tir_markdown(rows, new, period))
+    print(tir_markdown(rows, new, period))
+
+
+def tir_markdown(rows: list[dict], new: int, period: int) -> str:
+    import transformers
+
+    lines = [f"{_device()}, torch {torch.__version__}, transformers {transformers.__version__}; GSM8K test x tir, "
+             f"LLaMA-2-7B shape (random weights), {new} generated tokens per sequence, a forced code block every "
+             f"{period} (issue 20's bar: tir <= 1.25x plain)", "",
+             "| run | batch | sequences | cells per sequence | seconds (decoding) | tokens/s | peak GiB | x plain |",
+             "|---|---|---|---|---|---|---|---|"]
+    base = next((r["seconds"] for r in rows if r["mode"] == "plain" and "seconds" in r), None)
+    names = {"plain": "plain decode, static loop (CUDA graphs on CUDA)",
+             "tir": "tir end to end: decode with the cells run between rounds, check the traces"}
+    for r in rows:
+        if "seconds" not in r:
+            lines.append(f"| {r['mode']}: {r.get('error', 'not run')} | | | | | | | |")
+            continue
+        ratio = f"{r['seconds'] / base:.2f}x" if base else "-"
+        lines.append(f"| {names[r['mode']]} | {r['batch']} | {r['sequences']} | {r.get('cells_per_sequence', 0):.2f} "
+                     f"| {r['seconds']:.1f} ({r['decode_seconds']:.1f}) | {r['tokens_per_s']:,.0f} | {r['peak_gib']:.1f} | {ratio} |")
+    return "\n".join(lines) + "\n"
 
 
 def _peak() -> float:
@@ -155,10 +261,14 @@ def main() -> None:
     ap.add_argument("--naive-batches", type=int, default=2, help="naive batches timed (then scaled)")
     ap.add_argument("--workers", type=int, default=16, help="PoT executor processes")
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--thoughts", default=",".join(THOUGHTS), help="pot,eot,cot (the modes above) or tir (issue 20's bar)")
     args = ap.parse_args()
     began = time.perf_counter()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    if args.thoughts == "tir":
+        run_tir(args, device, dtype)
+        return
     limit, new = (4, 8) if args.smoke else (None, 256)
     questions = load(args.data, limit=limit).records
     corpus = [q.question for q in load(args.data).records]

@@ -39,6 +39,7 @@ class Thought:
     prompt: str | os.PathLike  # few-shot prompt file: a name under prompts/, or a path
     failures: tuple[str, ...] = ()  # failure classes its checker reports, besides "ok"
     description: str = ""
+    tools: bool = False  # writes code cells as it goes: decoding stops at solvers.tir.STOP to run them
 
     def prompt_path(self) -> Path:
         from distill.resources import prompt_file
@@ -157,6 +158,7 @@ def _register_builtins() -> None:
         tuple(s.value for s in (Status.OUTPUT_MISMATCH, Status.NO_ANSWER, Status.NON_NUMERIC, Status.TIMEOUT,
                                 Status.FORBIDDEN, Status.MEMORY, Status.SYNTAX, Status.RUNTIME)),
         "tool-integrated reasoning: text with ```python cells and their ```output, ending in \\boxed{} (ToRA)",
+        tools=True,
     ))
 
 

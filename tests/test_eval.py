@@ -192,11 +192,11 @@ def test_greedy_loop_matches_generate_with_bounded_shapes(kind: str, force: bool
     captured: list = []
 
     def capture(step, pool):  # runs the step as a CUDA graph would record it, then undoes its writes
-        st = loop.state
-        saved = [t.clone() for t in (st.tok, st.i, st.out, st.finished)]
+        written = [getattr(loop.state, name) for name in GreedyLoop.STATE]
+        saved = [t.clone() for t in written]
         with _NoHostSync():
             step()
-        for t, value in zip((st.tok, st.i, st.out, st.finished), saved):
+        for t, value in zip(written, saved):
             t.copy_(value)
         captured.append(step)
         return step

@@ -15,7 +15,7 @@ from distill.thoughts import parse_thoughts
 @click.option("--predictions", multiple=True,
               help="Score existing generate/eval predictions (Records JSONL) instead of decoding; repeatable or comma-separated.")
 @click.option("--data", default="gsm8k:test", show_default=True, help="Comma-separated data sets (gsm8k:test,svamp,asdiv,multiarith, files).")
-@click.option("--thoughts", "--thought", "thoughts", default=None, help="Thoughts to decode, the cue selects each [pot,eot,cot; with --predictions: those present].")
+@click.option("--thoughts", "--thought", "thoughts", default=None, help="Thoughts to decode, the cue selects each (tir runs its code cells as it goes) [pot,eot,cot; with --predictions: those present].")
 @click.option("--fallback", default=None, help="Fallback order (default: the --thoughts order).")
 @click.option("--vote", is_flag=True, help="Also answer by a majority vote across thoughts (ties: fallback order).")
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Output directory [runs/eval/<model>].")
@@ -27,6 +27,8 @@ from distill.thoughts import parse_thoughts
 @click.option("--top-p", default=1.0, show_default=True, help="Nucleus sampling (with --temperature > 0).")
 @click.option("--seed", default=0, show_default=True, help="Seed of sampling.")
 @click.option("--max-new-tokens", default=256, show_default=True, help="Tokens per rationale at most.")
+@click.option("--max-rounds", default=4, show_default=True,
+              help="Tool-integrated thoughts (tir): decoding rounds per sample; the code cells run between them.")
 @click.option("--batch-tokens", type=int, default=None, help="KV-cache tokens per batch (default: from free GPU memory).")
 @click.option("--max-batch", default=1024, show_default=True, help="Sequences per batch at most.")
 @click.option("--device", default=None, help="cuda, cpu, cuda:1 ... (default: cuda when available).")

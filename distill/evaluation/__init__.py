@@ -25,9 +25,10 @@ from distill.evaluation.backends import DecodeOptions, open_decoder, rationale_e
 from distill.evaluation.plan import Batch
 from distill.evaluation.report import Report, write_reports
 from distill.evaluation.scoring import build_items, methods, summarize
+from distill.evaluation.tools import Trace
 from distill.progress import console, progress_bar
 from distill.records import InputError, Record, carried_meta, cut_torn_line, dumps, read_records, write_jsonl
-from distill.thoughts import parse_thoughts, thought_names
+from distill.thoughts import get_thought, parse_thoughts, thought_names
 
 PREDICTIONS = "predictions.jsonl"
 CONFIG = "config.json"
@@ -39,7 +40,7 @@ class Decoder(Protocol):
 
     def prompt(self, question: str, thought: str) -> Any: ...
     def plan(self, prompts: Sequence[Any]) -> list[Batch]: ...
-    def decode(self, prompts: Sequence[Any], batches: Sequence[Batch] | None = None) -> Iterable[tuple[list[int], list[list[str]]]]: ...
+    def decode(self, prompts: Sequence[Any], batches: Sequence[Batch] | None = None) -> Iterable[tuple[list[int], list[list[str | Trace]]]]: ...
 
 
 def split_list(value: str | Sequence[str], *, allowed: Sequence[str] | None = None, what: str = "value") -> list[str]:
@@ -112,15 +113,17 @@ def decode_and_check(
     checkers = {t: make_checker(t) for t in thoughts}
     extract = rationale_extractor()
 
-    def check(indices: list[int], texts: list[list[str]]) -> int:
+    def check(indices: list[int], texts: list[list[str | Trace]]) -> int:
         out: list[Record] = []
         by_thought: dict[str, list[Record]] = {}
         for i, samples_text in zip(indices, texts):
             question, thought = units[i]
             for s, raw in enumerate(samples_text):
+                meta = carried_meta(question)
+                if isinstance(raw, Trace):  # a tool-integrated sample keeps its rounds
+                    raw, meta["turns"] = raw.text, raw.turns
                 r = Record(id=question.id, question=question.question, answer=question.answer, source=question.source,
-                           thought=thought, rationale=extract(thought, raw), model=model_name, sample=s,
-                           meta=carried_meta(question))
+                           thought=thought, rationale=extract(thought, raw), model=model_name, sample=s, meta=meta)
                 out.append(r)
                 by_thought.setdefault(thought, []).append(r)
         for thought, records in by_thought.items():
@@ -169,9 +172,10 @@ def evaluate_model(
     """Evaluate `model` on the data sets and write the outputs (see the module docstring).
 
     `decoder` replaces loading `model` (benchmarks pass an in-memory model this way);
-    `make_checker(thought)` replaces the project's checkers (tests script them); `shard` i/n
+    `make_checker(thought)` replaces the project's checkers (tests script them); `timeout` and `workers`
+    also bound the cells that tool-integrated samples run while decoding; `shard` i/n
     evaluates every n-th question of each set (`distill.evaluation.shards` runs the n of them)."""
-    options = options or DecodeOptions()
+    options = options or DecodeOptions(cell_timeout=timeout, cell_workers=workers)
     thought_list = parse_thoughts(thoughts)
     order = fallback_order(thought_list, fallback)
     questions = load_questions(data, limit=limit, data_root=data_root, shard=shard)
@@ -183,6 +187,8 @@ def evaluate_model(
     config = {"model": model, "data": split_list(data, what="data set"), "limit": limit, "thoughts": thought_list,
               "prompting": decoder.prompting, "samples": options.samples, "temperature": options.temperature,
               "top_p": options.top_p, "seed": options.seed, "max_new_tokens": options.max_new_tokens}
+    if any(get_thought(t).tools for t in thought_list):
+        config["max_rounds"] = options.max_rounds
     if shard:
         config["shard"] = shard
     _prepare_dir(out, config, overwrite)

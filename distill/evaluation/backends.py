@@ -2,6 +2,9 @@
 
 Greedy decoding of the T5 and LLaMA families runs `graphs.GreedyLoop` over the batches of
 `plan.plan_batches`; other models, and sampling, go through `generate` with its dynamic cache.
+Prompts of a thought that runs code as it goes (`tir`) are `tools.ToolPrompt`s: every decoder
+stops them at the marker, runs their cells in the sandbox and resumes (`tools`), and yields a
+`tools.Trace` (text and rounds) for each of their samples.
 """
 from __future__ import annotations
 
@@ -15,9 +18,11 @@ from typing import Any
 from distill.cues import student_input
 from distill.evaluation.graphs import GreedyLoop, cuda_graph
 from distill.evaluation.plan import Batch, memory_token_budget, plan_batches, step_cost
+from distill.evaluation.tools import OUTPUT_TOKENS, Said, ToolPrompt, ToolSession, generate_rounds, text_rounds
 from distill.records import InputError
 from distill.students import StudentSettings, format_prompt, load_student
-from distill.thoughts import thought_names
+from distill.thoughts import get_thought, thought_names
+from solvers.tir import STOP
 
 
 @dataclass
@@ -33,10 +38,16 @@ class DecodeOptions:
     loop: str = "auto"  # "static": GreedyLoop; "generate": HF generate; "auto": GreedyLoop where it applies
     compile: bool = True  # capture GreedyLoop's decode step in CUDA graphs (on CUDA)
     force_new_tokens: bool = False  # ignore EOS (benchmarks: a fixed amount of work)
+    max_rounds: int = 4  # tool-integrated thoughts: decoding rounds per sample (cells run between them)
+    output_tokens: int = OUTPUT_TOKENS  # tokens of a cell's output fed back at most
+    cell_timeout: float = 5.0  # seconds for a sample's cells to run (all of them again, each round)
+    cell_workers: int | None = None  # sandbox processes for the cells (default: one per core)
 
     def __post_init__(self) -> None:
         if self.samples < 1:
             raise ValueError("samples must be at least 1")
+        if self.max_rounds < 1:
+            raise ValueError("max_rounds must be at least 1")
         if self.samples > 1 and self.temperature <= 0:
             raise ValueError("several samples need a temperature above 0 (greedy decoding repeats itself)")
         if self.loop not in ("auto", "static", "generate"):
@@ -58,8 +69,10 @@ class HFDecoder:
     `DecodeOptions.loop`), else with `model.generate`; yields results batch by batch so callers can
     check and save early."""
 
-    def __init__(self, model: Any, tokenizer: Any, settings: StudentSettings, options: DecodeOptions):
-        self.model, self.tokenizer, self.settings, self.options = model, tokenizer, settings, options
+    def __init__(self, model: Any, tokenizer: Any, settings: StudentSettings, options: DecodeOptions,
+                 script: Any = None):
+        """`script` (`script.Script`): forced tokens, for benchmarks and tests."""
+        self.model, self.tokenizer, self.settings, self.options, self.script = model, tokenizer, settings, options, script
         self.causal = settings.kind == "causal"
         if self.causal:  # generation continues the prompt: pad and truncate on the left
             tokenizer.padding_side = tokenizer.truncation_side = "left"
@@ -71,10 +84,17 @@ class HFDecoder:
         if options.loop == "static" or (options.loop == "auto" and fits):
             graphs = options.compile and model.device.type == "cuda"
             self.loop = GreedyLoop(model, max_new_tokens=options.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                   force_new_tokens=options.force_new_tokens, capture=cuda_graph if graphs else None)
+                                   force_new_tokens=options.force_new_tokens, capture=cuda_graph if graphs else None,
+                                   hook=script)
 
     def prompt(self, question: str, thought: str) -> str:
-        return format_prompt(self.tokenizer, student_input(question, thought, self.settings.cues), self.settings)
+        text = format_prompt(self.tokenizer, student_input(question, thought, self.settings.cues), self.settings)
+        return ToolPrompt(text) if get_thought(thought).tools else text
+
+    def session(self) -> ToolSession:
+        o = self.options
+        return ToolSession(self.tokenizer, max_new_tokens=o.max_new_tokens, max_rounds=o.max_rounds,
+                           output_tokens=o.output_tokens, timeout=o.cell_timeout, workers=o.cell_workers)
 
     def _generate_kwargs(self) -> dict[str, Any]:
         o = self.options
@@ -86,19 +106,30 @@ class HFDecoder:
         return kw
 
     def plan(self, prompts: Sequence[str]) -> list[Batch]:
+        """Batches of plain prompts, then of tool-integrated ones (their cache also holds the outputs)."""
         o = self.options
         lengths = [len(ids) for ids in self.tokenizer(list(prompts), truncation=True,
                                                       max_length=self.settings.max_source_len)["input_ids"]]
         budget = o.token_budget or memory_token_budget(self.model)
-        return plan_batches(lengths, max_new_tokens=o.max_new_tokens, samples=o.samples, token_budget=budget,
-                            max_batch=o.max_batch, pad_multiple=o.pad_multiple, step_cost=step_cost(self.model))
+        batches = []
+        for tools in (False, True):
+            group = [i for i, p in enumerate(prompts) if isinstance(p, ToolPrompt) == tools]
+            new = o.max_new_tokens + ((o.max_rounds - 1) * o.output_tokens if tools else 0)
+            batches += [Batch([group[j] for j in b.indices], b.capacity, b.length)
+                        for b in plan_batches([lengths[i] for i in group], max_new_tokens=new, samples=o.samples,
+                                              token_budget=budget, max_batch=o.max_batch, pad_multiple=o.pad_multiple,
+                                              step_cost=step_cost(self.model))]
+        return batches
 
-    def decode(self, prompts: Sequence[str], batches: Sequence[Batch] | None = None) -> Iterator[tuple[list[int], list[list[str]]]]:
-        """(prompt indices, their `samples` texts each) per batch."""
+    def decode(self, prompts: Sequence[str], batches: Sequence[Batch] | None = None) -> Iterator[tuple[list[int], list[list[Any]]]]:
+        """(prompt indices, their `samples` texts each) per batch; a `Trace` for each sample of a
+        tool-integrated prompt."""
         import torch
 
         torch.manual_seed(self.options.seed)
         kwargs = self._generate_kwargs()
+        n = self.options.samples
+        session: ToolSession | None = None
         try:
             for batch in batches if batches is not None else self.plan(prompts):
                 texts = [prompts[i] for i in batch.indices]
@@ -106,47 +137,115 @@ class HFDecoder:
                     texts += texts[-1:] * (batch.capacity - len(texts))
                 enc = self.tokenizer(texts, padding="max_length", truncation=True, return_tensors="pt",
                                      max_length=min(batch.length, self.settings.max_source_len)).to(self.model.device)
-                if self.loop is not None:
-                    out = self.loop(enc["input_ids"], enc["attention_mask"])
+                tools = [isinstance(prompts[i], ToolPrompt) for i in batch.indices for _ in range(n)]
+                if any(tools):
+                    session = session or self.session()
+                    samples = self._decode_tools(enc, kwargs, session, tools)
                 else:
-                    with torch.inference_mode():
-                        out = self.model.generate(**enc, **kwargs)
-                    if self.causal:
-                        out = out[:, enc["input_ids"].shape[1]:]
-                decoded = self.tokenizer.batch_decode(out[: len(batch.indices) * self.options.samples], skip_special_tokens=True)
-                n = self.options.samples
-                yield batch.indices, [decoded[j * n:(j + 1) * n] for j in range(len(batch.indices))]
+                    samples = self._decode_plain(enc, kwargs)
+                yield batch.indices, [samples[j * n:(j + 1) * n] for j in range(len(batch.indices))]
         finally:
             if self.loop is not None:
                 self.loop.state = None  # free the static cache and its graphs
+            if session is not None:
+                session.close()
+
+    def _decode_plain(self, enc: Any, kwargs: dict[str, Any]) -> list[str]:
+        import torch
+
+        if self.loop is not None:
+            out = self.loop(enc["input_ids"], enc["attention_mask"])
+        else:
+            if self.script is not None:  # one round, from the start
+                process, on_round = self.script.processor()
+                rows = enc["input_ids"].shape[0] * self.options.samples
+                on_round(list(range(rows)), [0] * rows, enc["input_ids"].shape[1] if self.causal else 1)
+                kwargs = {**kwargs, "logits_processor": [process]}
+            with torch.inference_mode():
+                out = self.model.generate(**enc, **kwargs)
+            if self.causal:
+                out = out[:, enc["input_ids"].shape[1]:]
+        return self.tokenizer.batch_decode(out, skip_special_tokens=True)
+
+    def _decode_tools(self, enc: Any, kwargs: dict[str, Any], session: ToolSession, tools: list[bool]) -> list[Any]:
+        """Tool-integrated decoding of a batch (rows of plain prompts decode as usual in it)."""
+        n = self.options.samples
+        tools += [False] * (enc["input_ids"].shape[0] * n - len(tools))  # the loop's padding copies
+        if self.loop is not None:
+            tokens, rows = self.loop.tools(enc["input_ids"], enc["attention_mask"], session, tools)
+        else:
+            enc = {k: v.repeat_interleave(n, 0) for k, v in enc.items()}
+            extra: dict[str, Any] = {}
+            if self.script is not None:
+                process, extra["on_round"] = self.script.processor()
+                kwargs = {**kwargs, "logits_processor": [process]}
+            eos = self.model.generation_config.eos_token_id
+            tokens, rows = generate_rounds(self.model, enc, {**kwargs, "num_return_sequences": 1}, session, tools,
+                                           causal=self.causal, eos=[eos] if isinstance(eos, int) else list(eos or []),
+                                           pad=self.tokenizer.pad_token_id, **extra)
+        return [rows.trace(r, tokens[r], session.decode) if tools[r] else session.decode(tokens[r])
+                for r in range(len(tokens))]
 
 
 class VllmDecoder:
     """Causal models through vLLM (when installed, on CUDA): it schedules batches and the KV cache itself;
-    prompts go to it in chunks only so that results are saved as they come."""
+    prompts go to it in chunks only so that results are saved as they come. Tool-integrated prompts
+    stop at the marker and go on in rounds (`tools.text_rounds`): the prompt extended by the trace
+    and its output, which vLLM's prefix cache serves. vLLM is not installed where the tests run:
+    this path is untested here."""
 
     CHUNK = 2048
 
     def __init__(self, path: str, tokenizer: Any, settings: StudentSettings, options: DecodeOptions):
-        from vllm import LLM, SamplingParams
+        from vllm import LLM
 
         self.tokenizer, self.settings, self.options = tokenizer, settings, options
         self.prompting: dict[str, Any] = {"cues": settings.cues, "format": settings.prompt_format}
         self.llm = LLM(model=path, dtype="bfloat16", seed=options.seed)
-        self.params = SamplingParams(
-            n=options.samples, temperature=options.temperature, top_p=options.top_p, max_tokens=options.max_new_tokens,
-            min_tokens=options.max_new_tokens if options.force_new_tokens else 0, ignore_eos=options.force_new_tokens,
-        )
+        self.params = self._params(options.samples, options.max_new_tokens)
+        self.tool_params = self._params(options.samples, options.max_new_tokens, stop=[STOP])
+
+    def _params(self, n: int, tokens: int, stop: list[str] | None = None) -> Any:
+        from vllm import SamplingParams
+
+        o = self.options
+        return SamplingParams(n=n, temperature=o.temperature, top_p=o.top_p, max_tokens=tokens,
+                              min_tokens=tokens if o.force_new_tokens else 0, ignore_eos=o.force_new_tokens,
+                              stop=stop, include_stop_str_in_output=bool(stop))
 
     prompt = HFDecoder.prompt
 
     def plan(self, prompts: Sequence[Any]) -> list[Batch]:
         return _chunks(len(prompts), self.CHUNK)
 
-    def decode(self, prompts: Sequence[str], batches: Sequence[Batch] | None = None) -> Iterator[tuple[list[int], list[list[str]]]]:
-        for batch in batches if batches is not None else self.plan(prompts):
-            outs = self.llm.generate([prompts[i] for i in batch.indices], self.params, use_tqdm=False)
-            yield batch.indices, [[c.text for c in o.outputs] for o in outs]
+    def _said(self, c: Any) -> Said:
+        return Said(c.text, c.finish_reason == "stop" and c.stop_reason == STOP, len(c.token_ids))
+
+    def decode(self, prompts: Sequence[str], batches: Sequence[Batch] | None = None) -> Iterator[tuple[list[int], list[list[Any]]]]:
+        session: ToolSession | None = None
+        try:
+            for batch in batches if batches is not None else self.plan(prompts):
+                texts = [prompts[i] for i in batch.indices]
+                tools = [isinstance(p, ToolPrompt) for p in texts]
+                outs = self.llm.generate(texts, [self.tool_params if t else self.params for t in tools], use_tqdm=False)
+                samples: list[list[Any]] = [[c.text for c in o.outputs] for o in outs]
+                if any(tools):
+                    o = self.options
+                    session = session or ToolSession(self.tokenizer, max_new_tokens=o.max_new_tokens, max_rounds=o.max_rounds,
+                                                     timeout=o.cell_timeout, workers=o.cell_workers)
+                    first = {(j, s): self._said(c) for j, out in enumerate(outs) if tools[j] for s, c in enumerate(out.outputs)}
+
+                    def more(asks: list[tuple[Any, str, int]]) -> list[Said]:
+                        params = [self._params(1, left, stop=[STOP]) for _, _, left in asks]
+                        done = self.llm.generate([texts[j] + prefix for (j, _), prefix, _ in asks], params, use_tqdm=False)
+                        return [self._said(d.outputs[0]) for d in done]
+
+                    for (j, s), trace in text_rounds(first, more, session).items():
+                        samples[j][s] = trace
+                yield batch.indices, samples
+        finally:
+            if session is not None:
+                session.close()
 
 
 def _chunks(n: int, size: int) -> list[Batch]:
@@ -177,25 +276,58 @@ class TeacherDecoder:
 
         p, o = self.prompts[thought], self.options
         return Request(p.messages(question), o.samples, o.temperature, o.top_p, o.max_new_tokens,
-                       list(p.stop) or None, {"question": question, "thought": thought})
+                       list(p.stop) or None, meta={"question": question, "thought": thought})
 
     def plan(self, prompts: Sequence[Any]) -> list[Batch]:
         return _chunks(len(prompts), self.CHUNK)
 
-    def decode(self, prompts: Sequence[Any], batches: Sequence[Batch] | None = None) -> Iterator[tuple[list[int], list[list[str]]]]:
+    def _complete(self, requests: list[Any]) -> list[list[Any]]:
         from distill.teachers.base import is_transient
 
+        async def answers() -> list[list[Any]]:  # gathered inside this decoder's own loop
+            return await asyncio.gather(*map(self.teacher.complete, requests))
+
+        results = self.loop.run_until_complete(answers())
+        for completions in results:
+            failed = next((c.error for c in completions if is_transient(c.error)), None)
+            if failed:  # not answered: stop here, a rerun resumes and asks again
+                raise InputError(f"teacher {self.teacher.name}: {failed}; rerun to resume")
+        return results
+
+    def decode(self, prompts: Sequence[Any], batches: Sequence[Batch] | None = None) -> Iterator[tuple[list[int], list[list[Any]]]]:
+        session: ToolSession | None = None
         try:
             for batch in batches if batches is not None else self.plan(prompts):
                 requests = [prompts[i] for i in batch.indices]
-                results = self.loop.run_until_complete(asyncio.gather(*map(self.teacher.complete, requests)))
-                for completions in results:
-                    failed = next((c.error for c in completions if is_transient(c.error)), None)
-                    if failed:  # not answered: stop here, a rerun resumes and asks again
-                        raise InputError(f"teacher {self.teacher.name}: {failed}; rerun to resume")
-                yield batch.indices, [[c.text or "" for c in cs] for cs in results]
+                results = self._complete(requests)
+                samples: list[list[Any]] = [[c.text or "" for c in cs] for cs in results]
+                if any(get_thought(r.meta["thought"]).tools for r in requests):
+                    session = session or ToolSession(None, max_new_tokens=self.options.max_new_tokens,
+                                                     max_rounds=self.options.max_rounds, timeout=self.options.cell_timeout,
+                                                     workers=self.options.cell_workers)
+                    self._rounds(requests, results, samples, session)
+                yield batch.indices, samples
         finally:
             self.loop.run_until_complete(self.teacher.aclose())
+            if session is not None:
+                session.close()
+
+    def _rounds(self, requests: list[Any], results: list[list[Any]], samples: list[list[Any]], session: ToolSession) -> None:
+        """Tool-integrated samples in rounds (`tools.text_rounds`): the teacher continues the trace
+        with its output through `Request.prefix`; their `samples` become `Trace`s."""
+        from dataclasses import replace
+
+        def said(c: Any) -> Said:
+            return Said(c.text or "", c.text is not None and c.finish_reason != "length", c.completion_tokens)
+
+        def more(asks: list[tuple[Any, str, int]]) -> list[Said]:
+            done = self._complete([replace(requests[j], n=1, prefix=prefix, max_tokens=left) for (j, _), prefix, left in asks])
+            return [said(c) for [c] in done]
+
+        first = {(j, s): said(c) for j, r in enumerate(requests) if get_thought(r.meta["thought"]).tools
+                 for s, c in enumerate(results[j])}
+        for (j, s), trace in text_rounds(first, more, session).items():
+            samples[j][s] = trace
 
 
 def open_decoder(model: str, options: DecodeOptions, *, device: str | None = None, engine: str = "auto") -> Any:

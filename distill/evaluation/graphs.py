@@ -5,13 +5,17 @@ replace the per-token launches, with no compiler.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from types import SimpleNamespace
 from typing import Any
 
 from distill.evaluation.steps import LlamaStep, T5Step
+from distill.evaluation.tools import WINDOW, Rows, ToolSession
 
 SEGMENT = 64  # decode steps per CUDA graph: each graph attends only to the cache filled by its last step
+CHECK = 2  # decode steps between looks at a tool-integrated batch (markers, finished rows)
 
 
 def cuda_graph(fn: Callable[[], None], pool: Any) -> Callable[[], None]:
@@ -31,7 +35,15 @@ class GreedyLoop:
     cache slots filled by its last step. With `capture` (CUDA: `cuda_graph`) each segment's step is
     captured once per shape and replayed: the graphs of a batch shape serve all its batches.
     Output matches `generate(do_sample=False)` (with `min_new_tokens=max_new_tokens` when
-    `force_new_tokens`), up to floating-point ties."""
+    `force_new_tokens`), up to floating-point ties.
+
+    Every row keeps its own count of new tokens (`st.n`: its cache slot and position): `tools`
+    decodes tool-integrated rows (see `_Watch`), which stop at the marker and wait for their
+    program while the others decode, then take its output's tokens one per step (forced instead
+    of the argmax) and go on; the same tokens as `tools.generate_rounds`. `hook(st, logits)`, when
+    set, rewrites the logits inside the step (benchmarks force scripted tokens: `script.Script`)."""
+
+    STATE = ("tok", "out", "finished", "n", "gen", "fed")  # what a step writes besides the cache
 
     @staticmethod
     def supports(model: Any) -> bool:
@@ -40,11 +52,12 @@ class GreedyLoop:
         return isinstance(model, (T5ForConditionalGeneration, LlamaForCausalLM))
 
     def __init__(self, model: Any, *, max_new_tokens: int, pad_token_id: int, force_new_tokens: bool,
-                 capture: Callable[[Callable[[], None], Any], Callable[[], None]] | None = None):
+                 capture: Callable[[Callable[[], None], Any], Callable[[], None]] | None = None,
+                 hook: Callable[[SimpleNamespace, Any], Any] | None = None):
         import torch
         from transformers import T5ForConditionalGeneration
 
-        self.model, self.new, self.force, self.capture = model, max_new_tokens, force_new_tokens, capture
+        self.model, self.new, self.force, self.capture, self.hook = model, max_new_tokens, force_new_tokens, capture, hook
         self.arch = T5Step(model) if isinstance(model, T5ForConditionalGeneration) else LlamaStep(model)
         eos = model.generation_config.eos_token_id
         self.eos = torch.tensor([eos] if isinstance(eos, int) else list(eos or []), device=model.device)
@@ -53,35 +66,47 @@ class GreedyLoop:
         self.shapes: list[tuple[int, int]] = []  # the batch shapes given a state, in order
         self.captured: list[tuple[int, int, int]] = []  # (batch, length, keys) of each captured step
 
-    def _allocate(self, batch: int, length: int) -> SimpleNamespace:
+    def _allocate(self, batch: int, length: int, cap: int, feed: int) -> SimpleNamespace:
         import torch
 
         m, arch = self.model, self.arch
-        n = arch.cache_len(length, self.new)
+        n = arch.cache_len(length, cap)
         cfg = m.config
         heads = getattr(arch, "kv_heads", arch.heads)
         dim = getattr(cfg, "head_dim", None) or getattr(cfg, "d_kv", None) or cfg.hidden_size // arch.heads
         layers = getattr(cfg, "num_decoder_layers", None) or cfg.num_hidden_layers
         empty = lambda: torch.zeros(batch, heads, n, dim, dtype=m.dtype, device=m.device)
-        st = SimpleNamespace(shape=(batch, length), steps={}, k=[empty() for _ in range(layers)],
+        rows = lambda dtype=torch.long: torch.zeros(batch, dtype=dtype, device=m.device)
+        st = SimpleNamespace(shape=(batch, length, cap, feed), cap=cap, steps={}, k=[empty() for _ in range(layers)],
                              tok=torch.zeros(batch, 1, dtype=torch.long, device=m.device),
-                             i=torch.zeros(1, dtype=torch.long, device=m.device),
-                             out=torch.zeros(batch, self.new, dtype=torch.long, device=m.device),
-                             finished=torch.zeros(batch, dtype=torch.bool, device=m.device),
+                             out=torch.zeros(batch, cap + 1, dtype=torch.long, device=m.device),  # the last: a sink
+                             n=rows(), gen=rows(), finished=rows(torch.bool), wait=rows(torch.bool),
+                             feed=torch.zeros(batch, feed, dtype=torch.long, device=m.device), fed=rows(), fed_len=rows(),
                              pool=torch.cuda.graph_pool_handle() if self.capture is cuda_graph else None)
         st.v = [empty() for _ in st.k]
-        arch.allocate(st, batch, length, self.new)
+        arch.allocate(st, batch, length, cap)
         return st
 
     def _emit(self, st: SimpleNamespace, logits: Any) -> None:
-        """Token `i` from `logits`: EOS barred when forcing, pad after EOS; in place, no host sync."""
+        """Each row's next token from `logits` (a fed output token where the row takes one; EOS barred
+        when forcing), kept where the row is neither finished nor waiting; in place, no host sync."""
+        import torch
+
+        if self.hook is not None:
+            logits = self.hook(st, logits)
         if self.force and len(self.eos):
             logits = logits.index_fill(1, self.eos, float("-inf"))
-        token = logits.argmax(-1).masked_fill(st.finished, self.pad)
-        st.finished |= token.unsqueeze(1).eq(self.eos).any(1)
-        st.out.index_copy_(1, st.i, token[:, None])
-        st.tok.copy_(token[:, None])
-        st.i += 1
+        feeding = st.fed < st.fed_len
+        fed = st.feed.gather(1, st.fed.clamp(max=st.feed.shape[1] - 1)[:, None])[:, 0]
+        token = torch.where(feeding, fed, logits.argmax(-1))
+        go = ~(st.finished | st.wait)
+        st.out.scatter_(1, torch.where(go, st.n, st.cap)[:, None], token[:, None])
+        st.tok.copy_(torch.where(go, token, st.tok[:, 0])[:, None])
+        made = go & ~feeding
+        st.gen += made
+        st.fed += go & feeding
+        st.n += go
+        st.finished |= made & token[:, None].eq(self.eos).any(1) | st.gen.ge(self.new)
 
     def _step_fn(self, st: SimpleNamespace, keys: int) -> Callable[[], None]:
         def step() -> None:
@@ -92,7 +117,8 @@ class GreedyLoop:
         if keys not in st.steps:  # warm up (on the side stream CUDA graphs want), undo its writes, capture
             import torch
 
-            saved = [t.clone() for t in (st.tok, st.i, st.out, st.finished)]
+            written = [getattr(st, name) for name in self.STATE]
+            saved = [t.clone() for t in written]
             side = torch.cuda.Stream() if st.pool is not None else None
             if side is not None:
                 side.wait_stream(torch.cuda.current_stream())
@@ -101,35 +127,198 @@ class GreedyLoop:
                 torch.cuda.current_stream().wait_stream(side)
             else:
                 step()
-            for t, value in zip((st.tok, st.i, st.out, st.finished), saved):
+            for t, value in zip(written, saved):
                 t.copy_(value)
             st.steps[keys] = self.capture(step, st.pool)
-            self.captured.append((*st.shape, keys))
+            self.captured.append((*st.shape[:2], keys))
         return st.steps[keys]
+
+    def _start(self, ids: Any, mask: Any, cap: int, feed: int) -> tuple[SimpleNamespace, int]:
+        """The state for this batch shape, reset and prefilled; the new tokens made so far (0 or 1)."""
+        import torch
+
+        shape = (ids.shape[0], ids.shape[1], cap, feed)
+        if self.state is None or self.state.shape != shape:
+            self.state = None  # free the last shape's cache and graphs first
+            self.state = self._allocate(*shape)
+            self.shapes.append(shape[:2])
+        st = self.state
+        for t in (st.n, st.gen, st.fed, st.fed_len, st.finished, st.wait):
+            t.zero_()
+        st.out.fill_(self.pad)
+        first = self.arch.prefill(st, ids, mask)
+        if first is not None:
+            self._emit(st, first)
+        return st, int(first is not None)
+
+    def _steps(self, st: SimpleNamespace, length: int, made: int, steps: int) -> int:
+        """Run `steps` decode steps; `made`: a bound on any row's new tokens before them (one more per
+        step): the steps attend to the cache up to the end of that bound's segment."""
+        upto = min(st.cap, made + steps)
+        step = self._step_fn(st, self.arch.keys(length, min(st.cap, -(-upto // SEGMENT) * SEGMENT) - 1))
+        for _ in range(steps):
+            step()
+        return upto
 
     def __call__(self, ids: Any, mask: Any) -> Any:
         """New token ids [batch, max_new_tokens] (pad after EOS) for a padded prompt batch."""
         import torch
 
-        shape = (ids.shape[0], ids.shape[1])
-        if self.state is None or self.state.shape != shape:
-            self.state = None  # free the last shape's cache and graphs first
-            self.state = self._allocate(*shape)
-            self.shapes.append(shape)
-        st, arch = self.state, self.arch
         with torch.inference_mode():
-            st.i.zero_()
-            st.finished.zero_()
-            st.out.fill_(self.pad)
-            first = arch.prefill(st, ids, mask)
-            if first is not None:
-                self._emit(st, first)
-            start = 1 if first is not None else 0
-            for begin in range(start, self.new, SEGMENT):
-                end = min(begin + SEGMENT, self.new)
-                step = self._step_fn(st, arch.keys(ids.shape[1], end - 1))
-                for _ in range(begin, end):
-                    step()
+            st, made = self._start(ids, mask, self.new, 1)
+            while made < self.new:
+                made = self._steps(st, ids.shape[1], made, min(-(-(made + 1) // SEGMENT) * SEGMENT, self.new) - made)
                 if not self.force and bool(st.finished.all()):
                     break
-            return st.out.clone()
+            return st.out[:, : self.new].clone()
+
+    def tools(self, ids: Any, mask: Any, session: ToolSession, tools: Sequence[bool]) -> tuple[list[list[int]], Rows]:
+        """Tool-integrated decoding of a padded prompt batch (rows where `tools` is true stop at the
+        marker): each row's new tokens (outputs included, EOS kept) and its `Rows` record."""
+        import torch
+
+        rows = Rows(tools)
+        with torch.inference_mode():
+            st, made = self._start(ids, mask, self.new + session.extra_tokens, session.output_tokens)
+            watch = _Watch(st, session, rows)
+            while True:
+                watch.take_outputs()
+                if watch.finished():
+                    break
+                if not watch.live():
+                    watch.await_output()
+                    continue
+                made = watch.look(self._steps(st, ids.shape[1], made, CHECK), CHECK)
+            out = st.out[:, : st.cap].cpu()
+        return [out[r, : watch.ends[r]].tolist() for r in range(len(tools))], rows
+
+
+LIVE, WAITING, DONE = "live", "waiting", "done"
+
+
+class _Watch:
+    """The host side of a tool-integrated batch in `GreedyLoop`. Every CHECK steps a snapshot of the
+    rows (new tokens, finished) is copied to the host without a sync and read while the next steps
+    run; a row found past the marker is set back to it (its steps since then are dropped: they only
+    wrote cache slots it will write again), marked waiting (its steps change nothing) and its cells
+    go to the sandbox in a thread; when their output is back it is fed to the row (`st.feed`) and
+    the row goes on. A snapshot taken before a row's state was last changed is ignored for it."""
+
+    def __init__(self, st: SimpleNamespace, session: ToolSession, rows: Rows):
+        batch = st.n.shape[0]
+        self.st, self.session, self.rows = st, session, rows
+        self.state = [LIVE] * batch
+        self.changed = [-1] * batch  # id of the last snapshot taken before the row's state was set
+        self.scanned = [0] * batch  # new tokens already looked at for the marker
+        self.ends: list[int] = [0] * batch
+        self.taken = -1  # id of the last snapshot taken
+        self.pending: tuple[int, Any, Any] | None = None  # (id, its tensors, its copy's event)
+        self.outputs: deque[tuple[list[int], list[int], Future[Any]]] = deque()  # (rows, stops, sandbox run)
+
+    def live(self) -> bool:
+        return LIVE in self.state
+
+    def finished(self) -> bool:
+        return not self.outputs and all(s == DONE for s in self.state)
+
+    def _device(self, values: list[int], dtype: Any = None) -> Any:
+        import torch
+
+        t = torch.tensor(values, dtype=dtype or torch.long)
+        if self.st.n.is_cuda:
+            return t.pin_memory().to(self.st.n.device, non_blocking=True)
+        return t
+
+    def look(self, made: int, steps: int) -> int:
+        """Take a snapshot, read the previous one; returns the bound on new tokens, tightened."""
+        import torch
+
+        st = self.st
+        tensors = [st.n, st.finished, st.out]
+        if st.n.is_cuda:
+            copies = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors]
+            for c, t in zip(copies, tensors):
+                c.copy_(t, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+        else:
+            copies, event = [t.clone() for t in tensors], None
+        self.taken += 1
+        previous, self.pending = self.pending, (self.taken, copies, event)
+        if previous is None:
+            return made
+        return min(made, self._read(*previous) + steps)
+
+    def _read(self, snap: int, copies: list[Any], event: Any) -> int:
+        """Act on a snapshot: rows at the marker stop (run their cells or end), finished rows end.
+        Returns the most new tokens of a row in it."""
+        if event is not None:
+            event.synchronize()
+        n_t, finished_t, out = copies
+        n, finished = n_t.tolist(), finished_t.tolist()
+        ticks = self.session.ticks()
+        ticked = ticks[out.numpy().clip(0, len(ticks) - 1)]
+        stopped: list[tuple[int, int, list[str]]] = []
+        ended: list[int] = []
+        for r, state in enumerate(self.state):
+            if state != LIVE or snap <= self.changed[r]:
+                continue
+            stop = None
+            if self.rows.tools[r]:
+                start = self.rows.start(r)
+                low = max(start, self.scanned[r] + 1 - WINDOW)  # token indices from here on: the span looked at
+                if ticked[r, low:n[r]].any():
+                    stop = self.session.find_stop(out[r, low:n[r]].tolist(), 0, max(self.scanned[r], start) - low,
+                                                  n[r] - low)
+                self.scanned[r] = max(self.scanned[r], n[r])
+            if stop is None:
+                if finished[r]:
+                    self._end(r, n[r])
+                continue
+            stop += low
+            cells = self.session.cells(self.rows, r, out[r, :stop].tolist(), stop)
+            if cells is None:
+                self._end(r, stop)
+                ended.append(r)
+            else:
+                stopped.append((r, stop, cells))
+        st = self.st
+        if ended:
+            st.finished[self._device(ended)] = True
+        if stopped:
+            idx = self._device([r for r, _, _ in stopped])
+            stops = [s for _, s, _ in stopped]
+            st.n[idx] = self._device(stops)
+            st.gen[idx] = self._device([s - self.rows.fed(r) for r, s, _ in stopped])
+            st.tok[idx, 0] = st.out[idx, self._device(stops) - 1]
+            st.finished[idx] = False
+            st.wait[idx] = True
+            for r, _, _ in stopped:
+                self.state[r], self.changed[r] = WAITING, self.taken
+            self.outputs.append(([r for r, _, _ in stopped], stops, self.session.submit([c for _, _, c in stopped])))
+        return max(n)
+
+    def _end(self, r: int, end: int) -> None:
+        self.state[r], self.ends[r] = DONE, end
+
+    def take_outputs(self, block: bool = False) -> None:
+        """Feed the outputs that are back (the oldest one, waiting for it, with `block`)."""
+        st = self.st
+        while self.outputs and (self.outputs[0][2].done() or block):
+            rows, stops, future = self.outputs.popleft()
+            block = False
+            results = [(text, status, self.session.injection(text)) for text, status in future.result()]
+            width = st.feed.shape[1]
+            feed = [ids + [0] * (width - len(ids)) for _, _, ids in results]
+            idx = self._device(rows)
+            st.feed[idx] = self._device(feed).view(len(rows), width)
+            st.fed[idx] = 0
+            st.fed_len[idx] = self._device([len(ids) for _, _, ids in results])
+            st.wait[idx] = False
+            for r, stop, (text, status, ids) in zip(rows, stops, results):
+                self.rows.resumed(r, text, status, ids)
+                self.state[r], self.changed[r] = LIVE, self.taken
+                self.scanned[r] = stop + len(ids)
+
+    def await_output(self) -> None:
+        self.take_outputs(block=True)

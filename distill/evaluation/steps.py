@@ -2,8 +2,9 @@
 
 Each class drives the HF modules' weights, norms and MLPs with fixed shapes and no host sync, so
 that `graphs.GreedyLoop` can capture a step in a CUDA graph. The state `st` is a namespace that the
-loop allocates (`k`, `v` per layer, the current token `tok`, the step `i`) and `allocate` completes
-with what the model family needs.
+loop allocates (`k`, `v` per layer, each row's current token `tok` and its count of new tokens `n`:
+rows advance on their own, a row waiting for its program does not) and `allocate` completes with
+what the model family needs.
 """
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ class T5Step:
     cross_attention = staticmethod(attend)
 
     def cache_len(self, length: int, new: int) -> int:
-        return new  # the start token and all new tokens but the last
+        return new  # the start token and all new tokens but the last (`new`: all a row may hold, outputs too)
 
     def keys(self, length: int, i: int) -> int:
         return i + 1  # self-attention slots read by the step that writes token i
@@ -85,21 +86,23 @@ class T5Step:
                 cv[rows] = _heads(attn.v(hidden), self.heads)
 
     def step(self, st: SimpleNamespace, keys: int) -> Any:
+        """Token `st.n` of each row: its input written at slot `st.n`, its own relative positions."""
         import torch
 
         low = torch.finfo(self.model.dtype).min
-        slots = torch.arange(keys, device=st.i.device)
-        bucket = self.rel._relative_position_bucket(slots - st.i, bidirectional=False,
+        slots = torch.arange(keys, device=st.n.device)
+        bucket = self.rel._relative_position_bucket(slots[None, :] - st.n[:, None], bidirectional=False,
                                                      num_buckets=self.rel.relative_attention_num_buckets,
                                                      max_distance=self.rel.relative_attention_max_distance)
-        bias = self.rel.relative_attention_bias(bucket).T[None, :, None, :]  # [1, heads, 1, keys]
-        bias = bias + torch.where(slots <= st.i, 0.0, low).to(bias.dtype)
+        bias = self.rel.relative_attention_bias(bucket).permute(0, 2, 1)[:, :, None, :]  # [batch, heads, 1, keys]
+        bias = bias + torch.where(slots[None, :] <= st.n[:, None], 0.0, low).to(bias.dtype)[:, None, None, :]
+        at = st.n.view(-1, 1, 1, 1).expand(-1, self.heads, 1, self.config.d_kv)
         x = self.model.decoder.embed_tokens(st.tok)
         for block, k, v, ck, cv in zip(self.blocks, st.k, st.v, st.cross_k, st.cross_v):
             layer, attn = block.layer[0], block.layer[0].SelfAttention
             h = layer.layer_norm(x)
-            k.index_copy_(2, st.i, _heads(attn.k(h), self.heads))
-            v.index_copy_(2, st.i, _heads(attn.v(h), self.heads))
+            k.scatter_(2, at, _heads(attn.k(h), self.heads))
+            v.scatter_(2, at, _heads(attn.v(h), self.heads))
             x = x + attn.o(self.self_attention(_heads(attn.q(h), self.heads), k[:, :, :keys], v[:, :, :keys], bias, 1.0))
             layer, attn = block.layer[1], block.layer[1].EncDecAttention
             x = x + attn.o(self.cross_attention(_heads(attn.q(layer.layer_norm(x)), self.heads), ck, cv, st.cross_mask, 1.0))
@@ -133,14 +136,19 @@ class LlamaStep:
         st.valid = torch.ones(batch, 1, 1, length + new - 1, dtype=torch.bool, device=self.model.device)
 
     def _layers(self, st: SimpleNamespace, rows: slice, x: Any, positions: Any, slots: Any, mask: Any, keys: int) -> Any:
+        """`slots`: the cache slots written, the same for all rows ([tokens], prefill) or one per row
+        (a scatter index [batch, kv heads, 1, dim], a step)."""
         from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+        def write(cache: Any, new: Any) -> None:
+            cache.index_copy_(2, slots, new) if slots.dim() == 1 else cache.scatter_(2, slots, new)
 
         cos, sin = self.body.rotary_emb(x, positions)
         for layer, k, v in zip(self.body.layers, st.k, st.v):
             attn, h = layer.self_attn, layer.input_layernorm(x)
             q, kk = apply_rotary_pos_emb(_heads(attn.q_proj(h), self.heads), _heads(attn.k_proj(h), self.kv_heads), cos, sin)
-            k[rows].index_copy_(2, slots, kk)
-            v[rows].index_copy_(2, slots, _heads(attn.v_proj(h), self.kv_heads))
+            write(k[rows], kk)
+            write(v[rows], _heads(attn.v_proj(h), self.kv_heads))
             x = x + attn.o_proj(attend(q, k[rows, :, :keys], v[rows, :, :keys], mask))
             x = x + layer.mlp(layer.post_attention_layernorm(x))
         return self.body.norm(x)
@@ -163,10 +171,12 @@ class LlamaStep:
         return torch.cat(last)
 
     def step(self, st: SimpleNamespace, keys: int) -> Any:
+        """Token `st.n` of each row: its input at slot `length + n - 1`, position `seen + n - 1`."""
         import torch
 
-        slot = st.length + st.i - 1
-        allowed = st.valid[..., :keys] & (torch.arange(keys, device=slot.device) <= slot)
+        slot = st.length + st.n - 1
+        allowed = st.valid[..., :keys] & (torch.arange(keys, device=slot.device) <= slot[:, None, None, None])
         x = self.body.embed_tokens(st.tok)
         mask = torch.where(allowed, 0.0, torch.finfo(x.dtype).min).to(x.dtype)
-        return self.model.lm_head(self._layers(st, slice(None), x, (st.seen + st.i - 1)[:, None], slot, mask, keys))[:, -1]
+        at = slot.view(-1, 1, 1, 1).expand(-1, self.kv_heads, 1, st.k[0].shape[-1])
+        return self.model.lm_head(self._layers(st, slice(None), x, (st.seen + st.n - 1)[:, None], at, mask, keys))[:, -1]

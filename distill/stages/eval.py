@@ -27,6 +27,7 @@ class EvalOptions:
     top_p: float = 1.0
     seed: int = 0
     max_new_tokens: int = 256
+    max_rounds: int = 4  # tool-integrated thoughts (tir): decoding rounds, cells run between them
     batch_tokens: int | None = None
     max_batch: int = 1024
     device: str | None = None
@@ -58,7 +59,8 @@ def run(opts: EvalOptions) -> EvalResult:
     try:
         decode = DecodeOptions(max_new_tokens=opts.max_new_tokens, samples=opts.samples, temperature=opts.temperature,
                                top_p=opts.top_p, seed=opts.seed, token_budget=opts.batch_tokens,
-                               max_batch=opts.max_batch, compile=not opts.no_compile)
+                               max_batch=opts.max_batch, compile=not opts.no_compile, max_rounds=opts.max_rounds,
+                               cell_timeout=opts.timeout, cell_workers=opts.workers)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     out = Path(opts.output or Path("runs/eval") / Path(opts.model.replace(":", "_")).name)
