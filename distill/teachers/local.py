@@ -14,7 +14,7 @@ from distill.teachers.base import Completion, Request, TeacherError, finish
 
 
 def _params(r: Request) -> tuple[Any, ...]:
-    return (r.n, r.temperature, r.top_p, r.max_tokens, tuple(r.stop or ()), r.logprobs)
+    return (r.n, r.temperature, r.top_p, r.max_tokens, tuple(r.stop or ()), r.logprobs, bool(r.prefix))
 
 
 def cut_at_stop(text: str, stop: list[str] | None) -> tuple[str, bool]:
@@ -92,16 +92,19 @@ class HFTeacher(BatchedTeacher):
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
 
-    def render(self, messages: list[dict[str, str]]) -> str:
+    def render(self, request: Request) -> str:
+        """The prompt text: the messages, then the answer so far (`prefix`) that the model continues."""
         if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return render_plain(messages)
+            text = self.tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
+        else:
+            text = render_plain(request.messages)
+        return text + request.prefix
 
     def _generate(self, requests: list[Request]) -> list[list[Completion]]:
         import torch
 
         first, tok = requests[0], self.tokenizer
-        enc = tok([self.render(r.messages) for r in requests], return_tensors="pt", padding=True).to(self.device)
+        enc = tok([self.render(r) for r in requests], return_tensors="pt", padding=True).to(self.device)
         sampling = dict(do_sample=True, temperature=first.temperature, top_p=first.top_p) if first.temperature > 0 else dict(do_sample=False)
         with torch.inference_mode():
             out = self.model.generate(
@@ -154,7 +157,11 @@ class VLLMTeacher(BatchedTeacher):
                                "`vllm serve` and use openai:MODEL --base-url ...")
         params = SamplingParams(n=first.n, temperature=first.temperature, top_p=first.top_p,
                                 max_tokens=first.max_tokens, stop=first.stop)
-        outputs = self.llm.chat([r.messages for r in requests], params, use_tqdm=False)
+        # A batch either continues prefixes or starts answers (`_params`): the chat template's choice is the batch's.
+        cont = bool(first.prefix)
+        outputs = self.llm.chat([r.messages + [{"role": "assistant", "content": r.prefix}] if cont else r.messages
+                                 for r in requests], params, use_tqdm=False,
+                                add_generation_prompt=not cont, continue_final_message=cont)
         return [
             [finish(o.text, o.finish_reason, len(out.prompt_token_ids or []) if j == 0 else 0, len(o.token_ids))
              for j, o in enumerate(out.outputs)]
