@@ -132,6 +132,22 @@ def test_a_teacher_that_writes_its_own_outputs_ends_in_one_round_and_made_up_one
         [(0, "output-mismatch", False)] * 4 + [(1, "ok", True)] * 4
 
 
+def test_code_the_sandbox_refuses_ends_the_trace_and_the_check_says_why(tmp_path):
+    hostile = {"timeout": "while True:\n    pass", "forbidden": "print(open('/etc/passwd').read())"}
+
+    def refused(i, a, b):
+        code = list(hostile.values())[i % 2]
+        return [f"Let me look. [q{i} s0 r1]\n```python\n{code}\n```\n```output\n{FAKE}\n```\nSo {{output}}. The answer is 1."]
+
+    items, script = workload(2, refused)
+    out = tmp_path / "out.jsonl"
+    with TeacherServer(script) as server:
+        generate(items, "tir", "openai:m", out, teacher_options={"base_url": server.url}, timeout=0.3, workers=1)
+        assert server.requests == 2  # no second round: nothing to feed back
+    rows = sorted(read(out), key=lambda r: r["id"])
+    assert [(r["status"], r["meta"]["rounds"]) for r in rows] == [("timeout", 1), ("forbidden", 1)]
+
+
 def test_the_fleet_and_vllms_continue_final_message(tmp_path):
     items, script = workload(6)
     out = tmp_path / "out.jsonl"

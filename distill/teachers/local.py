@@ -6,10 +6,10 @@ while the model runs.
 """
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from distill.logprobs import TopK
+from distill.teachers.batching import Batcher
 from distill.teachers.base import Completion, Request, TeacherError, finish
 
 
@@ -36,37 +36,16 @@ class BatchedTeacher:
     batch_size: int = 8
 
     def __init__(self) -> None:
-        self._pending: list[tuple[Request, asyncio.Future[list[Completion]]]] = []
-        self._worker: asyncio.Task[None] | None = None
+        self._batcher: Batcher[Request, list[Completion]] = Batcher(self._generate, lambda: self.batch_size, _params)
 
     def _generate(self, requests: list[Request]) -> list[list[Completion]]:
         raise NotImplementedError
 
     async def complete(self, request: Request) -> list[Completion]:
-        future: asyncio.Future[list[Completion]] = asyncio.get_running_loop().create_future()
-        self._pending.append((request, future))
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._drain())
-        return await future
-
-    async def _drain(self) -> None:
-        while self._pending:
-            await asyncio.sleep(0)  # let the other callers of this tick enqueue first
-            key = _params(self._pending[0][0])
-            batch = [p for p in self._pending if _params(p[0]) == key][: self.batch_size]
-            self._pending = [p for p in self._pending if p not in batch]
-            try:
-                results = await asyncio.to_thread(self._generate, [r for r, _ in batch])
-            except Exception as exc:  # noqa: BLE001 - handed to the callers, who decide
-                for _, future in batch:
-                    future.set_exception(exc)
-                continue
-            for (_, future), result in zip(batch, results):
-                future.set_result(result)
+        return await self._batcher(request)
 
     async def aclose(self) -> None:
-        if self._worker is not None:
-            await self._worker
+        await self._batcher.aclose()
 
 
 class HFTeacher(BatchedTeacher):

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from distill.teachers.base import Completion, Request
+from distill.teachers.batching import Batcher
 from solvers.outcome import Status
 from solvers.tir import STOP, append_output, open_cells, parse, shown
 
@@ -70,32 +71,12 @@ class CellRunner:
         self.timeout, self.workers = timeout, workers
         self.executor: Any = None  # a solvers.executor.Executor, opened on first use
         self.lock, self.closed = threading.Lock(), False
-        self._pending: list[tuple[list[str], asyncio.Future[str | None]]] = []
-        self._task: asyncio.Task[None] | None = None
+        self._batcher: Batcher[list[str], str | None] = Batcher(self._run, lambda: CELL_BATCH)
 
     async def output(self, cells: list[str]) -> str | None:
         """What the last of `cells` shows after the others ran before it; None where the sandbox
         refused the code (timeout, memory, forbidden operation)."""
-        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        self._pending.append((cells, future))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._drain())
-        return await future
-
-    async def _drain(self) -> None:
-        while self._pending:
-            await asyncio.sleep(0)  # let the other samples of this tick join the batch
-            batch, self._pending = self._pending[:CELL_BATCH], self._pending[CELL_BATCH:]
-            try:
-                outputs = await asyncio.to_thread(self._run, [cells for cells, _ in batch])
-            except Exception as exc:  # noqa: BLE001 - handed to the waiting samples
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, future), output in zip(batch, outputs):
-                if not future.done():  # its sample may have been cancelled meanwhile
-                    future.set_result(output)
+        return await self._batcher(cells)
 
     def _run(self, traces: list[list[str]]) -> list[str | None]:
         """(In a worker thread.) A run cancelled meanwhile may close the runner: nothing opens after."""
