@@ -243,7 +243,7 @@ def test_local_teachers_continue_the_prefix(tmp_path):
     messages = [{"role": "user", "content": "Question: 2 + 2?\n"}]
     plain, cont = Request(messages, max_tokens=4), Request(messages, max_tokens=4, prefix="```python\nprint(4)\n```\n")
     replica = teacher.replicas[0]
-    assert replica.render(cont) == replica.render(plain) + cont.prefix
+    assert replica.render(messages, cont.prefix) == replica.render(messages) + cont.prefix
 
     async def go():
         try:

@@ -6,17 +6,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from teacher_server import TeacherServer  # noqa: E402
-from test_generate import read, write_data  # noqa: E402
+from test_generate import cli_generate, kill_9_when, read, write_data  # noqa: E402
 
 from distill.generate import Settings, generate  # noqa: E402
 from distill.journal import journal_path  # noqa: E402
@@ -172,8 +170,8 @@ def test_kill_9_mid_trace_then_resume_pays_no_round_twice(tmp_path):
     items, script = workload(30)
     data = write_data(tmp_path / "data.jsonl", items)
     out = tmp_path / "out.jsonl"
-    cmd = [sys.executable, "-m", "distill", "generate", "--thoughts", "tir", "--data", str(data), "--max-rounds", "4",
-           "--teacher", "openai:m", "--concurrency", "4", "-o", str(out), "--no-progress", "--workers", "1"]
+    cmd = cli_generate(data, out, "--thoughts", "tir", "--max-rounds", "4")
+    journal = journal_path(out)
 
     def answered() -> dict[str, tuple[str, str]]:
         """Journaled round key -> its marker (item, round)."""
@@ -187,13 +185,7 @@ def test_kill_9_mid_trace_then_resume_pays_no_round_twice(tmp_path):
 
     with TeacherServer(script, latency=0.1) as server:
         env = {**os.environ, "OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "sk-test"}
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        journal = journal_path(out)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (len(got := answered()) >= 30 and half_done(got)):
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_9_when(cmd, env, lambda: len(got := answered()) >= 30 and half_done(got))
         before = answered()
         assert 0 < len(before) < 90 and half_done(before)  # killed mid-run, mid-trace
         done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

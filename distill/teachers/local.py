@@ -71,19 +71,19 @@ class HFTeacher(BatchedTeacher):
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
 
-    def render(self, request: Request) -> str:
-        """The prompt text: the messages, then the answer so far (`prefix`) that the model continues."""
+    def render(self, messages: list[dict[str, str]], prefix: str = "") -> str:
+        """The prompt text: the messages, then the answer so far (`Request.prefix`) that the model continues."""
         if getattr(self.tokenizer, "chat_template", None):
-            text = self.tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         else:
-            text = render_plain(request.messages)
-        return text + request.prefix
+            text = render_plain(messages)
+        return text + prefix
 
     def _generate(self, requests: list[Request]) -> list[list[Completion]]:
         import torch
 
         first, tok = requests[0], self.tokenizer
-        enc = tok([self.render(r) for r in requests], return_tensors="pt", padding=True).to(self.device)
+        enc = tok([self.render(r.messages, r.prefix) for r in requests], return_tensors="pt", padding=True).to(self.device)
         sampling = dict(do_sample=True, temperature=first.temperature, top_p=first.top_p) if first.temperature > 0 else dict(do_sample=False)
         with torch.inference_mode():
             out = self.model.generate(
