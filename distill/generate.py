@@ -1,6 +1,7 @@
 """`distill generate`: prompt a teacher for rationales, validate each one, journal everything.
 
-Work is split into *requests*: one question x thought x round, asking for `n` samples. A bounded
+Work is split into *requests*: one question x thought x round, asking for `n` samples (a TIR
+request: its samples go on over several teacher rounds, `distill.teachers.rounds`). A bounded
 pool of workers (`concurrency`) sends requests; answers are journaled the moment they arrive and
 handed to one validator task, which checks them in batches in a worker thread (the PoT executor
 pool or the EoT solver) while the workers go on waiting for the teacher. The validator writes
@@ -32,8 +33,9 @@ from distill.records import InputError, Record, carried_meta, dumps, latex_answe
 from distill.teachers import Completion, Request, Teacher, TeacherError, make_teacher
 from distill.teachers.base import is_transient
 from distill.teachers.extract import extract_rationale
+from distill.teachers.rounds import TOOL_THOUGHTS, Rounds, tool_stop, trace_key
 from distill.teachers.prompts import Prompt, load_prompts
-from distill.thoughts import parse_thoughts
+from distill.thoughts import TIR_TIME_FACTOR, parse_thoughts
 from solvers.grading import grade_many
 
 RECORD_FIELDS = [f.name for f in fields(Record)]
@@ -83,6 +85,7 @@ class Settings:
     max_tokens: int = 512
     keep: str = "all"  # all | correct
     logprobs: int = 0  # > 0: keep the teacher's top-k log-probs per generated token (record meta, for kd)
+    max_rounds: int = 6  # TIR: teacher rounds per trace at most (a code cell run between two rounds)
 
     def rounds(self) -> list[int]:
         """The `n` of each successive request for one question x thought."""
@@ -110,6 +113,7 @@ class Job:
     first_sample: int
     completions: list[Completion]
     done: asyncio.Future[int]  # resolves to the number of correct samples
+    meta: list[dict[str, Any]] | None = None  # per sample, kept in its record (TIR: the turns and rounds)
 
 
 class Validator:
@@ -195,7 +199,7 @@ class Validator:
             meta={**carried_meta(item), "raw": c.text,
                   "finish_reason": c.finish_reason,
                   "usage": {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens}}
-                 | ({META_KEY: c.logprobs} if c.logprobs else {}),
+                 | ({META_KEY: c.logprobs} if c.logprobs else {}) | (job.meta[i] if job.meta else {}),
         )
 
     def close(self) -> None:
@@ -215,6 +219,7 @@ class Run:
         self.prompts, self.settings, self.ledger, self.journal = prompts, settings, ledger, journal
         self.stats = Stats(requests=len(items) * len(thoughts) * len(settings.rounds()))
         self.validator: Validator | None = None
+        self.rounds: Rounds | None = None  # TIR rounds (opened by `main` when a thought runs code)
         self.prior_correct: Counter[tuple[str, str]] = Counter()
 
     async def ask(self, item: Record, thought: str) -> None:
@@ -227,29 +232,42 @@ class Run:
             if settings.until_correct and correct >= settings.until_correct:
                 stats.done += len(rounds) - r
                 return
+            tools = thought in TOOL_THOUGHTS
             request = Request(
                 prompt.messages(item.question), n, settings.temperature, settings.top_p, settings.max_tokens,
-                list(prompt.stop) or None, settings.logprobs,
+                tool_stop(prompt.stop) if tools else list(prompt.stop) or None, settings.logprobs,
                 meta={"id": item.id, "question": item.question, "thought": thought, "answer": item.answer, "round": r},
             )
             key = request_key(self.teacher.name, item, prompt, request, r)
-            if key in self.journal.written:
+            job_key = trace_key(key, settings.max_rounds) if tools else key
+            if job_key in self.journal.written:
                 stats.done += 1
                 stats.resumed += 1
                 first += n
                 continue
-            completions, sent = await self.journal.answer(key, lambda: self.teacher.complete(request))
-            if sent:
-                stats.called += 1
-                self.ledger.paid(completions)
+            meta = None
+            if tools:
+                assert self.rounds is not None
+                traces, sent = await self.rounds.traces(request, key, self._answer)
+                completions, meta = [t.completion for t in traces], [t.meta() for t in traces]
             else:
-                stats.resumed += 1
-            job = Job(item, thought, key, first, completions, asyncio.get_running_loop().create_future())
+                completions, sent = await self._answer(key, request)
+            stats.resumed += not sent
+            job = Job(item, thought, job_key, first, completions, asyncio.get_running_loop().create_future(), meta)
             await self.validator.queue.put(job)
             stats.done += 1
             first += n
             if settings.until_correct:
                 correct += await job.done
+
+    async def _answer(self, key: str, request: Request) -> tuple[list[Completion], bool]:
+        """The teacher's answer to one request (one round of a TIR trace), from the journal if an
+        earlier run received it; paid and counted when asked now."""
+        completions, sent = await self.journal.answer(key, lambda: self.teacher.complete(request))
+        if sent:
+            self.stats.called += 1
+            self.ledger.paid(completions)
+        return completions, sent
 
     async def main(self, concurrency: int, timeout: float, workers: int | None, show_progress: bool) -> None:
         kept = self.journal.load()
@@ -274,6 +292,8 @@ class Run:
             self.validator = Validator(self.thoughts, self.prompts, self.teacher.name, self.settings, self.journal,
                                        out, self.stats, timeout, workers)
             checking = asyncio.create_task(self.validator.run())
+            if any(t in TOOL_THOUGHTS for t in self.thoughts):
+                self.rounds = Rounds(self.settings.max_rounds, TIR_TIME_FACTOR * timeout, workers)
             try:
                 async with live_table(lambda: stats_table(self), enabled=show_progress, line=lambda: stats_line(self)):
                     workers_done = asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
@@ -292,6 +312,8 @@ class Run:
             finally:
                 checking.cancel()
                 self.validator.close()
+                if self.rounds is not None:
+                    self.rounds.close()
                 self.journal.close()
 
 
@@ -349,6 +371,10 @@ async def agenerate(
         raise InputError(f"--logprobs must be >= 0, not {settings.logprobs}")
     if settings.samples < 1 or (settings.per_request or 1) < 1 or (settings.until_correct or 1) < 1:
         raise InputError("--samples, --n-per-request and --max-samples-until-correct must be at least 1")
+    if settings.max_rounds < 1:
+        raise InputError(f"--max-rounds must be at least 1, not {settings.max_rounds}")
+    if settings.logprobs and any(t in TOOL_THOUGHTS for t in thoughts):
+        raise InputError("--logprobs is not supported for tir (its traces hold outputs the teacher did not write)")
     if overwrite:
         remove_run(out)
         ledger_path(out).unlink(missing_ok=True)

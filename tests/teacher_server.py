@@ -1,7 +1,11 @@
 """A small OpenAI-compatible chat/completions server for tests and benchmarks.
 
 It answers from scripted rationales (question -> thought -> list of rationales, cycled by sample),
-can inject faults (429 with Retry-After, 500, slow responses, dropped connections, malformed
+honours `stop` (the text is cut before the first stop string, as OpenAI does) and continues an
+answer given as a trailing assistant message: a tool-integrated (TIR) rationale is scripted whole,
+with its ```output blocks; a request whose prefix holds k output blocks gets the script's text
+after its k-th output block (up to the next stop), and `{output}` in it becomes the last output
+the prefix holds (so an answer shows the output the client really appended). It can inject faults (429 with Retry-After, 500, slow responses, dropped connections, malformed
 JSON, truncated answers) at given rates or in a given order, and counts requests.
 
 In tests: `with TeacherServer(script) as server: ... server.url ...` (runs in a thread).
@@ -26,8 +30,10 @@ from typing import Any
 from aiohttp import web
 
 FAULTS = ("429", "500", "slow", "drop", "malformed", "truncated")
-CUES = {"cot": "Let's think step by step", "pot": "break down the code", "eot": "System of linear equations"}
+CUES = {"cot": "Let's think step by step", "pot": "break down the code", "eot": "System of linear equations",
+        "tir": "run code as we go"}
 _QUESTION = re.compile(r"Question:\s*(.*?)\n", re.DOTALL)
+_OUTPUT = re.compile(r"```output[ \t]*\n(.*?)```[ \t]*\n?", re.DOTALL)
 
 Script = dict[str, dict[str, list[str]]]  # question -> thought -> rationales
 
@@ -41,6 +47,22 @@ class Faults:
     seed: int = 0
 
 
+def _skeleton(text: str) -> str:
+    """A trace without its outputs and white space: what the writer (not the tool) wrote."""
+    return re.sub(r"\s+", "", _OUTPUT.sub("", text))
+
+
+def continuation(options: list[str], prefix: str) -> str | None:
+    """The rest of the scripted trace that `prefix` (k output blocks in) continues, or None."""
+    outputs = _OUTPUT.findall(prefix)
+    for option in options:
+        blocks = list(_OUTPUT.finditer(option))
+        if len(blocks) >= len(outputs) and _skeleton(option).startswith(_skeleton(prefix)):
+            rest = option[blocks[len(outputs) - 1].end():] if outputs else option
+            return rest.replace("{output}", outputs[-1].strip() if outputs else "")
+    return None
+
+
 def parse_question(messages: list[dict[str, str]]) -> tuple[str, str]:
     """(question, thought) from the last user turn, which follows the thought's cue template."""
     last = next(m["content"] for m in reversed(messages) if m.get("role") == "user")
@@ -52,17 +74,22 @@ def parse_question(messages: list[dict[str, str]]) -> tuple[str, str]:
 
 class TeacherServer:
     def __init__(self, script: Script | None = None, *, latency: float = 0.0, faults: Faults | None = None,
-                 supports_n: bool = True, host: str = "127.0.0.1", port: int = 0):
+                 supports_n: bool = True, honours_stop: bool = True, host: str = "127.0.0.1", port: int = 0):
         self.script = script or {}
         self.latency = latency
         self.faults = faults or Faults()
         self.supports_n = supports_n
+        self.honours_stop = honours_stop
         self.host, self.port = host, port
         self.requests = 0  # every request received
         self.in_flight = self.peak_in_flight = 0  # requests being answered now / at most at once
         self.answered: Counter[str] = Counter()  # request body hash -> successful answers
         self.received: Counter[str] = Counter()  # request body hash -> requests
         self.asked: Counter[tuple[str, str]] = Counter()  # (question, thought) -> requests
+        self.rounds: Counter[tuple[str, int]] = Counter()  # (question, output blocks in the prefix) -> requests
+        self.tokens: Counter[str] = Counter()  # prompt_tokens / completion_tokens reported, in all
+        self.prefixes: list[str] = []  # the trailing assistant message of each continuing request
+        self.continued = 0  # requests asking to continue the final message (vLLM's continue_final_message)
         self.injected: Counter[str] = Counter()
         self._rng = random.Random(self.faults.seed)
         self._sequence = list(self.faults.sequence)
@@ -99,8 +126,15 @@ class TeacherServer:
                             "top_logprobs": [{"token": name(t), "logprob": v} for t, v in top[:k]]})
         return content
 
-    def _answer(self, question: str, thought: str) -> str:
+    def _answer(self, question: str, thought: str, prefix: str = "", stop: list[str] | None = None) -> str:
         options = self.script.get(question, {}).get(thought) or ["I do not know."]
+        text = continuation(options, prefix) if prefix else self._next(question, thought, options)
+        if text is None:
+            text = "I do not know."
+        cuts = [i for s in (stop or []) if self.honours_stop and (i := text.find(s)) >= 0]
+        return text[: min(cuts)] if cuts else text
+
+    def _next(self, question: str, thought: str, options: list[str]) -> str:
         i = self._samples[question, thought]
         self._samples[question, thought] += 1
         return options[i % len(options)]
@@ -120,7 +154,13 @@ class TeacherServer:
         self.received[key] += 1
         body = json.loads(raw)
         question, thought = parse_question(body["messages"])
+        last = body["messages"][-1]
+        prefix = last["content"] if last.get("role") == "assistant" else ""
+        if prefix:
+            self.prefixes.append(prefix)
+        self.continued += bool(body.get("continue_final_message"))
         self.asked[question, thought] += 1
+        self.rounds[question, len(_OUTPUT.findall(prefix))] += 1
         fault = self._fault()
         if fault:
             self.injected[fault] += 1
@@ -139,7 +179,7 @@ class TeacherServer:
         n = int(body.get("n") or 1) if self.supports_n else 1
         choices = []
         for i in range(n):
-            text, reason = self._answer(question, thought), "stop"
+            text, reason = self._answer(question, thought, prefix, body.get("stop")), "stop"
             if fault == "truncated":
                 text, reason = text[: len(text) // 2], "length"
             choice = {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": reason}
@@ -150,6 +190,7 @@ class TeacherServer:
         prompt_tokens = sum(len(m["content"]) for m in body["messages"]) // 4
         completion_tokens = sum(len(c["message"]["content"]) for c in choices) // 4
         self.answered[key] += 1
+        self.tokens.update(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
         return web.json_response({
             "id": f"chatcmpl-{self.requests}", "object": "chat.completion", "created": 0, "model": body.get("model"),
             "choices": choices,

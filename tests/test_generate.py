@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -124,21 +125,31 @@ def test_faults_at_20_percent_still_give_complete_output(tmp_path):
     assert statuses["ok"] >= 40 and sum(result.retries.values()) >= 5
 
 
+def cli_generate(data: Path, out: Path, *options: str) -> list[str]:
+    """`distill generate` of `data` into `out` by `openai:m`, 4 requests in flight, one PoT worker."""
+    return [sys.executable, "-m", "distill", "generate", "--data", str(data), "--teacher", "openai:m", "--concurrency", "4",
+            "-o", str(out), "--no-progress", "--workers", "1", *options]
+
+
+def kill_9_when(cmd: list[str], env: dict[str, str], ready: Callable[[], bool]) -> None:
+    """Run `cmd` and kill -9 it as soon as `ready()` (polled), or after a minute."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not ready():
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def test_kill_9_mid_run_then_resume(tmp_path):
     items, script = workload(40)
     data = write_data(tmp_path / "data.jsonl", items)
     out = tmp_path / "out.jsonl"
-    cmd = [sys.executable, "-m", "distill", "generate", "--thought", "cot,eot", "--data", str(data), "--samples", "2",
-           "--teacher", "openai:m", "--concurrency", "4", "-o", str(out), "--no-progress", "--workers", "1"]
+    cmd = cli_generate(data, out, "--thought", "cot,eot", "--samples", "2")
+    journal = journal_path(out)
     with TeacherServer(script, latency=0.05) as server:
         env = {**os.environ, "OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "sk-test"}
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        journal = journal_path(out)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (not journal.exists() or journal.read_text().count("\n") < 30):
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_9_when(cmd, env, lambda: journal.exists() and journal.read_text().count("\n") >= 30)
         answered_before = {json.loads(line)["key"] for line in journal.read_text().splitlines()
                            if line.endswith("}") and '"completions"' in line}
         assert 0 < len(answered_before) < 80  # killed mid-run

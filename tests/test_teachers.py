@@ -169,6 +169,24 @@ def test_openai_teacher_records_malformed_and_truncated_answers():
         assert got.error == "truncated" and got.finish_reason == "length" and server.requests == 2
 
 
+def test_openai_teacher_sends_the_prefix_as_the_assistants_message():
+    tir = "I add.\n```python\nprint(3 + 4)\n```\n```output\n0\n```\nSo {output}. The answer is 7."
+    prefix = "I add.\n```python\nprint(3 + 4)\n```\n```output\n7\n```\n"
+    request = Request([{"role": "user", "content": f"Question: {Q}\nLet's reason and run code as we go.\n"}], prefix=prefix)
+    with TeacherServer({Q: {"tir": [tir]}}) as server:
+        for options in ({}, {"continue_final_message": True}):
+            teacher = make_teacher("openai:m", base_url=server.url, **options)
+
+            async def go():
+                try:
+                    return await teacher.complete(request)
+                finally:
+                    await teacher.aclose()
+
+            assert asyncio.run(go())[0].text == "So 7. The answer is 7."
+        assert server.prefixes == [prefix, prefix] and server.continued == 1
+
+
 def test_make_teacher_errors(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
@@ -217,3 +235,21 @@ def test_hf_teacher_generates_with_a_tiny_random_model(tmp_path):
     for row in results:
         assert row[0].prompt_tokens > 0 and all(0 < c.completion_tokens <= 6 for c in row)
         assert all(isinstance(c.text, str) and c.finish_reason in ("stop", "length") for c in row)
+
+
+def test_local_teachers_continue_the_prefix(tmp_path):
+    save_tiny_llama(tmp_path)
+    teacher = make_teacher(f"hf:{tmp_path}", device="cpu")
+    messages = [{"role": "user", "content": "Question: 2 + 2?\n"}]
+    plain, cont = Request(messages, max_tokens=4), Request(messages, max_tokens=4, prefix="```python\nprint(4)\n```\n")
+    replica = teacher.replicas[0]
+    assert replica.render(messages, cont.prefix) == replica.render(messages) + cont.prefix
+
+    async def go():
+        try:
+            return await asyncio.gather(teacher.complete(plain), teacher.complete(cont))
+        finally:
+            await teacher.aclose()
+
+    (a,), (b,) = asyncio.run(go())
+    assert b.prompt_tokens == a.prompt_tokens + len(cont.prefix.encode())  # byte tokenizer: one token a byte

@@ -40,6 +40,9 @@ from distill.stages.generate import GenerateOptions, exit_code
 @click.option("--logprobs", default=0, show_default=True, metavar="K",
               help="Keep the teacher's top-K log-probs per generated token (hf:, or a server returning token ids), "
                    "for `distill train --objective kd`.")
+@click.option("--max-rounds", default=6, show_default=True,
+              help="tir: teacher rounds per trace at most; between two, the trace's code cell runs in the sandbox "
+                   "and its output is appended.")
 @teacher_backend_options
 @click.option("--no-progress", is_flag=True, help="No live progress display.")
 def command(**params: Any) -> None:

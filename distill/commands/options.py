@@ -41,6 +41,9 @@ def teacher_backend_options(f: Any) -> Any:
         click.option("--dtype", help="hf: torch dtype [auto]."),
         click.option("--batch-size", type=int, help="hf/vllm: requests per generate batch [8 / 256]."),
         click.option("--gpus", type=int, help="hf: one replica per GPU, requests shared out (with --device cpu: N on the CPU)."),
+        click.option("--continue-final-message", is_flag=True, default=None,
+                     help="openai: the server (vLLM, SGLang) continues the assistant's answer so far (tir rounds) "
+                          "rather than answering after it."),
     ]):
         f = decorator(f)
     return f

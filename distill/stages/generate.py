@@ -14,7 +14,7 @@ from distill.teachers.base import HINTS, is_teacher_failure, is_transient
 
 # Options that go to the teacher's backend (`make_teacher` checks that the backend takes them).
 BACKEND = ("base_url", "api_key", "timeout", "max_retries", "rpm", "tpm", "n_mode", "device", "dtype", "batch_size",
-           "gpus")
+           "gpus", "continue_final_message")
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class TeacherOptions:
     dtype: str | None = None
     batch_size: int | None = None
     gpus: int | None = None
+    continue_final_message: bool | None = None
 
 
 def backend_options(opts: Any) -> dict[str, Any]:
@@ -64,6 +65,7 @@ class GenerateOptions(TeacherOptions):
     workers: int | None = None
     no_progress: bool = False
     logprobs: int = 0  # keep the teacher's top-k log-probs per generated token (for `train --objective kd`)
+    max_rounds: int = 6  # tir: teacher rounds per trace at most (a code cell runs between two)
 
 
 REQUIRED = ("thoughts", "data", "teacher", "output")
@@ -75,7 +77,7 @@ def run(opts: GenerateOptions) -> Result:
             raise InputError(f"missing required option {'--' + name.replace('_', '-')!r}")
     settings = Settings(samples=opts.samples, per_request=opts.n_per_request, until_correct=opts.max_samples_until_correct,
                         temperature=opts.temperature, top_p=opts.top_p, max_tokens=opts.max_tokens, keep=opts.keep,
-                        logprobs=opts.logprobs)
+                        logprobs=opts.logprobs, max_rounds=opts.max_rounds)
     result = generate(opts.data, opts.thoughts, opts.teacher, opts.output, limit=opts.limit, shard=opts.shard,
                       prompt_files=opts.prompt, prices=opts.prices, teacher_options=backend_options(opts),
                       settings=settings, concurrency=opts.concurrency, overwrite=opts.overwrite,

@@ -6,15 +6,15 @@ while the model runs.
 """
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from distill.logprobs import TopK
+from distill.teachers.batching import Batcher
 from distill.teachers.base import Completion, Request, TeacherError, finish
 
 
 def _params(r: Request) -> tuple[Any, ...]:
-    return (r.n, r.temperature, r.top_p, r.max_tokens, tuple(r.stop or ()), r.logprobs)
+    return (r.n, r.temperature, r.top_p, r.max_tokens, tuple(r.stop or ()), r.logprobs, bool(r.prefix))
 
 
 def cut_at_stop(text: str, stop: list[str] | None) -> tuple[str, bool]:
@@ -36,37 +36,16 @@ class BatchedTeacher:
     batch_size: int = 8
 
     def __init__(self) -> None:
-        self._pending: list[tuple[Request, asyncio.Future[list[Completion]]]] = []
-        self._worker: asyncio.Task[None] | None = None
+        self._batcher: Batcher[Request, list[Completion]] = Batcher(self._generate, lambda: self.batch_size, _params)
 
     def _generate(self, requests: list[Request]) -> list[list[Completion]]:
         raise NotImplementedError
 
     async def complete(self, request: Request) -> list[Completion]:
-        future: asyncio.Future[list[Completion]] = asyncio.get_running_loop().create_future()
-        self._pending.append((request, future))
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._drain())
-        return await future
-
-    async def _drain(self) -> None:
-        while self._pending:
-            await asyncio.sleep(0)  # let the other callers of this tick enqueue first
-            key = _params(self._pending[0][0])
-            batch = [p for p in self._pending if _params(p[0]) == key][: self.batch_size]
-            self._pending = [p for p in self._pending if p not in batch]
-            try:
-                results = await asyncio.to_thread(self._generate, [r for r, _ in batch])
-            except Exception as exc:  # noqa: BLE001 - handed to the callers, who decide
-                for _, future in batch:
-                    future.set_exception(exc)
-                continue
-            for (_, future), result in zip(batch, results):
-                future.set_result(result)
+        return await self._batcher(request)
 
     async def aclose(self) -> None:
-        if self._worker is not None:
-            await self._worker
+        await self._batcher.aclose()
 
 
 class HFTeacher(BatchedTeacher):
@@ -92,16 +71,19 @@ class HFTeacher(BatchedTeacher):
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
 
-    def render(self, messages: list[dict[str, str]]) -> str:
+    def render(self, messages: list[dict[str, str]], prefix: str = "") -> str:
+        """The prompt text: the messages, then the answer so far (`Request.prefix`) that the model continues."""
         if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return render_plain(messages)
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        else:
+            text = render_plain(messages)
+        return text + prefix
 
     def _generate(self, requests: list[Request]) -> list[list[Completion]]:
         import torch
 
         first, tok = requests[0], self.tokenizer
-        enc = tok([self.render(r.messages) for r in requests], return_tensors="pt", padding=True).to(self.device)
+        enc = tok([self.render(r.messages, r.prefix) for r in requests], return_tensors="pt", padding=True).to(self.device)
         sampling = dict(do_sample=True, temperature=first.temperature, top_p=first.top_p) if first.temperature > 0 else dict(do_sample=False)
         with torch.inference_mode():
             out = self.model.generate(
@@ -154,7 +136,11 @@ class VLLMTeacher(BatchedTeacher):
                                "`vllm serve` and use openai:MODEL --base-url ...")
         params = SamplingParams(n=first.n, temperature=first.temperature, top_p=first.top_p,
                                 max_tokens=first.max_tokens, stop=first.stop)
-        outputs = self.llm.chat([r.messages for r in requests], params, use_tqdm=False)
+        # A batch either continues prefixes or starts answers (`_params`): the chat template's choice is the batch's.
+        cont = bool(first.prefix)
+        outputs = self.llm.chat([r.messages + [{"role": "assistant", "content": r.prefix}] if cont else r.messages
+                                 for r in requests], params, use_tqdm=False,
+                                add_generation_prompt=not cont, continue_final_message=cont)
         return [
             [finish(o.text, o.finish_reason, len(out.prompt_token_ids or []) if j == 0 else 0, len(o.token_ids))
              for j, o in enumerate(out.outputs)]

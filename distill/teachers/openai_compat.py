@@ -8,6 +8,12 @@ The client's own retries are switched off: we retry here, so that every attempt 
 limiter, failures are counted by class, and a failure after the last retry becomes a failed
 `Completion` rather than an exception.
 
+A request that continues an answer (`Request.prefix`, the rounds of tool-integrated reasoning)
+ends its messages with an assistant message holding the prefix. Plain OpenAI-compatible servers
+take that as a finished turn and answer anew, which the caller appends to the prefix all the same;
+vLLM and SGLang continue the prefix itself when asked (`continue_final_message`, sent with such
+requests; their `--continue-final-message` flag).
+
 `base_url` may name several servers (`URL1,URL2` or `@FILE`): `distill.teachers.fleet` then spreads
 the attempts over them and moves a dead server's requests to the others.
 """
@@ -43,6 +49,7 @@ class OpenAITeacher:
         n_mode: str = "auto",  # auto: ask for n, fall back to n calls when the server ignores it; native; split
         extra_body: dict[str, Any] | None = None,
         concurrency: int | None = None,  # of the run: each of several servers gets its share in flight
+        continue_final_message: bool = False,  # vLLM/SGLang: continue a prefix (not answer after it)
     ):
         import openai
 
@@ -59,6 +66,7 @@ class OpenAITeacher:
         self.max_retries = max_retries
         self.n_mode = n_mode
         self.extra_body = extra_body
+        self.continue_final_message = continue_final_message
         self.limiter = RateLimiter(rpm, tpm)
         self.retries: Counter[str] = Counter()  # failed attempts by class, retried or not
         self._errors = openai
@@ -84,11 +92,14 @@ class OpenAITeacher:
 
     async def _call(self, request: Request, n: int) -> list[Completion]:
         errors = self._errors
-        reserved = sum(len(m.get("content", "")) for m in request.messages) // 4 + request.max_tokens * n
+        messages = request.messages + ([{"role": "assistant", "content": request.prefix}] if request.prefix else [])
+        reserved = sum(len(m.get("content", "")) for m in messages) // 4 + request.max_tokens * n
         body: dict[str, Any] = dict(
-            model=self.model, messages=request.messages, temperature=request.temperature,
+            model=self.model, messages=messages, temperature=request.temperature,
             top_p=request.top_p, max_tokens=request.max_tokens, **(self.extra_body or {}),
         )
+        if request.prefix and self.continue_final_message:
+            body |= {"continue_final_message": True, "add_generation_prompt": False}
         if n > 1:
             body["n"] = n
         if request.stop:
