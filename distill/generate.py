@@ -33,7 +33,7 @@ from distill.records import InputError, Record, carried_meta, dumps, latex_answe
 from distill.teachers import Completion, Request, Teacher, TeacherError, make_teacher
 from distill.teachers.base import is_transient
 from distill.teachers.extract import extract_rationale
-from distill.teachers.rounds import TOOL_THOUGHTS, Rounds, tool_stop, trace_key
+from distill.teachers.rounds import Rounds, tool_stop, trace_key, uses_tools
 from distill.teachers.prompts import Prompt, load_prompts
 from distill.thoughts import TIR_TIME_FACTOR, parse_thoughts
 from solvers.grading import grade_many
@@ -232,7 +232,7 @@ class Run:
             if settings.until_correct and correct >= settings.until_correct:
                 stats.done += len(rounds) - r
                 return
-            tools = thought in TOOL_THOUGHTS
+            tools = uses_tools(thought)
             request = Request(
                 prompt.messages(item.question), n, settings.temperature, settings.top_p, settings.max_tokens,
                 tool_stop(prompt.stop) if tools else list(prompt.stop) or None, settings.logprobs,
@@ -292,7 +292,7 @@ class Run:
             self.validator = Validator(self.thoughts, self.prompts, self.teacher.name, self.settings, self.journal,
                                        out, self.stats, timeout, workers)
             checking = asyncio.create_task(self.validator.run())
-            if any(t in TOOL_THOUGHTS for t in self.thoughts):
+            if any(map(uses_tools, self.thoughts)):
                 self.rounds = Rounds(self.settings.max_rounds, TIR_TIME_FACTOR * timeout, workers)
             try:
                 async with live_table(lambda: stats_table(self), enabled=show_progress, line=lambda: stats_line(self)):
@@ -373,7 +373,7 @@ async def agenerate(
         raise InputError("--samples, --n-per-request and --max-samples-until-correct must be at least 1")
     if settings.max_rounds < 1:
         raise InputError(f"--max-rounds must be at least 1, not {settings.max_rounds}")
-    if settings.logprobs and any(t in TOOL_THOUGHTS for t in thoughts):
+    if settings.logprobs and any(map(uses_tools, thoughts)):
         raise InputError("--logprobs is not supported for tir (its traces hold outputs the teacher did not write)")
     if overwrite:
         remove_run(out)

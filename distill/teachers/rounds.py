@@ -28,7 +28,14 @@ from distill.teachers.batching import Batcher
 from solvers.outcome import Status
 from solvers.tir import STOP, append_output, open_cells, parse, shown
 
-TOOL_THOUGHTS = ("tir",)  # thoughts whose teacher runs code between rounds
+
+def uses_tools(thought: str) -> bool:
+    """Whether the thought's writer runs code between rounds (the registry's `Thought.tools`)."""
+    from distill.thoughts import get_thought
+
+    return get_thought(thought).tools
+
+
 CELL_BATCH = 256  # traces whose cells run per call into the sandbox thread
 
 # (key, request) -> (completions, whether the teacher was asked): the journal's answer, paid by the caller.
