@@ -108,7 +108,7 @@ class _System:
         self.pivots: dict[str, Lin] = {}  # unknown -> affine form over free unknowns
         self.versions: dict[str, int] = {}
         self.order: dict[str, int] = {}  # unknown -> when first seen (pivot choice)
-        self.pending: list[tuple[_Eq, Value, set[str]]] = []  # non-linear, with their free unknowns
+        self.pending: list[tuple[_Eq, Value | None, set[str]]] = []  # non-linear (None: deferred), free unknowns
         self.nonzero: list[tuple[Lin, int]] = []  # denominators cleared from `c / x = d`
         self.inequalities: list[_Eq] = []
         self.symbolic_exponents: set[int] = set()  # lines with an exponent that has unknowns
@@ -192,7 +192,12 @@ class _System:
         return _Eq(eq.lineno, ("name", fresh), eq.rhs, "=", keys, keys[fresh])
 
     def absorb(self, eq: _Eq, value: Value | None = None) -> None:
-        value = self.value(eq) if value is None else value
+        if value is None:
+            try:
+                value = self.value(eq)
+            except NeedsSymbolic:  # exact_only(): wait for values that may make the line exact
+                self.defer(eq)
+                return
         if isinstance(value, Ratio):
             self.nonzero.append((value.den, eq.lineno))
             value = value.num
@@ -204,6 +209,15 @@ class _System:
             self.pending.append((eq, value, free))
         elif not is_zero(value):
             raise EotError(Status.INCONSISTENT, f"line {eq.lineno}: the equation does not hold")
+
+    def defer(self, eq: _Eq) -> None:
+        """Keep a line that needs SymPy for now (under `exact_only()`): it is evaluated again when one
+        of the unknowns its names stand for gets a pivot, as SymPy's pending lines are. If it is still
+        waiting when the answer is read (or can wait for nothing), the whole text needs SymPy."""
+        free = {k for key in eq.keys.values() if key not in CONSTANTS for k in self.lookup(key).coef}
+        if not free:
+            raise NeedsSymbolic
+        self.pending.append((eq, None, free))
 
     def eliminate(self, form: Lin, eq: _Eq) -> None:
         if form.is_const:
@@ -229,6 +243,8 @@ class _System:
 
     # -- the answer ------------------------------------------------------------------------
     def answer(self) -> Outcome:
+        if any(value is None for _, value, _ in self.pending):
+            raise NeedsSymbolic  # a deferred line is still waiting: the sandbox solves the whole text
         if ANSWER not in self.order:
             raise EotError(Status.PARSE, "no equation defines `ans`")
         for den, lineno in self.nonzero:
@@ -294,6 +310,10 @@ class _System:
             diff = self.value(ineq)
             if isinstance(diff, Lin) and diff.is_const:
                 number: Fraction | float = diff.const
+            elif isinstance(diff, Lin) and not all(symbol(k) in solution for k in diff.coef):
+                continue  # undetermined (SymPy would leave free symbols)
+            elif isinstance(diff, Lin) and all(isinstance(solution[symbol(k)], Fraction) for k in diff.coef):
+                number = _real(diff.const + sum(c * solution[symbol(k)] for k, c in diff.coef.items()))
             else:
                 e = to_sym(diff).subs(solution)
                 if e.free_symbols:
@@ -330,6 +350,14 @@ class _System:
                 return Outcome.fail(Status.AMBIGUOUS, f"ans has {len(reals)} values: {shown}")
             reals = positive
         return _ok(reals[0])
+
+def _real(value: Fraction) -> Fraction | float:
+    """The float SymPy's 30-digit evaluation gives for an exact rational (the value where it overflows)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return value
+
 
 def _ok(value: Fraction | float) -> Outcome:
     number = to_number(value)
