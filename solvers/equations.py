@@ -5,7 +5,7 @@ format and the classes are documented for users in docs/eot.md; in short:
 
 * Lines are parsed by our own tokenizer (solvers/eot/parser.py); model text is never `eval`ed
   or `sympify`ed. `%` lines are comments.
-* Unknowns are the names. Lines are added one by one to an exact (Fraction) system kept in
+* Unknowns are the names. Lines are added one by one to an exact (int and Fraction) system kept in
   reduced row-echelon form: each pivot unknown is an affine form of the free ones. A line that is
   linear once the known values are substituted is eliminated at once; a non-linear one waits
   until enough values are known, and what still waits at the end goes to SymPy (fallback.py).
@@ -30,8 +30,8 @@ from fractions import Fraction
 import sympy
 
 from solvers.answers import to_number
-from solvers.eot.algebra import (CONSTANTS, Lin, NeedsSymbolic, Poly1, Ratio, Value, add, check_sizes, evaluate,
-                                 exact_only, neg, quadratic_roots, symbol, to_sym)
+from solvers.eot.algebra import (CONSTANTS, Q, Lin, NeedsSymbolic, Poly1, Ratio, Value, add, check_sizes, evaluate,
+                                 exact_only, neg, quadratic_roots, quot, symbol, to_sym)
 from solvers.eot.fallback import is_zero, solve_nonlinear, time_limit
 from solvers.eot.parser import EotError, Line, Node, parse_text
 from solvers.outcome import Outcome, Status
@@ -223,11 +223,12 @@ class _System:
         if form.is_const:
             if form.const:
                 raise EotError(Status.INCONSISTENT, f"line {eq.lineno} contradicts the lines before it "
-                                                    f"(lhs - rhs = {to_number(form.const)})")
+                                                    f"(lhs - rhs = {_number(form.const)})")
             return
         pivot = eq.prefer if eq.prefer in form.coef else max(form.coef, key=self.order.__getitem__)
         c = form.coef[pivot]
-        solved = check_sizes(Lin(-form.const / c, {k: -v / c for k, v in form.coef.items() if k != pivot}), eq.lineno)
+        solved = check_sizes(Lin(quot(-form.const, c), {k: quot(-v, c) for k, v in form.coef.items() if k != pivot}),
+                             eq.lineno)
         for k, expr in self.pivots.items():
             if pivot in expr.coef:
                 self.in_time()
@@ -254,7 +255,7 @@ class _System:
         ans = self.lookup(self.key(ANSWER))
         if ans.is_const:
             if not self.inequalities_hold({}):
-                raise EotError(Status.INCONSISTENT, f"the answer {to_number(ans.const)} violates an inequality")
+                raise EotError(Status.INCONSISTENT, f"the answer {_number(ans.const)} violates an inequality")
             return _ok(ans.const)
         # The non-linear equations connected to the unknowns `ans` depends on.
         unknowns, taken = set(ans.coef), []
@@ -282,7 +283,7 @@ class _System:
         equations = [to_sym(v) for v in values]
         solutions = time_limit(lambda: solve_nonlinear(equations), self.deadline - time.monotonic())
         ans_sym = to_sym(ans)
-        candidates: list[tuple[Fraction | complex, dict]] = []
+        candidates: list[tuple[Q | complex, dict]] = []
         for sol in solutions:
             value = ans_sym.subs(sol)
             if value.free_symbols:
@@ -292,11 +293,11 @@ class _System:
             candidates.append((Fraction(int(value.p), int(value.q)) if exact else complex(sympy.N(value, 30)), sol))
         return self.choose(candidates)
 
-    def quadratic(self, ans: Lin, polys: list[Value]) -> list[tuple[Fraction | complex, dict]]:
+    def quadratic(self, ans: Lin, polys: list[Value]) -> list[tuple[Q | complex, dict]]:
         """Candidates from quadratics in one unknown: exact roots where rational, floats otherwise."""
         first = polys[0]
         assert isinstance(first, Poly1)
-        candidates: list[tuple[Fraction | complex, dict]] = []
+        candidates: list[tuple[Q | complex, dict]] = []
         for root in quadratic_roots(*first.coefs):
             if not isinstance(root, complex) and any(abs(p.at(root)) > 1e-9 for p in polys[1:]):  # type: ignore[union-attr]
                 continue
@@ -309,10 +310,10 @@ class _System:
         for ineq in self.inequalities:
             diff = self.value(ineq)
             if isinstance(diff, Lin) and diff.is_const:
-                number: Fraction | float = diff.const
+                number: Q | float = diff.const
             elif isinstance(diff, Lin) and not all(symbol(k) in solution for k in diff.coef):
                 continue  # undetermined (SymPy would leave free symbols)
-            elif isinstance(diff, Lin) and all(isinstance(solution[symbol(k)], Fraction) for k in diff.coef):
+            elif isinstance(diff, Lin) and all(isinstance(solution[symbol(k)], (int, Fraction)) for k in diff.coef):
                 number = _real(diff.const + sum(c * solution[symbol(k)] for k, c in diff.coef.items()))
             else:
                 e = to_sym(diff).subs(solution)
@@ -326,10 +327,10 @@ class _System:
                 return False
         return True
 
-    def choose(self, candidates: list[tuple[Fraction | complex, dict]]) -> Outcome:
+    def choose(self, candidates: list[tuple[Q | complex, dict]]) -> Outcome:
         """The rule for several solutions: drop complex ones and those that break an inequality; if
         distinct values remain, take the single positive one, else fail as ambiguous."""
-        reals: list[Fraction | float] = []
+        reals: list[Q | float] = []
         complex_seen = False
         for value, sol in candidates:
             if isinstance(value, complex):
@@ -351,7 +352,7 @@ class _System:
             reals = positive
         return _ok(reals[0])
 
-def _real(value: Fraction) -> Fraction | float:
+def _real(value: Q) -> Q | float:
     """The float SymPy's 30-digit evaluation gives for an exact rational (the value where it overflows)."""
     try:
         return float(value)
@@ -359,8 +360,13 @@ def _real(value: Fraction) -> Fraction | float:
         return value
 
 
-def _ok(value: Fraction | float) -> Outcome:
-    number = to_number(value)
+def _number(value: Q | float) -> int | float | None:
+    """As a Fraction would be reported (a whole number beyond 2**53 is a float, as from a Fraction)."""
+    return to_number(Fraction(value) if type(value) is int else value)
+
+
+def _ok(value: Q | float) -> Outcome:
+    number = _number(value)
     if number is None:
         return Outcome.fail(Status.NON_NUMERIC, "ans is not a finite number")
     return Outcome.ok(number)
