@@ -30,7 +30,7 @@ from fractions import Fraction
 import sympy
 
 from solvers.answers import to_number
-from solvers.eot.algebra import (CONSTANTS, Q, Lin, NeedsSymbolic, Poly1, Ratio, Value, add, check_sizes, evaluate,
+from solvers.eot.algebra import (CONSTANTS, Q, Lin, NeedsSymbolic, Poly1, Ratio, Real, Value, add, check_sizes, evaluate,
                                  exact_only, neg, quadratic_roots, quot, symbol, to_sym)
 from solvers.eot.fallback import is_zero, solve_nonlinear, time_limit
 from solvers.eot.parser import EotError, Line, Node, parse_text
@@ -204,6 +204,8 @@ class _System:
         if isinstance(value, Lin):
             self.eliminate(value, eq)
             return
+        if isinstance(value, Real):
+            raise NeedsSymbolic  # whether it is zero is SymPy's to say
         free = {value.var} if isinstance(value, Poly1) else {s.name for s in value.free_symbols}
         if free:
             self.pending.append((eq, value, free))
@@ -244,14 +246,14 @@ class _System:
 
     # -- the answer ------------------------------------------------------------------------
     def answer(self) -> Outcome:
-        if any(value is None for _, value, _ in self.pending):
-            raise NeedsSymbolic  # a deferred line is still waiting: the sandbox solves the whole text
         if ANSWER not in self.order:
             raise EotError(Status.PARSE, "no equation defines `ans`")
         for den, lineno in self.nonzero:
             d = self.substituted(den)
             if d.is_const and not d.const:
                 raise EotError(Status.INCONSISTENT, f"line {lineno}: the solution divides by zero")
+        if any(value is None for _, value, _ in self.pending):
+            return self.closed_form()
         ans = self.lookup(self.key(ANSWER))
         if ans.is_const:
             if not self.inequalities_hold({}):
@@ -292,6 +294,22 @@ class _System:
             exact = isinstance(value, sympy.Rational)
             candidates.append((Fraction(int(value.p), int(value.q)) if exact else complex(sympy.N(value, 30)), sol))
         return self.choose(candidates)
+
+    def closed_form(self) -> Outcome:
+        """(Under `exact_only()`, with deferred lines.) The answer where the one line still waiting is
+        `ans = E`, E a closed-form constant (pi, an irrational root): SymPy would solve that line alone
+        and answer the float of E, which an interval gives (algebra.Real). Anything else: the sandbox."""
+        key = self.key(ANSWER)
+        if len(self.pending) != 1 or self.inequalities:
+            raise NeedsSymbolic
+        eq, _, free = self.pending[0]
+        if free != {key} or eq.prefer != key or eq.lhs != ("name", ANSWER) or eq.lineno in self.symbolic_exponents:
+            raise NeedsSymbolic
+        value = evaluate(eq.rhs, eq.keys, self.lookup, eq.lineno, lambda: self.symbolic_exponents.add(eq.lineno))
+        number = value.to_float() if isinstance(value, Real) else None
+        if number is None:
+            raise NeedsSymbolic
+        return _ok(number)
 
     def quadratic(self, ans: Lin, polys: list[Value]) -> list[tuple[Q | complex, dict]]:
         """Candidates from quadratics in one unknown: exact roots where rational, floats otherwise."""

@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 from fractions import Fraction
 
 import sympy
+from mpmath import libmp
+from mpmath.ctx_iv import MPIntervalContext
 
 from solvers.eot.parser import EotError, Node
 from solvers.outcome import Status
@@ -125,7 +127,46 @@ class Poly1:
         return total
 
 
-Value = Lin | Ratio | Poly1 | sympy.Expr
+_IV = MPIntervalContext()  # our own context: its precision is nobody else's
+_IV.prec = 128
+_MARGIN = _IV.mpf([1 - 2.0**-80, 1 + 2.0**-80])  # well beyond the error of SymPy's 30-digit evaluation
+_INTERVALS = {"<pi>": _IV.pi}  # CONSTANTS as intervals
+
+
+class Real:
+    """(Only under `exact_only()`.) A real constant that SymPy would keep in closed form (pi, a root that
+    is not rational, arithmetic on them), as an interval that holds it (mpmath's, 128 bits: bounded
+    work). It serves one purpose, an answer `ans = 9 * pi`; any other use (with an unknown, in a
+    comparison, floor...) needs SymPy, as does an interval that does not settle its float."""
+
+    __slots__ = ("iv",)
+
+    def __init__(self, iv: object) -> None:
+        self.iv = iv
+
+    def to_float(self) -> float | None:
+        """The float nearest to the value, if every point of the interval (widened) rounds to it: then it
+        is also what SymPy's `complex(N(value, 30))` gives. None if not settled, or out of range."""
+        lo, hi = (libmp.to_float(x, rnd=libmp.round_nearest) for x in (self.iv * _MARGIN)._mpi_)
+        if lo != hi or not (lo == 0 or 1e-300 < abs(lo) < 1e300):
+            return None
+        return lo
+
+
+def _interval(v: "Value") -> object:
+    if isinstance(v, Real):
+        return v.iv
+    c = _const(v)
+    if c is None:
+        raise NeedsSymbolic
+    return _IV.mpf(c.numerator) / c.denominator
+
+
+def _positive(v: "Value") -> bool:
+    return bool(_interval(v) > 0)  # an interval compares True only if all of it does
+
+
+Value = Lin | Ratio | Poly1 | Real | sympy.Expr
 
 
 def _poly_op(a: Value, b: Value, op: str) -> Value | None:
@@ -220,6 +261,8 @@ def _const(v: Value) -> Q | None:
 
 
 def add(a: Value, b: Value) -> Value:
+    if isinstance(a, Real) or isinstance(b, Real):
+        return Real(_interval(a) + _interval(b))
     if isinstance(a, Lin) and isinstance(b, Lin):
         return a.plus(b)
     if isinstance(a, Lin) and isinstance(b, Ratio):
@@ -235,6 +278,8 @@ def add(a: Value, b: Value) -> Value:
 
 
 def neg(a: Value) -> Value:
+    if isinstance(a, Real):
+        return Real(-a.iv)
     if isinstance(a, Lin):
         return Lin(-a.const, {k: -c for k, c in a.coef.items()})
     if isinstance(a, Ratio):
@@ -245,6 +290,8 @@ def neg(a: Value) -> Value:
 
 
 def mul(a: Value, b: Value, lineno: int) -> Value:
+    if isinstance(a, Real) or isinstance(b, Real):
+        return Real(_interval(a) * _interval(b))
     ca, cb = _const(a), _const(b)
     if cb is not None and ca is None:
         a, b, ca, cb = b, a, cb, ca
@@ -270,6 +317,10 @@ def div(a: Value, b: Value, lineno: int) -> Value:
         return mul(a, Lin(quot(1, cb)), lineno)
     if isinstance(b, Lin) and isinstance(a, Lin):
         return Ratio(a, b)
+    if isinstance(a, Real) or isinstance(b, Real):
+        if 0 in _interval(b):
+            raise NeedsSymbolic  # perhaps exactly zero, which SymPy would tell
+        return Real(_interval(a) / _interval(b))
     if isinstance(b, Ratio) and (ca := _const(a)) is not None:
         if b.num.is_const:  # c / (n / D) = (c / n) * D
             if not b.num.const:
@@ -316,6 +367,8 @@ def power(a: Value, b: Value, lineno: int, symbolic_exponent: Callable[[], None]
             root = _exact_root(base, e.denominator)
             if root is not None:
                 return power(Lin(root), Lin(e.numerator), lineno, symbolic_exponent)
+        if not _symbolic.get() and base > 0:
+            return Real(_interval(Lin(base)) ** _interval(Lin(e)))
         return _from_sym(rational(base) ** rational(e))
     if e == 1:
         return a
@@ -330,6 +383,8 @@ def power(a: Value, b: Value, lineno: int, symbolic_exponent: Callable[[], None]
         for _ in range(int(e) - 1):
             out = mul(out, a, lineno)
         return out
+    if isinstance(a, Real) and ((e.denominator == 1 and e > 0) or _positive(a)):
+        return Real(a.iv ** (int(e) if e.denominator == 1 else _interval(Lin(e))))
     return _from_sym(to_sym(a) ** rational(e))
 
 
@@ -375,6 +430,8 @@ def call(function: str, args: list[Value], lineno: int) -> Value:
             root = _exact_root(x, 2)
             if root is not None:
                 return Lin(root)
+    if function == "sqrt" and not _symbolic.get() and _positive(args[0]):
+        return Real(_IV.sqrt(_interval(args[0])))
     syms = [to_sym(a) for a in args]
     if function == "round":
         if len(syms) > 1 and not isinstance(args[1], Lin):
@@ -396,8 +453,7 @@ def evaluate(node: Node, keys: Mapping[str, str], lookup: Callable[[str], Value]
         if kind == "name":
             key = keys[n[1]]
             if key in CONSTANTS:
-                _symbolic_allowed()
-                return CONSTANTS[key]
+                return CONSTANTS[key] if _symbolic.get() else Real(_INTERVALS[key])
             return lookup(key)
         if kind == "neg":
             return neg(ev(n[1]))
