@@ -82,6 +82,12 @@ def test_one_megabyte_line_is_rejected_quickly() -> None:
     assert outcome.status is Status.UNSUPPORTED and "limit" in outcome.detail
 
 
+def test_digits_that_are_not_decimal_give_an_outcome() -> None:
+    """`¹` and `①` pass `str.isdigit` but are no number a regex reads (they once crashed the tokenizer)."""
+    for text in ("x = ¹\nans = x", "x = ①\nans = x", "ans = .¹"):
+        assert not solve_eot(text).is_ok, text
+
+
 def test_failure_details_name_the_cause() -> None:
     assert "x, y" in solve_eot("a = x\nb = y\nans = a + b").detail
     assert "line 2" in solve_eot("x = 5\nx + 1 = 7\nans = x").detail
