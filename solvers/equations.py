@@ -195,7 +195,9 @@ class _System:
         if value is None:
             try:
                 value = self.value(eq)
-            except NeedsSymbolic:  # exact_only(): wait for values that may make the line exact
+            except NeedsSymbolic:  # exact_only(): an answer line may be a closed form (`closed_form`)
+                if eq.lhs != ("name", ANSWER):
+                    raise
                 self.defer(eq)
                 return
         if isinstance(value, Ratio):
@@ -213,9 +215,11 @@ class _System:
             raise EotError(Status.INCONSISTENT, f"line {eq.lineno}: the equation does not hold")
 
     def defer(self, eq: _Eq) -> None:
-        """Keep a line that needs SymPy for now (under `exact_only()`): it is evaluated again when one
-        of the unknowns its names stand for gets a pivot, as SymPy's pending lines are. If it is still
-        waiting when the answer is read (or can wait for nothing), the whole text needs SymPy."""
+        """Keep an answer line that needs SymPy for now (under `exact_only()`; answer lines are read
+        last, so no other line waits on it): it is evaluated again when one of the unknowns its names
+        stand for gets a pivot, as SymPy's pending lines are; `answer` then tries `closed_form`, else
+        the whole text needs SymPy. (Other lines do not wait: SymPy's cancellations, `0 / x`, change
+        which unknowns a waiting line is woken by, and with them the verdict.)"""
         free = {k for key in eq.keys.values() if key not in CONSTANTS for k in self.lookup(key).coef}
         if not free:
             raise NeedsSymbolic
