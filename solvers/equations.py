@@ -5,7 +5,7 @@ format and the classes are documented for users in docs/eot.md; in short:
 
 * Lines are parsed by our own tokenizer (solvers/eot/parser.py); model text is never `eval`ed
   or `sympify`ed. `%` lines are comments.
-* Unknowns are the names. Lines are added one by one to an exact (Fraction) system kept in
+* Unknowns are the names. Lines are added one by one to an exact (int and Fraction) system kept in
   reduced row-echelon form: each pivot unknown is an affine form of the free ones. A line that is
   linear once the known values are substituted is eliminated at once; a non-linear one waits
   until enough values are known, and what still waits at the end goes to SymPy (fallback.py).
@@ -30,8 +30,8 @@ from fractions import Fraction
 import sympy
 
 from solvers.answers import to_number
-from solvers.eot.algebra import (CONSTANTS, Lin, NeedsSymbolic, Poly1, Ratio, Value, add, check_sizes, evaluate,
-                                 exact_only, neg, quadratic_roots, symbol, to_sym)
+from solvers.eot.algebra import (CONSTANTS, Q, Lin, NeedsSymbolic, Poly1, Ratio, Real, Value, add, check_sizes, evaluate,
+                                 exact_only, neg, quadratic_roots, quot, symbol, to_sym)
 from solvers.eot.fallback import is_zero, solve_nonlinear, time_limit
 from solvers.eot.parser import EotError, Line, Node, parse_text
 from solvers.outcome import Outcome, Status
@@ -108,7 +108,7 @@ class _System:
         self.pivots: dict[str, Lin] = {}  # unknown -> affine form over free unknowns
         self.versions: dict[str, int] = {}
         self.order: dict[str, int] = {}  # unknown -> when first seen (pivot choice)
-        self.pending: list[tuple[_Eq, Value, set[str]]] = []  # non-linear, with their free unknowns
+        self.pending: list[tuple[_Eq, Value | None, set[str]]] = []  # non-linear (None: deferred), free unknowns
         self.nonzero: list[tuple[Lin, int]] = []  # denominators cleared from `c / x = d`
         self.inequalities: list[_Eq] = []
         self.symbolic_exponents: set[int] = set()  # lines with an exponent that has unknowns
@@ -192,28 +192,49 @@ class _System:
         return _Eq(eq.lineno, ("name", fresh), eq.rhs, "=", keys, keys[fresh])
 
     def absorb(self, eq: _Eq, value: Value | None = None) -> None:
-        value = self.value(eq) if value is None else value
+        if value is None:
+            try:
+                value = self.value(eq)
+            except NeedsSymbolic:  # exact_only(): an answer line may be a closed form (`closed_form`)
+                if eq.lhs != ("name", ANSWER):
+                    raise
+                self.defer(eq)
+                return
         if isinstance(value, Ratio):
             self.nonzero.append((value.den, eq.lineno))
             value = value.num
         if isinstance(value, Lin):
             self.eliminate(value, eq)
             return
+        if isinstance(value, Real):
+            raise NeedsSymbolic  # whether it is zero is SymPy's to say
         free = {value.var} if isinstance(value, Poly1) else {s.name for s in value.free_symbols}
         if free:
             self.pending.append((eq, value, free))
         elif not is_zero(value):
             raise EotError(Status.INCONSISTENT, f"line {eq.lineno}: the equation does not hold")
 
+    def defer(self, eq: _Eq) -> None:
+        """Keep an answer line that needs SymPy for now (under `exact_only()`; answer lines are read
+        last, so no other line waits on it): it is evaluated again when one of the unknowns its names
+        stand for gets a pivot, as SymPy's pending lines are; `answer` then tries `closed_form`, else
+        the whole text needs SymPy. (Other lines do not wait: SymPy's cancellations, `0 / x`, change
+        which unknowns a waiting line is woken by, and with them the verdict.)"""
+        free = {k for key in eq.keys.values() if key not in CONSTANTS for k in self.lookup(key).coef}
+        if not free:
+            raise NeedsSymbolic
+        self.pending.append((eq, None, free))
+
     def eliminate(self, form: Lin, eq: _Eq) -> None:
         if form.is_const:
             if form.const:
                 raise EotError(Status.INCONSISTENT, f"line {eq.lineno} contradicts the lines before it "
-                                                    f"(lhs - rhs = {to_number(form.const)})")
+                                                    f"(lhs - rhs = {_number(form.const)})")
             return
         pivot = eq.prefer if eq.prefer in form.coef else max(form.coef, key=self.order.__getitem__)
         c = form.coef[pivot]
-        solved = check_sizes(Lin(-form.const / c, {k: -v / c for k, v in form.coef.items() if k != pivot}), eq.lineno)
+        solved = check_sizes(Lin(quot(-form.const, c), {k: quot(-v, c) for k, v in form.coef.items() if k != pivot}),
+                             eq.lineno)
         for k, expr in self.pivots.items():
             if pivot in expr.coef:
                 self.in_time()
@@ -235,10 +256,12 @@ class _System:
             d = self.substituted(den)
             if d.is_const and not d.const:
                 raise EotError(Status.INCONSISTENT, f"line {lineno}: the solution divides by zero")
+        if any(value is None for _, value, _ in self.pending):
+            return self.closed_form()
         ans = self.lookup(self.key(ANSWER))
         if ans.is_const:
             if not self.inequalities_hold({}):
-                raise EotError(Status.INCONSISTENT, f"the answer {to_number(ans.const)} violates an inequality")
+                raise EotError(Status.INCONSISTENT, f"the answer {_number(ans.const)} violates an inequality")
             return _ok(ans.const)
         # The non-linear equations connected to the unknowns `ans` depends on.
         unknowns, taken = set(ans.coef), []
@@ -266,7 +289,7 @@ class _System:
         equations = [to_sym(v) for v in values]
         solutions = time_limit(lambda: solve_nonlinear(equations), self.deadline - time.monotonic())
         ans_sym = to_sym(ans)
-        candidates: list[tuple[Fraction | complex, dict]] = []
+        candidates: list[tuple[Q | complex, dict]] = []
         for sol in solutions:
             value = ans_sym.subs(sol)
             if value.free_symbols:
@@ -276,11 +299,27 @@ class _System:
             candidates.append((Fraction(int(value.p), int(value.q)) if exact else complex(sympy.N(value, 30)), sol))
         return self.choose(candidates)
 
-    def quadratic(self, ans: Lin, polys: list[Value]) -> list[tuple[Fraction | complex, dict]]:
+    def closed_form(self) -> Outcome:
+        """(Under `exact_only()`, with deferred lines.) The answer where the one line still waiting is
+        `ans = E`, E a closed-form constant (pi, an irrational root): SymPy would solve that line alone
+        and answer the float of E, which an interval gives (algebra.Real). Anything else: the sandbox."""
+        key = self.key(ANSWER)
+        if len(self.pending) != 1 or self.inequalities:
+            raise NeedsSymbolic
+        eq, _, free = self.pending[0]
+        if free != {key} or eq.prefer != key or eq.lhs != ("name", ANSWER) or eq.lineno in self.symbolic_exponents:
+            raise NeedsSymbolic
+        value = evaluate(eq.rhs, eq.keys, self.lookup, eq.lineno, lambda: self.symbolic_exponents.add(eq.lineno))
+        number = value.to_float() if isinstance(value, Real) else None
+        if number is None:
+            raise NeedsSymbolic
+        return _ok(number)
+
+    def quadratic(self, ans: Lin, polys: list[Value]) -> list[tuple[Q | complex, dict]]:
         """Candidates from quadratics in one unknown: exact roots where rational, floats otherwise."""
         first = polys[0]
         assert isinstance(first, Poly1)
-        candidates: list[tuple[Fraction | complex, dict]] = []
+        candidates: list[tuple[Q | complex, dict]] = []
         for root in quadratic_roots(*first.coefs):
             if not isinstance(root, complex) and any(abs(p.at(root)) > 1e-9 for p in polys[1:]):  # type: ignore[union-attr]
                 continue
@@ -293,7 +332,11 @@ class _System:
         for ineq in self.inequalities:
             diff = self.value(ineq)
             if isinstance(diff, Lin) and diff.is_const:
-                number: Fraction | float = diff.const
+                number: Q | float = diff.const
+            elif isinstance(diff, Lin) and not all(symbol(k) in solution for k in diff.coef):
+                continue  # undetermined (SymPy would leave free symbols)
+            elif isinstance(diff, Lin) and all(isinstance(solution[symbol(k)], (int, Fraction)) for k in diff.coef):
+                number = _real(diff.const + sum(c * solution[symbol(k)] for k, c in diff.coef.items()))
             else:
                 e = to_sym(diff).subs(solution)
                 if e.free_symbols:
@@ -306,10 +349,10 @@ class _System:
                 return False
         return True
 
-    def choose(self, candidates: list[tuple[Fraction | complex, dict]]) -> Outcome:
+    def choose(self, candidates: list[tuple[Q | complex, dict]]) -> Outcome:
         """The rule for several solutions: drop complex ones and those that break an inequality; if
         distinct values remain, take the single positive one, else fail as ambiguous."""
-        reals: list[Fraction | float] = []
+        reals: list[Q | float] = []
         complex_seen = False
         for value, sol in candidates:
             if isinstance(value, complex):
@@ -331,8 +374,21 @@ class _System:
             reals = positive
         return _ok(reals[0])
 
-def _ok(value: Fraction | float) -> Outcome:
-    number = to_number(value)
+def _real(value: Q) -> Q | float:
+    """The float SymPy's 30-digit evaluation gives for an exact rational (the value where it overflows)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return value
+
+
+def _number(value: Q | float) -> int | float | None:
+    """As a Fraction would be reported (a whole number beyond 2**53 is a float, as from a Fraction)."""
+    return to_number(Fraction(value) if type(value) is int else value)
+
+
+def _ok(value: Q | float) -> Outcome:
+    number = _number(value)
     if number is None:
         return Outcome.fail(Status.NON_NUMERIC, "ans is not a finite number")
     return Outcome.ok(number)

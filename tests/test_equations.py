@@ -82,6 +82,12 @@ def test_one_megabyte_line_is_rejected_quickly() -> None:
     assert outcome.status is Status.UNSUPPORTED and "limit" in outcome.detail
 
 
+def test_digits_that_are_not_decimal_give_an_outcome() -> None:
+    """`¹` and `①` pass `str.isdigit` but are no number a regex reads (they once crashed the tokenizer)."""
+    for text in ("x = ¹\nans = x", "x = ①\nans = x", "ans = .¹"):
+        assert not solve_eot(text).is_ok, text
+
+
 def test_failure_details_name_the_cause() -> None:
     assert "x, y" in solve_eot("a = x\nb = y\nans = a + b").detail
     assert "line 2" in solve_eot("x = 5\nx + 1 = 7\nans = x").detail
@@ -149,3 +155,79 @@ def test_symbolic_work_runs_in_the_sandbox() -> None:
             algebra.to_sym(algebra.Lin.var("x"))
     assert solve_eot("ans = sqrt(2) * sqrt(8)") == Outcome.ok(4)
     assert solve_eot("x**3 = 2\nans = x").prediction == pytest.approx(2 ** (1 / 3))
+
+
+# The exact path (this process, under `exact_only`) against the plain SymPy path (what the sandbox runs) on
+# generated systems: products and quotients of unknowns, roots picked by an inequality, closed forms
+# (`ans = pi * r**2`, `sqrt(2)`), linear systems, re-assignments.
+_ATOMS = ["pi", "sqrt(2)", "sqrt(9)", "2**0.5", "3**(1/3)", "(2**10)**(1/5)", "(-8)**(1/3)", "sqrt(-4)", "1/3", "0", "7"]
+_NAMES = ["x", "y", "total", "speed", "time", "n"]
+
+
+@st.composite
+def _systems(draw: st.DrawFn) -> str:
+    num = st.one_of(st.integers(-20, 60).map(str), st.sampled_from(["2.5", "0.5", "1,200", "25%"]))
+    name = st.sampled_from(_NAMES)
+    kind = draw(st.integers(0, 4))
+    if kind == 0:  # products and quotients of unknowns, resolved (or not) by later lines
+        a, b, c = draw(st.permutations(_NAMES))[:3]
+        lines = [draw(st.sampled_from([f"{a} * {b} = {{}}", f"{c} = {a} / {b}", f"{a} = {{}} / {b}", f"{c} = {a} * {b} + {{}}",
+                                       f"{a} = {b} * {b}", f"{{}} / {a} = {b}"])).format(draw(num))]
+        lines += draw(st.lists(st.sampled_from([f"{a} = {{}}", f"{b} = {{}}", f"{c} = {a} + {b}", f"{b} = {a} - {{}}"]),
+                               min_size=1, max_size=3).map(lambda ls: [s.format(draw(num)) for s in ls]))
+        lines.append(f"ans = {draw(st.sampled_from([a, b, c]))}")
+        lines = draw(st.permutations(lines))
+    elif kind == 1:  # two roots and a rule that picks one
+        r1, r2 = draw(st.integers(-9, 9)), draw(st.integers(-9, 9))
+        rel = draw(st.sampled_from(["<", ">", "<=", ">=", "!="]))
+        lines = draw(st.sampled_from([[f"x**2 - ({r1 + r2})x + ({r1 * r2}) = 0", f"x {rel} {draw(num)}", "ans = x"],
+                                      [f"a + b = {r1 + r2}", f"a * b = {r1 * r2}", f"a {rel} b", "ans = a"],
+                                      [f"x * x = {draw(num)}", f"x {rel} 0", "ans = x + 1"]]))
+    elif kind == 2:  # closed forms
+        expr = draw(st.sampled_from(_ATOMS))
+        for op, atom in draw(st.lists(st.tuples(st.sampled_from(["+", "-", "*", "/", "**"]), st.sampled_from(_ATOMS + ["x"])),
+                                      max_size=3)):
+            expr = f"({expr})**{draw(st.sampled_from(['2', '-1', '0.5', '3']))}" if op == "**" else f"{expr} {op} {atom}"
+        lines = draw(st.sampled_from([[f"x = {draw(num)}", f"ans = {expr}"], [f"ans = {expr}", "ans > 0"],
+                                      [f"x = 3", f"y = {expr}", "ans = floor(y)"], [f"ans * 2 = {expr}", "x = 1"]]))
+    elif kind == 3:  # a linear system, perhaps inconsistent or under-determined
+        k = draw(st.integers(2, 4))
+        rows = draw(st.lists(st.lists(st.integers(-5, 5), min_size=k + 1, max_size=k + 1), min_size=k - 1, max_size=k + 1))
+        lines = [" + ".join(f"{c}*v{j}" for j, c in enumerate(row[:-1])) + f" = {row[-1]}" for row in rows]
+        lines.append(f"ans = v{draw(st.integers(0, k - 1))}")
+    else:  # chains with re-assignments and comments
+        lines = []
+        for _ in range(draw(st.integers(1, 6))):
+            v = draw(name)
+            lines.append(draw(st.sampled_from([f"{v} = {{}}", f"{v} = {v} + {{}}", f"{v} = {{}} * {draw(name)}",
+                                               f"% {v} = {{}}", f"{draw(name)} + {v} = {{}}"])).format(draw(num)))
+        lines.append(f"ans = {draw(name)}")
+    return "\n".join(lines)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_systems())
+def test_exact_path_agrees_with_the_sympy_path(text: str) -> None:
+    _assert_exact_path_agrees(text)
+
+
+def _assert_exact_path_agrees(text: str) -> bool:
+    """Whether the exact path answered `text`; if it did, the same status and value as the SymPy path."""
+    from solvers.eot import algebra
+    from solvers.equations import solve_symbolic
+
+    try:
+        with algebra.exact_only():
+            exact = solve_symbolic(text)
+    except algebra.NeedsSymbolic:
+        return False
+    plain = solve_symbolic(text)
+    assert (exact.status, exact.prediction) == (plain.status, plain.prediction), (text, exact, plain)
+    return True
+
+
+def test_exact_path_answers_the_corpus_as_the_sympy_path() -> None:
+    cases = [c for c in CORPUS if not c["id"].startswith("adv-")]
+    answered = [c["id"] for c in cases if _assert_exact_path_agrees(c["rationale"])]
+    assert {"nl-07", "nl-11", "fn-08", "fn-11"} <= set(answered)  # roots picked by inequalities, closed forms
+    assert len(answered) >= 0.95 * len(cases)

@@ -3,7 +3,8 @@
 A value is a `Lin` (rational constant plus rational multiples of unknowns), a `Ratio` of two
 `Lin`s (`120 / x`, cleared to a linear equation), or, for anything else (products of unknowns,
 irrational roots, floor of an unknown), a SymPy expression kept for the fallback. Everything
-that stays linear is done with `fractions.Fraction`, which is what makes the common case fast.
+that stays linear is done exactly, in `int` where a number is whole and `fractions.Fraction` where not
+(the common case, word problems over whole numbers, never pays for a Fraction); `quot` divides.
 
 Sizes are bounded here (`MAX_BITS` for every exact number made by a product, a power or an
 elimination step), so that exact work costs little; SymPy's cost is not bounded by anything we can
@@ -20,6 +21,8 @@ from collections.abc import Callable, Mapping
 from fractions import Fraction
 
 import sympy
+from mpmath import libmp
+from mpmath.ctx_iv import MPIntervalContext
 
 from solvers.eot.parser import EotError, Node
 from solvers.outcome import Status
@@ -28,7 +31,17 @@ MAX_BITS = 4096  # size of an exact intermediate number (numerator or denominato
 MAX_EXPONENT = 10_000  # |integer exponent| of a constant
 MAX_DEGREE = 32  # |integer exponent| of an expression with unknowns
 CONSTANTS = {"<pi>": sympy.pi}
-ZERO, ONE = Fraction(0), Fraction(1)
+ZERO, ONE = 0, 1
+Q = int | Fraction  # an exact number (never a float: `quot` divides)
+
+
+def quot(a: Q, b: Q) -> Q:
+    """a / b exactly: an int where b divides a, else a Fraction."""
+    if type(a) is int and type(b) is int:
+        q, r = divmod(a, b)
+        return q if not r else Fraction(a, b)
+    f = Fraction(a) / b
+    return f.numerator if f.denominator == 1 else f
 
 
 class Lin:
@@ -36,7 +49,7 @@ class Lin:
 
     __slots__ = ("const", "coef")
 
-    def __init__(self, const: Fraction, coef: dict[str, Fraction] | None = None) -> None:
+    def __init__(self, const: Q, coef: dict[str, Q] | None = None) -> None:
         self.const = const
         self.coef = coef or {}
 
@@ -48,21 +61,22 @@ class Lin:
     def is_const(self) -> bool:
         return not self.coef
 
-    def scaled(self, factor: Fraction) -> "Lin":
+    def scaled(self, factor: Q) -> "Lin":
         if not factor:
             return Lin(ZERO)
         return Lin(self.const * factor, {k: c * factor for k, c in self.coef.items()})
 
-    def plus(self, other: "Lin", factor: Fraction = ONE) -> "Lin":
+    def plus(self, other: "Lin", factor: Q = ONE) -> "Lin":
         """self + factor * other."""
         coef = dict(self.coef)
+        one = factor == 1
         for k, c in other.coef.items():
-            v = coef.get(k, 0) + factor * c
+            v = coef.get(k, 0) + (c if one else factor * c)
             if v:
                 coef[k] = v
             else:
                 coef.pop(k, None)
-        return Lin(self.const + factor * other.const, coef)
+        return Lin(self.const + (other.const if one else factor * other.const), coef)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Lin) and self.const == other.const and self.coef == other.coef
@@ -84,11 +98,11 @@ class Poly1:
 
     __slots__ = ("var", "coefs")
 
-    def __init__(self, var: str, coefs: list[Fraction]) -> None:
+    def __init__(self, var: str, coefs: list[Q]) -> None:
         self.var, self.coefs = var, coefs
 
     @staticmethod
-    def make(var: str, coefs: list[Fraction]) -> "Poly1 | Lin":
+    def make(var: str, coefs: list[Q]) -> "Poly1 | Lin":
         while len(coefs) > 1 and not coefs[-1]:
             coefs.pop()
         if len(coefs) > 2:
@@ -96,7 +110,7 @@ class Poly1:
         return Lin(coefs[0], {var: coefs[1]} if len(coefs) > 1 and coefs[1] else None)
 
     @staticmethod
-    def of(v: "Value") -> tuple[str | None, list[Fraction]] | None:
+    def of(v: "Value") -> tuple[str | None, list[Q]] | None:
         """(unknown, coefficients) of a constant, a Lin in at most one unknown or a Poly1."""
         if isinstance(v, Poly1):
             return v.var, v.coefs
@@ -106,14 +120,53 @@ class Poly1:
             return None, [v.const]
         return None
 
-    def at(self, x: Fraction | float) -> Fraction | float:
-        total: Fraction | float = ZERO
+    def at(self, x: Q | float) -> Q | float:
+        total: Q | float = ZERO
         for c in reversed(self.coefs):
             total = total * x + c
         return total
 
 
-Value = Lin | Ratio | Poly1 | sympy.Expr
+_IV = MPIntervalContext()  # our own context: its precision is nobody else's
+_IV.prec = 128
+_MARGIN = _IV.mpf([1 - 2.0**-80, 1 + 2.0**-80])  # well beyond the error of SymPy's 30-digit evaluation
+_INTERVALS = {"<pi>": _IV.pi}  # CONSTANTS as intervals
+
+
+class Real:
+    """(Only under `exact_only()`.) A real constant that SymPy would keep in closed form (pi, a root that
+    is not rational, arithmetic on them), as an interval that holds it (mpmath's, 128 bits: bounded
+    work). It serves one purpose, an answer `ans = 9 * pi`; any other use (with an unknown, in a
+    comparison, floor...) needs SymPy, as does an interval that does not settle its float."""
+
+    __slots__ = ("iv",)
+
+    def __init__(self, iv: object) -> None:
+        self.iv = iv
+
+    def to_float(self) -> float | None:
+        """The float nearest to the value, if every point of the interval (widened) rounds to it: then it
+        is also what SymPy's `complex(N(value, 30))` gives. None if not settled, or out of range."""
+        lo, hi = (libmp.to_float(x, rnd=libmp.round_nearest) for x in (self.iv * _MARGIN)._mpi_)
+        if lo != hi or not (lo == 0 or 1e-300 < abs(lo) < 1e300):
+            return None
+        return lo
+
+
+def _interval(v: "Value") -> object:
+    if isinstance(v, Real):
+        return v.iv
+    c = _const(v)
+    if c is None:
+        raise NeedsSymbolic
+    return _IV.mpf(c.numerator) / c.denominator
+
+
+def _positive(v: "Value") -> bool:
+    return bool(_interval(v) > 0)  # an interval compares True only if all of it does
+
+
+Value = Lin | Ratio | Poly1 | Real | sympy.Expr
 
 
 def _poly_op(a: Value, b: Value, op: str) -> Value | None:
@@ -165,7 +218,7 @@ def symbol(key: str) -> sympy.Symbol:
     return s
 
 
-def rational(f: Fraction) -> sympy.Rational:
+def rational(f: Q) -> sympy.Rational:
     _symbolic_allowed()
     return sympy.Rational(f.numerator, f.denominator)
 
@@ -185,11 +238,11 @@ def to_sym(v: Value) -> sympy.Expr:
 def _from_sym(e: sympy.Expr) -> Value:
     """Back to exact arithmetic when SymPy produced a plain rational (`sqrt(2)**2`)."""
     if isinstance(e, sympy.Rational):
-        return Lin(Fraction(int(e.p), int(e.q)))
+        return Lin(quot(int(e.p), int(e.q)))
     return e
 
 
-def _check_size(f: Fraction, lineno: int) -> Fraction:
+def _check_size(f: Q, lineno: int) -> Q:
     if f.numerator.bit_length() > MAX_BITS or f.denominator.bit_length() > MAX_BITS:
         raise EotError(Status.UNSUPPORTED, f"line {lineno}: number too large")
     return f
@@ -203,11 +256,13 @@ def check_sizes(form: Lin, lineno: int) -> Lin:
     return form
 
 
-def _const(v: Value) -> Fraction | None:
+def _const(v: Value) -> Q | None:
     return v.const if isinstance(v, Lin) and v.is_const else None
 
 
 def add(a: Value, b: Value) -> Value:
+    if isinstance(a, Real) or isinstance(b, Real):
+        return Real(_interval(a) + _interval(b))
     if isinstance(a, Lin) and isinstance(b, Lin):
         return a.plus(b)
     if isinstance(a, Lin) and isinstance(b, Ratio):
@@ -223,16 +278,20 @@ def add(a: Value, b: Value) -> Value:
 
 
 def neg(a: Value) -> Value:
+    if isinstance(a, Real):
+        return Real(-a.iv)
     if isinstance(a, Lin):
-        return a.scaled(Fraction(-1))
+        return Lin(-a.const, {k: -c for k, c in a.coef.items()})
     if isinstance(a, Ratio):
-        return Ratio(a.num.scaled(Fraction(-1)), a.den)
+        return Ratio(neg(a.num), a.den)
     if isinstance(a, Poly1):
         return Poly1(a.var, [-c for c in a.coefs])
     return -a
 
 
 def mul(a: Value, b: Value, lineno: int) -> Value:
+    if isinstance(a, Real) or isinstance(b, Real):
+        return Real(_interval(a) * _interval(b))
     ca, cb = _const(a), _const(b)
     if cb is not None and ca is None:
         a, b, ca, cb = b, a, cb, ca
@@ -255,14 +314,18 @@ def div(a: Value, b: Value, lineno: int) -> Value:
     if cb is not None:
         if not cb:
             raise EotError(Status.NON_NUMERIC, f"line {lineno}: division by zero")
-        return mul(a, Lin(1 / cb), lineno)
+        return mul(a, Lin(quot(1, cb)), lineno)
     if isinstance(b, Lin) and isinstance(a, Lin):
         return Ratio(a, b)
+    if isinstance(a, Real) or isinstance(b, Real):
+        if 0 in _interval(b):
+            raise NeedsSymbolic  # perhaps exactly zero, which SymPy would tell
+        return Real(_interval(a) / _interval(b))
     if isinstance(b, Ratio) and (ca := _const(a)) is not None:
         if b.num.is_const:  # c / (n / D) = (c / n) * D
             if not b.num.const:
                 raise EotError(Status.NON_NUMERIC, f"line {lineno}: division by zero")
-            return b.den.scaled(ca / b.num.const)
+            return b.den.scaled(quot(ca, b.num.const))
         return Ratio(b.den.scaled(ca), b.num)
     denominator = to_sym(b)
     if denominator == 0:
@@ -270,7 +333,7 @@ def div(a: Value, b: Value, lineno: int) -> Value:
     return _from_sym(to_sym(a) / denominator)
 
 
-def _exact_root(f: Fraction, q: int) -> Fraction | None:
+def _exact_root(f: Q, q: int) -> Q | None:
     """The exact q-th root of a non-negative rational, if it is rational."""
     def iroot(n: int) -> int | None:
         r = round(n ** (1 / q)) if n.bit_length() < 1000 else math.isqrt(n) if q == 2 else None
@@ -281,7 +344,7 @@ def _exact_root(f: Fraction, q: int) -> Fraction | None:
                 return c
         return None
     num, den = iroot(f.numerator), iroot(f.denominator)
-    return Fraction(num, den) if num is not None and den is not None else None
+    return quot(num, den) if num is not None and den is not None else None
 
 
 def power(a: Value, b: Value, lineno: int, symbolic_exponent: Callable[[], None]) -> Value:
@@ -299,18 +362,20 @@ def power(a: Value, b: Value, lineno: int, symbolic_exponent: Callable[[], None]
                 raise EotError(Status.UNSUPPORTED, f"line {lineno}: power too large")
             if not base and e < 0:
                 raise EotError(Status.NON_NUMERIC, f"line {lineno}: division by zero")
-            return Lin(base ** int(e))
+            return Lin(base ** int(e) if e >= 0 else quot(1, base ** -int(e)))
         if base >= 0 and e.denominator <= 64:
             root = _exact_root(base, e.denominator)
             if root is not None:
-                return power(Lin(root), Lin(Fraction(e.numerator)), lineno, symbolic_exponent)
+                return power(Lin(root), Lin(e.numerator), lineno, symbolic_exponent)
+        if not _symbolic.get() and base > 0:
+            return Real(_interval(Lin(base)) ** _interval(Lin(e)))
         return _from_sym(rational(base) ** rational(e))
     if e == 1:
         return a
     if e == 0:
-        return Lin(Fraction(1))
+        return Lin(ONE)
     if e == -1:
-        return div(Lin(Fraction(1)), a, lineno)
+        return div(Lin(ONE), a, lineno)
     if abs(e) > MAX_DEGREE:
         raise EotError(Status.UNSUPPORTED, f"line {lineno}: power {float(e):g} of an unknown")
     if e.denominator == 1 and e > 0 and Poly1.of(a) is not None:
@@ -318,10 +383,12 @@ def power(a: Value, b: Value, lineno: int, symbolic_exponent: Callable[[], None]
         for _ in range(int(e) - 1):
             out = mul(out, a, lineno)
         return out
+    if isinstance(a, Real) and ((e.denominator == 1 and e > 0) or _positive(a)):
+        return Real(a.iv ** (int(e) if e.denominator == 1 else _interval(Lin(e))))
     return _from_sym(to_sym(a) ** rational(e))
 
 
-def quadratic_roots(c0: Fraction, c1: Fraction, c2: Fraction) -> list[Fraction | float | complex]:
+def quadratic_roots(c0: Q, c1: Q, c2: Q) -> list[Q | float | complex]:
     """Roots of c0 + c1 x + c2 x**2 (c2 != 0): exact when the discriminant is a rational square."""
     disc = c1 * c1 - 4 * c2 * c0
     if disc < 0:
@@ -329,15 +396,15 @@ def quadratic_roots(c0: Fraction, c1: Fraction, c2: Fraction) -> list[Fraction |
         return [(-c1 + root) / (2 * c2), (-c1 - root) / (2 * c2)]
     exact = _exact_root(disc, 2)
     if exact is not None:
-        return [(-c1 + exact) / (2 * c2), (-c1 - exact) / (2 * c2)]
+        return [quot(-c1 + exact, 2 * c2), quot(-c1 - exact, 2 * c2)]
     sq = math.sqrt(disc)
     return [float((-c1 + sq) / (2 * c2)), float((-c1 - sq) / (2 * c2))]
 
 
-def _round(x: Fraction, digits: int = 0) -> Fraction:
+def _round(x: Q, digits: int = 0) -> Q:
     """Round half up (2.5 -> 3, -2.5 -> -2), the schoolbook rule; SymPy path uses floor(x + 1/2) too."""
-    scale = Fraction(10) ** digits
-    return Fraction(math.floor(x * scale + Fraction(1, 2))) / scale
+    scale = 10 ** digits
+    return quot(math.floor(x * scale + Fraction(1, 2)), scale)
 
 
 def call(function: str, args: list[Value], lineno: int) -> Value:
@@ -345,9 +412,9 @@ def call(function: str, args: list[Value], lineno: int) -> Value:
     if all(c is not None for c in consts):
         x = consts[0]
         if function == "floor":
-            return Lin(Fraction(math.floor(x)))
+            return Lin(math.floor(x))
         if function == "ceil":
-            return Lin(Fraction(math.ceil(x)))
+            return Lin(math.ceil(x))
         if function == "abs":
             return Lin(abs(x))
         if function == "min":
@@ -355,7 +422,7 @@ def call(function: str, args: list[Value], lineno: int) -> Value:
         if function == "max":
             return Lin(max(consts))  # type: ignore[type-var]
         if function == "round":
-            digits = consts[1] if len(consts) > 1 else Fraction(0)
+            digits = consts[1] if len(consts) > 1 else 0
             if digits.denominator != 1 or not 0 <= digits <= 15:
                 raise EotError(Status.UNSUPPORTED, f"line {lineno}: round() to {digits} digits")
             return Lin(_round(x, int(digits)))
@@ -363,6 +430,8 @@ def call(function: str, args: list[Value], lineno: int) -> Value:
             root = _exact_root(x, 2)
             if root is not None:
                 return Lin(root)
+    if function == "sqrt" and not _symbolic.get() and _positive(args[0]):
+        return Real(_IV.sqrt(_interval(args[0])))
     syms = [to_sym(a) for a in args]
     if function == "round":
         if len(syms) > 1 and not isinstance(args[1], Lin):
@@ -384,8 +453,7 @@ def evaluate(node: Node, keys: Mapping[str, str], lookup: Callable[[str], Value]
         if kind == "name":
             key = keys[n[1]]
             if key in CONSTANTS:
-                _symbolic_allowed()
-                return CONSTANTS[key]
+                return CONSTANTS[key] if _symbolic.get() else Real(_INTERVALS[key])
             return lookup(key)
         if kind == "neg":
             return neg(ev(n[1]))

@@ -1,6 +1,6 @@
 """EoT text -> equations over a tiny AST. Model text is tokenized and parsed here, never evaluated.
 
-AST nodes are tuples: ("num", Fraction), ("name", str), ("neg", a), (op, a, b) for op in
+AST nodes are tuples: ("num", int or Fraction), ("name", str), ("neg", a), (op, a, b) for op in
 `+ - * / **`, and ("call", function, (args...)). Limits on size, nesting and literal length keep
 hostile input cheap to reject; every rejection is an `EotError` carrying a failure class.
 """
@@ -59,15 +59,18 @@ _TRANSLATE = str.maketrans({
     "≠": "!=", "²": "**2", "³": "**3", "[": "(", "]": ")", "{": "(", "}": ")", "\u00a0": " ", "\u202f": " ",
     "\u2009": " ", "$": "", "€": "", "£": "", "π": "pi",
 })
-_NUMBER = re.compile(r"(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+")  # with thousands separators
-_PLAIN_NUMBER = re.compile(r"\d+(?:\.\d+)?|\.\d+")  # inside function calls a comma separates arguments
-_NAME = re.compile(r"[^\W\d]\w*")
-_OPS = ("**", ">=", "<=", "==", "!=", "+", "-", "*", "/", "^", "(", ")", "=", "<", ">", ",")
+_NUMBER = r"(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+"  # with thousands separators
+_PLAIN_NUMBER = r"\d+(?:\.\d+)?|\.\d+"  # inside function calls a comma separates arguments
+_NAME = r"[^\W\d]\w*"
+_OPS = r"\*\*|>=|<=|==|!=|[-+*/^()=<>,]"
+# One match per token: (outside a call, inside one); what none of the groups takes is looked at by hand.
+_TOKEN = tuple(re.compile(fr"(?P<op>{_OPS})|(?P<name>{_NAME})|(?P<num>{number})|(?P<space>\s+)")
+               for number in (_NUMBER, _PLAIN_NUMBER))
 _RELATION_CHARS = re.compile(r"[=<>]")
 
 
 def tokenize(text: str, lineno: int) -> list[tuple[str, object]]:
-    """Tokens `(kind, value)`: kind is num (Fraction), name, op, str or pct.
+    """Tokens `(kind, value)`: kind is num (int or Fraction), name, op, str or pct.
 
     `%` after a number or `)` is a percent (`20%`, `20% * x`); anywhere else, or when words follow
     it (`5 % hours worked`), it starts a trailing comment.
@@ -76,53 +79,48 @@ def tokenize(text: str, lineno: int) -> list[tuple[str, object]]:
     calls: list[bool] = []  # for each open parenthesis: is it a function call's?
     i, n = 0, len(text)
     while i < n:
-        ch = text[i]
-        if ch.isspace():
-            i += 1
-            continue
-        if ch.isdigit() or (ch == "." and i + 1 < n and text[i + 1].isdigit()):
-            m = (_PLAIN_NUMBER if calls and calls[-1] else _NUMBER).match(text, i)
-            assert m is not None
-            digits = m.group().replace(",", "")
+        m = _TOKEN[bool(calls and calls[-1])].match(text, i)
+        kind = m.lastgroup if m else None
+        if kind == "op":
+            op = m.group()  # type: ignore[union-attr]
+            if op == "(":
+                calls.append(bool(tokens) and tokens[-1][0] == "name" and tokens[-1][1] in FUNCTIONS)
+            elif op == ")" and calls:
+                calls.pop()
+            tokens.append(("op", "**" if op == "^" else op))
+        elif kind == "name":
+            tokens.append(("name", m.group()))  # type: ignore[union-attr]
+        elif kind == "num":
+            digits = m.group().replace(",", "")  # type: ignore[union-attr]
             if len(digits) > MAX_DIGITS:
                 raise EotError(Status.UNSUPPORTED, f"line {lineno}: number with more than {MAX_DIGITS} digits")
-            tokens.append(("num", Fraction(int(digits)) if digits.isdigit() else Fraction(digits)))
-            i = m.end()
-            continue
-        m = _NAME.match(text, i)
-        if m:
-            tokens.append(("name", m.group()))
-            i = m.end()
-            continue
-        if ch == "%":
-            rest = text[i + 1:].lstrip()
-            words_follow = bool(rest) and (rest[0].isalnum() or rest[0] == "_")
-            if tokens and (tokens[-1][0] in ("num", "pct") or tokens[-1] == ("op", ")")) and not words_follow:
-                tokens.append(("pct", None))
-                i += 1
+            q = int(digits) if digits.isdigit() else Fraction(digits)
+            tokens.append(("num", q.numerator if q.denominator == 1 else q))  # an int where whole
+        elif kind is None:
+            ch = text[i]
+            if ch == "%":
+                rest = text[i + 1:].lstrip()
+                words_follow = bool(rest) and (rest[0].isalnum() or rest[0] == "_")
+                if tokens and (tokens[-1][0] in ("num", "pct") or tokens[-1] == ("op", ")")) and not words_follow:
+                    tokens.append(("pct", None))
+                    i += 1
+                    continue
+                break  # a trailing comment
+            if ch in "'\"":
+                end = text.find(ch, i + 1)
+                tokens.append(("str", text[i: end + 1 if end >= 0 else n]))
+                i = end + 1 if end >= 0 else n
                 continue
-            break  # a trailing comment
-        if ch in "'\"":
-            end = text.find(ch, i + 1)
-            tokens.append(("str", text[i: end + 1 if end >= 0 else n]))
-            i = end + 1 if end >= 0 else n
-            continue
-        if ch == ".":
-            if tokens and (tokens[-1][0] == "name" or tokens[-1] == ("op", ")")):
-                raise EotError(Status.UNSUPPORTED, f"line {lineno}: attribute access is not allowed")
-            raise EotError(Status.PARSE, f"line {lineno}: unexpected '.'")
-        for op in _OPS:
-            if text.startswith(op, i):
-                break
-        else:
+            if ch == ".":
+                if tokens and (tokens[-1][0] == "name" or tokens[-1] == ("op", ")")):
+                    raise EotError(Status.UNSUPPORTED, f"line {lineno}: attribute access is not allowed")
+                raise EotError(Status.PARSE, f"line {lineno}: unexpected '.'")
             raise EotError(Status.PARSE, f"line {lineno}: unexpected character {ch!r}")
-        if op == "(":
-            calls.append(bool(tokens) and tokens[-1][0] == "name" and tokens[-1][1] in FUNCTIONS)
-        elif op == ")" and calls:
-            calls.pop()
-        tokens.append(("op", "**" if op == "^" else op))
-        i += len(op)
+        i = m.end()  # type: ignore[union-attr]
     return tokens
+
+
+_END = ("end", None)  # after the last token, so that a look-ahead never runs off the list
 
 
 class _Parser:
@@ -134,89 +132,101 @@ class _Parser:
     """
 
     def __init__(self, tokens: list[tuple[str, object]], lineno: int, variables: set[str]) -> None:
-        self.tokens, self.lineno, self.variables = tokens, lineno, variables
+        self.tokens, self.lineno, self.variables = tokens + [_END], lineno, variables
         self.pos, self.depth = 0, 0
 
     def fail(self, status: Status, what: str) -> EotError:
         return EotError(status, f"line {self.lineno}: {what}")
 
-    def peek(self) -> tuple[str, object] | None:
-        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
-
-    def take_op(self, *ops: str) -> str | None:
-        tok = self.peek()
-        if tok is not None and tok[0] == "op" and tok[1] in ops:
+    def take_op(self, op: str) -> bool:
+        kind, value = self.tokens[self.pos]
+        if kind == "op" and value == op:
             self.pos += 1
-            return tok[1]  # type: ignore[return-value]
-        return None
+            return True
+        return False
 
     def line(self) -> tuple[tuple[Node, ...], tuple[str, ...]]:
         sides, relations = [self.expr()], []
-        while (rel := self.take_op(*RELATIONS)) is not None:
-            relations.append(rel)
+        while True:
+            kind, value = self.tokens[self.pos]
+            if kind != "op" or value not in RELATIONS:
+                break
+            self.pos += 1
+            relations.append(value)
             sides.append(self.expr())
-        if self.peek() is not None:
-            raise self.fail(Status.PARSE, f"unexpected {self.peek()[1]!r}")  # type: ignore[index]
-        return tuple(sides), tuple(relations)
+        if kind != "end":
+            raise self.fail(Status.PARSE, f"unexpected {value!r}")
+        return tuple(sides), tuple(relations)  # type: ignore[arg-type]
 
     def expr(self) -> Node:
         node = self.term()
-        while (op := self.take_op("+", "-")) is not None:
+        while True:
+            kind, op = self.tokens[self.pos]
+            if kind != "op" or (op != "+" and op != "-"):
+                return node
+            self.pos += 1
             node = (op, node, self.term())
-        return node
 
     def term(self) -> Node:
         node = self.unary()
         while True:
-            op = self.take_op("*", "/")
-            if op is not None:
-                node = (op, node, self.unary())
+            kind, value = self.tokens[self.pos]
+            if kind == "op" and (value == "*" or value == "/"):
+                self.pos += 1
+                node = (value, node, self.unary())
                 continue
-            tok = self.peek()
-            if tok is None or not (tok[0] in ("num", "name") or tok == ("op", "(")):
+            if not (kind == "num" or kind == "name" or (kind == "op" and value == "(")):
                 return node
-            if tok[0] == "num" or (tok[0] == "name" and node[0] == "name"):
-                raise self.fail(Status.PARSE, f"missing operator before {tok[1]!r}")
+            if kind == "num" or (kind == "name" and node[0] == "name"):
+                raise self.fail(Status.PARSE, f"missing operator before {value!r}")
             node = ("*", node, self.unary())
 
     def unary(self) -> Node:
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise self.fail(Status.UNSUPPORTED, f"nesting deeper than {MAX_DEPTH}")
-        op = self.take_op("-", "+")
-        if op is not None:
+        kind, value = self.tokens[self.pos]
+        if kind == "op" and (value == "-" or value == "+"):
+            self.pos += 1
             node = self.unary()
-            node = ("neg", node) if op == "-" else node
+            node = ("neg", node) if value == "-" else node
+        elif kind in ("num", "name") and self._plain_leaf(kind):
+            self.pos += 1
+            node = (kind, value)  # what power, postfix and primary would make of it, without the calls
         else:
             node = self.power()
         self.depth -= 1
         return node
 
+    def _plain_leaf(self, kind: str) -> bool:
+        """A number or name not followed by `%`, `**` or (a name) `(`."""
+        after, value = self.tokens[self.pos + 1]
+        return after != "pct" and not (after == "op" and (value == "**" or (value == "(" and kind == "name")))
+
     def power(self) -> Node:
         node = self.postfix()
-        if self.take_op("**") is not None:
+        if self.take_op("**"):
             node = ("**", node, self.unary())  # right-associative; `-2**2` is -(2**2)
         return node
 
     def postfix(self) -> Node:
         node = self.primary()
-        while self.peek() == ("pct", None):
+        while self.tokens[self.pos][0] == "pct":
             self.pos += 1
-            node = ("/", node, ("num", Fraction(100)))
+            node = ("/", node, ("num", 100))
         return node
 
     def primary(self) -> Node:
-        tok = self.peek()
-        if tok is None:
+        kind, value = self.tokens[self.pos]
+        if kind == "end":
             raise self.fail(Status.PARSE, "expression ends early")
-        kind, value = tok
         self.pos += 1
         if kind == "num":
             return ("num", value)
         if kind == "str":
             raise self.fail(Status.UNSUPPORTED, "string literals are not allowed")
         if kind == "name":
-            if self.peek() == ("op", "("):
+            if self.tokens[self.pos] == ("op", "("):
                 if value in FUNCTIONS:
                     return self.call(FUNCTIONS[value])  # type: ignore[index]
                 if value not in self.variables:
@@ -227,7 +237,7 @@ class _Parser:
             if self.depth > MAX_DEPTH:
                 raise self.fail(Status.UNSUPPORTED, f"nesting deeper than {MAX_DEPTH}")
             node = self.expr()
-            if self.take_op(")") is None:
+            if not self.take_op(")"):
                 raise self.fail(Status.PARSE, "unbalanced parentheses")
             self.depth -= 1
             return node
@@ -236,9 +246,9 @@ class _Parser:
     def call(self, function: str) -> Node:
         self.pos += 1  # "("
         args = [self.expr()]
-        while self.take_op(",") is not None:
+        while self.take_op(","):
             args.append(self.expr())
-        if self.take_op(")") is None:
+        if not self.take_op(")"):
             raise self.fail(Status.PARSE, f"unclosed call to {function}()")
         low, high = ARITY[function]
         if not low <= len(args) <= high:
