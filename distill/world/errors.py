@@ -96,7 +96,7 @@ def _slip(p: Problem, rng: random.Random) -> dict[str, Fraction] | None:
     return slips if slips[name] > 0 and _wrong(p, slips) else None
 
 
-def _retry(draw: Callable[[], object | None]) -> object | None:
+def retry(draw: Callable[[], object | None]) -> object | None:
     for _ in range(ATTEMPTS):
         if (found := draw()) is not None:
             return found
@@ -104,7 +104,7 @@ def _retry(draw: Callable[[], object | None]) -> object | None:
 
 
 # -- form errors on rendered lines
-def _break(line: str, rng: random.Random) -> str:
+def break_line(line: str, rng: random.Random) -> str:
     name, _, expr = line.partition(" = ")
     return rng.choice([f"{name} = ({expr}", f"{name} = {expr} +", f"{name} {expr}"])
 
@@ -140,7 +140,7 @@ def _pot_form(p: Problem, kind: str, rng: random.Random) -> str:
         lines[-1] = lines[-1].replace("ans =", rng.choice(["result =", "answer ="]), 1)
     else:  # syntax
         i = rng.choice([i for i, line in enumerate(lines) if line.split(" = ")[0] in _needed_steps(p)])
-        lines[i] = _break(lines[i], rng)
+        lines[i] = break_line(lines[i], rng)
     return "\n".join(lines)
 
 
@@ -154,7 +154,7 @@ def _eot_form(p: Problem, kind: str, rng: random.Random) -> str:
         b, e = rng.choice(_eot_targets(p, blocks))
         note, eqs = blocks[b]
         if kind == "syntax":
-            blocks[b] = (note, [*eqs[:e], _break(eqs[e], rng), *eqs[e + 1:]])
+            blocks[b] = (note, [*eqs[:e], break_line(eqs[e], rng), *eqs[e + 1:]])
         elif len(eqs) > 1:  # under-determined: a needed equation is left out
             blocks[b] = (note, eqs[:e] + eqs[e + 1:])
         else:
@@ -167,12 +167,12 @@ def inject(problem: Problem, thought: str, kind: str, rng: random.Random, varian
     that cannot be made harmful on this problem gives way to the thought's fallback kind)."""
     if kind in ("misread", "wrong_variable", "operator"):
         draw = {"misread": _misread, "wrong_variable": _wrong_variable, "operator": _operator}[kind]
-        edited = _retry(lambda: draw(problem, rng))
+        edited = retry(lambda: draw(problem, rng))
         if isinstance(edited, Problem):
             return (cot(edited, variant) if thought == "cot" else edited.render(thought)), kind
         kind = _FALLBACK[thought]
     if kind == "arithmetic":
-        slips = _retry(lambda: _slip(problem, rng))
+        slips = retry(lambda: _slip(problem, rng))
         if isinstance(slips, dict):
             return cot(problem, variant, slips), kind
         kind = "final"

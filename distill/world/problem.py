@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import operator
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -67,6 +68,21 @@ class Problem:
         from distill.world.render import render
 
         return render(self, thought, variant=variant)
+
+    def applies(self, thought: str) -> bool:
+        """Whether the thought can state the answer (always, for one whole number)."""
+        return True
+
+    def error_kinds(self, thought: str) -> tuple[str, ...]:
+        from distill.world.errors import kinds_for
+
+        return kinds_for(self, thought)
+
+    def inject(self, thought: str, kind: str, rng: random.Random, variant: int = 0) -> tuple[str, str]:
+        """The rationale of `thought` with error `kind` (see errors.inject)."""
+        from distill.world.errors import inject
+
+        return inject(self, thought, kind, rng, variant)
 
 
 @lru_cache(maxsize=4096)

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, fields
 
 from distill.records import InputError
 from distill.teachers.base import Completion, Request
-from distill.world.errors import inject, kinds_for
 from distill.world.generate import find, stable_hash
 
 _SEEDED_ID = re.compile(r"^world:\w+/s(\d+)-\d+$")
@@ -67,9 +66,9 @@ class WorldTeacher:
             return None
         rng = random.Random(stable_hash("teacher", self.seed, problem.question, thought, round, sample))
         variant = rng.randrange(1 << 8)
-        kind = None
-        if rng.random() < self.error_rate:
-            text, kind = inject(problem, thought, rng.choice(kinds_for(problem, thought)), rng, variant)
+        kind, kinds = None, problem.error_kinds(thought)
+        if kinds and rng.random() < self.error_rate:
+            text, kind = problem.inject(thought, rng.choice(kinds), rng, variant)
         else:
             text = problem.render(thought, variant)
         if thought == "pot" and rng.random() < self.fence:
