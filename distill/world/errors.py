@@ -151,15 +151,20 @@ def _eot_form(p: Problem, kind: str, rng: random.Random) -> str:
     elif kind == "unsolvable":
         blocks.insert(len(blocks) - 1, _contradiction(p, rng))
     else:
-        b, e = rng.choice(_eot_targets(p, blocks))
-        note, eqs = blocks[b]
-        if kind == "syntax":
-            blocks[b] = (note, [*eqs[:e], break_line(eqs[e], rng), *eqs[e + 1:]])
-        elif len(eqs) > 1:  # under-determined: a needed equation is left out
-            blocks[b] = (note, eqs[:e] + eqs[e + 1:])
-        else:
-            del blocks[b]
+        break_equation(blocks, rng.choice(_eot_targets(p, blocks)), kind, rng)
     return join_eot(blocks)
+
+
+def break_equation(blocks: list[Block], at: tuple[int, int], kind: str, rng: random.Random) -> None:
+    """In place: equation `at` (block, line) made a syntax error, or (`under_determined`) left out."""
+    b, e = at
+    note, eqs = blocks[b]
+    if kind == "syntax":
+        blocks[b] = (note, [*eqs[:e], break_line(eqs[e], rng), *eqs[e + 1:]])
+    elif len(eqs) > 1:  # under-determined: a needed equation is left out
+        blocks[b] = (note, eqs[:e] + eqs[e + 1:])
+    else:
+        del blocks[b]
 
 
 def inject(problem: Problem, thought: str, kind: str, rng: random.Random, variant: int = 0) -> tuple[str, str]:

@@ -28,9 +28,8 @@ from functools import lru_cache
 
 import sympy
 
-from distill.records import Record
-from distill.world.errors import ATTEMPTS, KINDS, break_line, retry
-from distill.world.problem import Fact
+from distill.world.errors import ATTEMPTS, KINDS, break_equation, break_line, retry
+from distill.world.problem import Fact, Stated
 from distill.world.render import Block, ask_block, join_eot
 
 _CALLS: dict[str, Callable[..., sympy.Basic]] = {"Rational": sympy.Rational, "sqrt": sympy.sqrt, "Tuple": sympy.Tuple}
@@ -176,7 +175,7 @@ def differs(a: sympy.Basic, b: sympy.Basic) -> bool:
 
 # -- the problem
 @dataclass(frozen=True)
-class LatexProblem:
+class LatexProblem(Stated):
     family: str
     facts: tuple[Fact, ...]
     steps: tuple[LatexStep, ...]
@@ -187,22 +186,6 @@ class LatexProblem:
     split: str = ""
     index: int = -1
     seed: int = 0
-
-    @property
-    def question(self) -> str:
-        return " ".join([*(f.sentence for f in self.facts), self.ask])
-
-    @property
-    def givens(self) -> dict[str, int]:
-        return {name: value for fact in self.facts for name, value in fact.givens}
-
-    @property
-    def id(self) -> str:
-        return f"world:{self.split}/{self.index}" if self.seed == 0 else f"world:{self.split}/s{self.seed}-{self.index}"
-
-    def to_record(self) -> Record:
-        return Record(id=self.id, question=self.question, answer=self.answer, source=f"world:{self.split}",
-                      meta={"family": self.family, "world_seed": self.seed})
 
     def run(self, slips: Mapping[str, sympy.Basic] | None = None) -> Values:
         """Every name's exact value; `slips` replaces a step's result (carried through later steps)."""
@@ -422,12 +405,5 @@ def _eot_form(p: LatexProblem, kind: str, rng: random.Random) -> str:
             return join_eot(blocks)
         kind = "syntax"
     targets = [(b, e) for b, (_, eqs) in enumerate(blocks[:-1]) for e in _needed_lines(eqs, p)]
-    b, e = rng.choice(targets)
-    note, eqs = blocks[b]
-    if kind == "syntax":
-        blocks[b] = (note, [*eqs[:e], break_line(eqs[e], rng), *eqs[e + 1:]])
-    elif len(eqs) > 1:  # under-determined: a needed equation is left out
-        blocks[b] = (note, eqs[:e] + eqs[e + 1:])
-    else:
-        del blocks[b]
+    break_equation(blocks, rng.choice(targets), kind, rng)
     return join_eot(blocks)

@@ -34,18 +34,17 @@ class Step:
     note: str  # EoT comment
 
 
-@dataclass(frozen=True)
-class Problem:
+class Stated:
+    """What every world problem says: the question of its facts and ask, its id and its record
+    (the dataclasses below and latex_problem.LatexProblem carry the fields)."""
+
     family: str
     facts: tuple[Fact, ...]
-    steps: tuple[Step, ...]
-    ask: str  # the question sentence
-    answer_name: str
-    answer: int
-    eot: tuple[tuple[str, str], ...] = ()  # (comment, equation) for EoT-natural families
-    split: str = ""
-    index: int = -1
-    seed: int = 0
+    ask: str
+    answer: int | str
+    split: str
+    index: int
+    seed: int
 
     @property
     def question(self) -> str:
@@ -62,6 +61,20 @@ class Problem:
     def to_record(self) -> Record:
         return Record(id=self.id, question=self.question, answer=self.answer, source=f"world:{self.split}",
                       meta={"family": self.family, "world_seed": self.seed})
+
+
+@dataclass(frozen=True)
+class Problem(Stated):
+    family: str
+    facts: tuple[Fact, ...]
+    steps: tuple[Step, ...]
+    ask: str  # the question sentence
+    answer_name: str
+    answer: int
+    eot: tuple[tuple[str, str], ...] = ()  # (comment, equation) for EoT-natural families
+    split: str = ""
+    index: int = -1
+    seed: int = 0
 
     def render(self, thought: str, variant: int = 0) -> str:
         """The gold rationale of a thought (`variant` picks among the CoT wordings)."""
