@@ -124,8 +124,9 @@ def show(expr: str, values: Mapping[str, sympy.Basic]) -> str:
         if isinstance(node, ast.Call):
             args = [sh(a) for a in node.args]
             name = node.func.id  # type: ignore[attr-defined]
-            return {"Rational": lambda: f"\\frac{{{args[0]}}}{{{args[1]}}}", "sqrt": lambda: f"\\sqrt{{{args[0]}}}",
-                    "Tuple": lambda: "(" + ", ".join(args) + ")"}[name]()
+            if name == "Rational":
+                return f"\\frac{{{args[0]}}}{{{args[1]}}}"
+            return f"\\sqrt{{{args[0]}}}" if name == "sqrt" else "(" + ", ".join(args) + ")"  # a Tuple
         assert isinstance(node, ast.BinOp)
         left, right = sh(node.left), sh(node.right)
         if isinstance(node.op, ast.Div):
