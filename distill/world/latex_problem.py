@@ -202,8 +202,9 @@ class LatexProblem(Stated):
         return self.run()[self.answer_name]
 
     def applies(self, thought: str) -> bool:
-        """Whether the thought can state the answer (EoT: one value, not a tuple)."""
-        return thought != "eot" or not isinstance(self.value, sympy.Tuple)
+        """Whether the thought can state the answer: CoT and PoT always, EoT one value (not a tuple);
+        other thoughts (TIR traces) are not written for these problems yet."""
+        return thought in ("cot", "pot") or (thought == "eot" and not isinstance(self.value, sympy.Tuple))
 
     def needed(self) -> set[str]:
         """Names the answer depends on (itself included)."""
