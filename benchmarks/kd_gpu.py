@@ -1,18 +1,26 @@
 """Distillation throughput on one GPU: on-policy gkd steps and offline kd against SFT, random weights.
 
-    python benchmarks/kd_gpu.py            # H200: ~5 minutes, writes benchmarks/results/kd_gpu.md
+    python benchmarks/kd_gpu.py            # H200: ~6 minutes (trl importable), writes benchmarks/results/kd_gpu.md
     python benchmarks/kd_gpu.py --smoke    # CPU: tiny shapes, 2 steps, checks that nothing crashes
 
 Shapes: teacher LLaMA-2-7B (32 layers, d 4096, ff 11008, 32 heads, vocab 32,000; bf16, frozen), student
 1.3B-shape LLaMA (24 layers, d 2048, ff 5504, 16 heads, vocab 32,000; fp32 weights, bf16 autocast,
 full fine-tune, AdamW). Prompts: 64-192 random tokens; 256 new tokens per on-policy sample.
 
-gkd, ours:     `distill.train.gkd.OnPolicy`: the student samples (plain `generate` with a KV cache), the
-               teacher and the student run the LM head on the target positions only, generalised JSD.
-gkd, baseline: the same sampling, then both models' full logits over every position (how TRL's
-               GKDTrainer scores: `model(**inputs).logits` for the whole sequence), JSD on the
-               completion mask. TRL itself is not installed here: carry its wheel and compare with
-               `trl.GKDTrainer` in the same command before quoting the issue's 3x bar.
+gkd, ours:     `distill.train.gkd.OnPolicy`: the student samples with `distill.train.sampling.StudentSampler`
+               (a bf16 copy of the student, weights refreshed each step, decoded by evaluation's
+               static-cache loop, its steps in CUDA graphs, captured in the warm-up step), the teacher
+               and the student run the LM head on the target positions only, generalised JSD.
+gkd, baseline: HF `generate` sampling (as TRL), then both models' full logits over every position
+               (how TRL's GKDTrainer scores: `model(**inputs).logits` for the whole sequence), JSD on
+               the completion mask.
+gkd, trl:      `trl.experimental.gkd.GKDTrainer` (trl 1.16) itself on the same models, prompts, optimizer
+               (the same AdamW object, lr 1e-6, constant), bf16 autocast, lmbda 1 (fully on-policy),
+               beta 0.5, temperature 1, 256 new tokens (min_new_tokens too, as ours forces the length);
+               its prompts come from a collator of ours (token ids, left-padded), its tokenizer is a
+               word-level one built here. Steps timed from one step's end to the next's (data included),
+               after one warm-up step. Skipped, with a note, when trl is not importable. Like our
+               baseline, it samples from the fp32 student (generate runs outside the trainer's autocast).
 kd vs sft:     the same student, micro-batches and optimizer; kd reads a random top-20 per target token.
 Samples/s counts sampled sequences per second of whole optimizer steps (decoding + scoring + update).
 """
@@ -22,7 +30,7 @@ import argparse
 import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from distill.train.data import IGNORE, Collator  # noqa: E402
-from distill.train.gkd import OnPolicy  # noqa: E402
+from distill.train.gkd import OnPolicy, prompt_len  # noqa: E402
 from distill.train.kd import generalized_jsd  # noqa: E402
 from distill.train.loop import kd_loss, loss_sum, target_tokens  # noqa: E402
 
@@ -69,6 +77,65 @@ def examples(n: int, vocab: int, new: int, seed: int) -> list[dict[str, list[int
         target = [rng.randrange(3, vocab) for _ in range(new)]
         out.append({"ids": prompt + target, "labels": [IGNORE] * (len(prompt) - 1) + target + [IGNORE]})
     return out
+
+
+def word_tokenizer(vocab: int) -> Any:
+    """A tokenizer over the ids as words (t3 ... t{vocab-1}), pad 0, BOS 1, EOS 2: TRL wants a processing class."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    words = {"<pad>": 0, "<s>": 1, "</s>": 2, **{f"t{i}": i for i in range(3, vocab)}}
+    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer(WordLevel(words, unk_token="t3")), pad_token="<pad>",
+                                   bos_token="<s>", eos_token="</s>", unk_token="t3")
+
+
+def trl_gkd(student: Any, teacher: Any, optimizer: Any, data: list[dict[str, list[int]]], batch: int, new: int,
+            beta: float, device: str) -> float:
+    """Seconds per step of trl's GKDTrainer on `data` (one warm-up step, then len(data) / batch - 1 timed)."""
+    import tempfile
+
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl.experimental.gkd import GKDConfig, GKDTrainer
+
+    def collate(features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        def left(rows: list[list[int]], value: int) -> torch.Tensor:
+            width = max(map(len, rows))
+            return torch.tensor([[value] * (width - len(r)) + r for r in rows])
+
+        prompts = [f["prompt"] for f in features]
+        full = [f["prompt"] + f["completion"] for f in features]
+        # lmbda 1: the trainer replaces input_ids, attention_mask and labels by the student's samples; the
+        # data's labels still set its loss normaliser (num_items_in_batch: the completion tokens, as ours).
+        return {"prompts": left(prompts, 0), "prompt_attention_mask": left([[1] * len(p) for p in prompts], 0),
+                "input_ids": left(full, 0), "attention_mask": left([[1] * len(f) for f in full], 0),
+                "labels": left([[IGNORE] * len(f["prompt"]) + f["completion"] for f in features], IGNORE)}
+
+    class Clock(TrainerCallback):
+        def __init__(self) -> None:
+            self.ends: list[float] = []
+
+        def on_step_end(self, *_: Any, **__: Any) -> None:
+            sync(device)
+            self.ends.append(time.perf_counter())
+
+    split = [prompt_len(e) for e in data]
+    rows = {"prompt": [e["ids"][:n] for e, n in zip(data, split)], "completion": [e["ids"][n:] for e, n in zip(data, split)]}
+    clock = Clock()
+    with tempfile.TemporaryDirectory() as out:
+        args = GKDConfig(output_dir=out, per_device_train_batch_size=batch, max_steps=len(data) // batch,
+                         learning_rate=optimizer.param_groups[0]["lr"], lr_scheduler_type="constant", warmup_steps=0,
+                         lmbda=1.0, beta=beta, temperature=1.0, max_new_tokens=new, bf16=device == "cuda",
+                         use_cpu=device == "cpu", report_to="none", save_strategy="no", logging_steps=10_000,
+                         dataloader_num_workers=0, disable_tqdm=True, seed=0)
+        trainer = GKDTrainer(model=student, teacher_model=teacher, args=args, data_collator=collate,
+                             train_dataset=Dataset.from_dict(rows), processing_class=word_tokenizer(
+                                 student.config.vocab_size), optimizers=(optimizer, None), callbacks=[clock])
+        trainer.generation_config.min_new_tokens = new  # every sample `new` tokens long, as ours
+        trainer.train()
+    steps = [b - a for a, b in zip(clock.ends, clock.ends[1:])]
+    return sum(steps) / len(steps)
 
 
 def full_logits_loss(teacher: Any, beta: float) -> Any:
@@ -133,11 +200,24 @@ def main() -> None:
     micro = [data[i * batch:(i + 1) * batch] for i in range(steps + 1)]
     gkd = OnPolicy(teacher, "causal", beta=0.5, fraction=1.0, max_new_tokens=new, temperature=1.0, pad_id=0,
                    eos_id=2, seed=0, force_length=True, student=student, device=device)
-    rows = []
-    for name, loss in (("gkd, baseline (full logits)", full_logits_loss(teacher, 0.5)), ("gkd, ours", gkd.loss)):
+    baseline = replace(gkd, static_loop=False)
+    rows, speed = [], {}
+    for name, policy, loss in (("gkd, baseline (generate, full logits)", baseline, full_logits_loss(teacher, 0.5)),
+                               ("gkd, ours", gkd, gkd.loss)):
         seconds, tokens = timed_steps(student, optimizer, micro, loss, device,
-                                      prepare=lambda i: collate(gkd.rewrite(micro[i], i)))
+                                      prepare=lambda i, policy=policy: collate(policy.rewrite(micro[i], i)))
+        speed[name] = batch / seconds
         rows.append((name, f"{batch / seconds:,.2f} samples/s", f"{seconds:.2f} s/step", f"{tokens:,}"))
+    try:
+        import trl  # noqa: F401
+    except ImportError:
+        note = "trl is not importable here: the gkd, trl row was not measured."
+    else:
+        seconds = trl_gkd(student, teacher, optimizer, data, batch, new, 0.5, device)
+        speed["trl"] = batch / seconds
+        rows.append((f"gkd, trl {trl.__version__} GKDTrainer", f"{batch / seconds:,.2f} samples/s",
+                     f"{seconds:.2f} s/step", f"{batch * new:,}"))
+        note = f"gkd, ours vs trl's GKDTrainer: {speed['gkd, ours'] / speed['trl']:.2f}x (the issue's bar: 3x)."
     # Offline kd vs SFT: the data's targets, a random top-20 teacher per target token.
     k = 20
     rng = random.Random(1)
@@ -158,7 +238,7 @@ def main() -> None:
     table += [f"| {' | '.join(r)} |" for r in rows]
     text = (f"# Distillation throughput ({gpu})\n\n`python benchmarks/kd_gpu.py{' --smoke' if args.smoke else ''}`: "
             f"teacher {shapes['teacher']}, student {shapes['student']}, {batch} prompts per step, {new} new tokens.\n\n"
-            + "\n".join(table) + "\n")
+            + "\n".join(table) + "\n\n" + note + "\n")
     print(text)
     if not args.smoke and not args.no_write:
         RESULTS.write_text(text)

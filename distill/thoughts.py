@@ -107,8 +107,31 @@ def _open_eot(timeout: float, workers: int | None) -> BatchCheck:
     return PerRationale(lambda text: solve_eot(text, timeout=timeout))
 
 
+class _TraceCheck:
+    """TIR: every trace's cells run again in a fresh namespace (one sandbox fork per trace), their
+    recorded outputs compared with what they print now, then the final answer read."""
+
+    def __init__(self, timeout: float, workers: int | None):
+        from solvers.executor import Executor
+
+        # A trace's cells share one wall-clock limit: a few programs' worth.
+        self.executor = Executor(workers=workers, timeout=TIR_TIME_FACTOR * timeout)
+
+    def check(self, rationales: Sequence[str]) -> list[Outcome]:
+        from solvers.tir import cells_of, check_trace, parse
+
+        runs = self.executor.run_cells([cells_of(parse(text)) for text in rationales])
+        return [check_trace(text, cells) for text, cells in zip(rationales, runs)]
+
+    def close(self) -> None:
+        self.executor.close()
+
+
+TIR_TIME_FACTOR = 3
+
+
 def _register_builtins() -> None:
-    from distill.teachers.extract import cot_rationale, eot_rationale, pot_rationale
+    from distill.teachers.extract import cot_rationale, eot_rationale, pot_rationale, tir_rationale
 
     register_thought(Thought(
         "cot", cot_rationale, lambda timeout, workers: PerRationale(cot_outcome),
@@ -128,6 +151,12 @@ def _register_builtins() -> None:
         tuple(s.value for s in (Status.PARSE, Status.UNSUPPORTED, Status.INCONSISTENT, Status.UNDER_DETERMINED,
                                 Status.AMBIGUOUS, Status.NON_NUMERIC, Status.TIMEOUT)),
         "equation of thought: an equation system ending `ans = name`, solved with our SymPy-based solver",
+    ))
+    register_thought(Thought(
+        "tir", tir_rationale, _TraceCheck, "Question: {question}\nLet's reason and run code as we go.\n", "tir.yaml",
+        tuple(s.value for s in (Status.OUTPUT_MISMATCH, Status.NO_ANSWER, Status.NON_NUMERIC, Status.TIMEOUT,
+                                Status.FORBIDDEN, Status.MEMORY, Status.SYNTAX, Status.RUNTIME)),
+        "tool-integrated reasoning: text with ```python cells and their ```output, ending in \\boxed{} (ToRA)",
     ))
 
 

@@ -39,10 +39,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from solvers.answers import to_number
-from solvers.outcome import Outcome, Status
+from solvers.outcome import Cells, Outcome, Status
 from solvers.sandbox import policy
 from solvers.sandbox.exact import canonical_srepr
-from solvers.sandbox.worker import CHILD_DONE, CHILDREN, EXITED, JOB, KILLED, MAX_JOB, MAX_RESULT, OVERFLOW, REPLY
+from solvers.sandbox.worker import (CELL_CHARS, CHILD_DONE, CHILDREN, EXITED, JOB, KILLED, MAX_CELLS, MAX_JOB,
+                                    MAX_RESULT, OVERFLOW, REPLY)
 
 _ROOT = str(Path(__file__).resolve().parent.parent)
 _BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from solvers.sandbox.worker import main; main(sys.argv[2])"
@@ -53,13 +54,14 @@ _START_TIMEOUT = 120.0
 _DEPTH = 2 * CHILDREN  # jobs written ahead to a worker, so that it never waits for the pool
 _MAX_DIGITS = 4000
 FLAVOURS = tuple(policy.FLAVOURS)
-KINDS = {"pot": ord("p"), "eot": ord("e")}
+KINDS = {"pot": ord("p"), "eot": ord("e"), "tir": ord("t")}
 # What a child may report about its own job; anything else (and every limit) is decided outside it.
 _CHILD_STATUSES = {
     "pot": frozenset({Status.OK, Status.NON_NUMERIC, Status.NO_ANSWER, Status.SYNTAX, Status.RUNTIME,
                       Status.FORBIDDEN, Status.MEMORY}),
     "eot": frozenset({Status.OK, Status.NON_NUMERIC, Status.PARSE, Status.UNSUPPORTED, Status.INCONSISTENT,
                       Status.UNDER_DETERMINED, Status.AMBIGUOUS, Status.TIMEOUT}),
+    "tir": frozenset({Status.OK, Status.SYNTAX, Status.FORBIDDEN, Status.MEMORY}),
 }
 
 
@@ -184,7 +186,35 @@ def parse_result(data: bytes, kind: str = "pot") -> Outcome:
     return _malformed()
 
 
-def _verdict(how: int, code: int, data: bytes, kind: str, timeout: float) -> Outcome:
+def _short_text(value: object, limit: int) -> bool:
+    return type(value) is str and len(value) <= limit
+
+
+def parse_cells(data: bytes) -> Cells | Outcome:
+    """A TIR child's record, checked field by field: `["cells", status, detail, outputs]`, each
+    output a pair (printed text, displayed repr or null) of bounded strings; else malformed."""
+    if len(data) > MAX_RESULT:
+        return _malformed()
+    try:
+        record = json.loads(data.decode("ascii"), parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return _malformed()
+    if type(record) is not list or len(record) != 4 or record[0] != "cells":
+        return _malformed()
+    _, status, detail, outputs = record
+    if (type(status) is not str or status not in {s.value for s in _CHILD_STATUSES["tir"]}
+            or not _short_text(detail, 300) or type(outputs) is not list or len(outputs) > MAX_CELLS):
+        return _malformed()
+    cells = []
+    for cell in outputs:
+        if (type(cell) is not list or len(cell) != 2 or not _short_text(cell[0], CELL_CHARS + 301)
+                or not (cell[1] is None or _short_text(cell[1], CELL_CHARS))):
+            return _malformed()
+        cells.append((cell[0], cell[1]))
+    return Cells(tuple(cells), Status(status), detail)
+
+
+def _verdict(how: int, code: int, data: bytes, kind: str, timeout: float) -> Outcome | Cells:
     """The outcome of a job from the zygote's account of how its child ended."""
     if how == KILLED:
         return Outcome.fail(Status.TIMEOUT, f"killed after {timeout:g} s")
@@ -199,7 +229,7 @@ def _verdict(how: int, code: int, data: bytes, kind: str, timeout: float) -> Out
         return Outcome.fail(Status.RUNTIME, f"sandbox process died ({name})")
     if code != CHILD_DONE:
         return Outcome.fail(Status.RUNTIME, f"program exited the process (status {code})")
-    return parse_result(data, kind)
+    return parse_cells(data) if kind == "tir" else parse_result(data, kind)
 
 
 def _shutdown(workers: dict[str, list[_Worker]]) -> None:
@@ -266,13 +296,21 @@ class Executor:
                 raise RuntimeError("Executor is closed")
             return self._run_many(list(programs), kind)
 
+    def run_cells(self, traces: Sequence[Sequence[str]]) -> list[Cells]:
+        """Run the code cells of each trace in order, in one namespace per trace (a notebook),
+        every trace in its own fork; `Cells` in the order of `traces`."""
+        texts = [json.dumps(list(cells)) if not isinstance(cells, str) and all(isinstance(c, str) for c in cells)
+                 else None for cells in traces]
+        outcomes = self.run_many(texts, kind="tir")  # type: ignore[arg-type]
+        return [o if isinstance(o, Cells) else Cells((), o.status, o.detail) for o in outcomes]
+
     def _run_many(self, texts: list[str], kind: str) -> list[Outcome]:
         results: list[Outcome | None] = [None] * len(texts)
         queues: dict[str, deque[int]] = {flavour: deque() for flavour in FLAVOURS}
         payloads: dict[int, bytes] = {}
         for i, text in enumerate(texts):
             if not isinstance(text, str):
-                results[i] = Outcome.fail(Status.SYNTAX if kind == "pot" else Status.PARSE,
+                results[i] = Outcome.fail(Status.PARSE if kind == "eot" else Status.SYNTAX,
                                           f"program is {type(text).__name__}, not str")
                 continue
             data = text.encode("utf-8", "surrogatepass")

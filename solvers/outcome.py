@@ -25,6 +25,8 @@ class Status(str, Enum):
     INCONSISTENT = "inconsistent"
     UNDER_DETERMINED = "under-determined"
     AMBIGUOUS = "ambiguous"
+    # TIR: a recorded cell output that the cell's code does not print when run again
+    OUTPUT_MISMATCH = "output-mismatch"
 
     def __str__(self) -> str:
         return self.value
@@ -66,3 +68,15 @@ class Outcome:
     @property
     def is_ok(self) -> bool:
         return self.status is Status.OK
+
+
+@dataclass(frozen=True)
+class Cells:
+    """What the code cells of one tool-integrated trace did when run in order (as a notebook):
+    per cell, what it printed (with the error line where it raised) and the repr of its last
+    expression (None where it has none). `status` is OK unless the sandbox ended the trace
+    (forbidden, memory, timeout...): then `outputs` holds the cells that ran before, if known."""
+
+    outputs: tuple[tuple[str, str | None], ...]
+    status: Status = Status.OK
+    detail: str = ""

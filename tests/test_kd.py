@@ -239,6 +239,83 @@ def test_gkd_trains_against_a_frozen_teacher_and_resumes_exactly(tmp_path: Path,
         assert b[step] == pytest.approx(a[step], rel=1e-4, abs=1e-5), step
 
 
+def _student(kind: str):
+    torch.manual_seed(0)
+    tok = default_tokenizer()
+    model = (tiny_seq2seq if kind == "seq2seq" else tiny_causal)(tok, d_model=32, layers=2, heads=2).eval()
+    prompts = [[5 + (7 * i + j) % 200 for j in range(n)] for i, n in enumerate((3, 9, 6))]
+    return tok, model, prompts
+
+
+@pytest.mark.parametrize("kind", ["seq2seq", "causal"])
+def test_gkd_sampling_near_temperature_zero_is_greedy_generate(kind: str) -> None:
+    """The static-cache sampler, through OnPolicy: at a vanishing temperature the Gumbel noise cannot
+    move the argmax, so the samples are `generate(do_sample=False)`'s tokens, up to and including EOS."""
+    from distill.train.gkd import OnPolicy
+
+    tok, model, prompts = _student(kind)
+    gkd = OnPolicy(None, kind, beta=0.5, fraction=1.0, max_new_tokens=12, temperature=1e-6, pad_id=tok.pad_token_id,
+                   eos_id=tok.eos_token_id, seed=0, student=model)
+    got = gkd.sample(prompts)
+    assert gkd._sampler is not None  # the static loop, not generate
+    for prompt, sample in zip(prompts, got):
+        out = model.generate(input_ids=torch.tensor([prompt]), do_sample=False, max_new_tokens=12,
+                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)[0].tolist()
+        want = out[1:] if kind == "seq2seq" else out[len(prompt):]
+        want = want[: want.index(tok.eos_token_id) + 1] if tok.eos_token_id in want else want
+        assert sample == want
+
+
+@pytest.mark.parametrize("kind", ["seq2seq", "causal"])
+def test_sampler_with_a_fixed_noise_follows_a_hand_written_gumbel_loop(kind: str) -> None:
+    """Fixed Gumbel noise per step: the loop's tokens are argmax(top-p(logits / T) - noise) of the
+    model's own full forward passes (temperature 0.7, HF's TopPLogitsWarper at 0.8)."""
+    from transformers.generation.logits_process import TopPLogitsWarper
+
+    from distill.train.sampling import SampleLoop
+
+    tok, model, prompts = _student(kind)
+    prompts, new, temperature = prompts[1:2], 10, 0.7
+    gen = torch.Generator().manual_seed(3)
+    noises = [torch.empty(1, model.config.vocab_size).exponential_(generator=gen).log() for _ in range(new)]
+    drawn = iter(noises)
+    loop = SampleLoop(model, temperature=temperature, top_p=0.8, eos_token_id=tok.eos_token_id,
+                      noise=lambda logits: next(drawn), max_new_tokens=new, pad_token_id=tok.pad_token_id,
+                      force_new_tokens=True)
+    got = loop(torch.tensor(prompts), torch.ones(1, len(prompts[0]), dtype=torch.long))[0].tolist()
+    warp = TopPLogitsWarper(0.8)
+    ids, want = torch.tensor(prompts), []
+    start = model.config.decoder_start_token_id if kind == "seq2seq" else None
+    with torch.no_grad():
+        for noise in noises:
+            if kind == "seq2seq":
+                logits = model(input_ids=ids, decoder_input_ids=torch.tensor([[start] + want])).logits[:, -1]
+            else:
+                logits = model(input_ids=torch.tensor([prompts[0] + want])).logits[:, -1]
+            choice = (warp(None, logits / temperature) - noise).index_fill(1, torch.tensor([tok.eos_token_id]),
+                                                                             float("-inf"))  # force_new_tokens
+            want.append(int(choice.argmax(-1)))
+    assert got == want
+
+
+def test_sampler_draws_from_the_tempered_distribution() -> None:
+    """4,000 first tokens of one prompt (seeded): their frequencies are softmax(logits / 1.5)'s, far
+    from the untempered softmax's (the head scaled up so that the distribution is peaked)."""
+    from distill.train.sampling import StudentSampler
+
+    tok, model, prompts = _student("causal")
+    with torch.no_grad():
+        model.lm_head.weight.mul_(40)
+        logits = model(input_ids=torch.tensor([prompts[0]])).logits[0, -1]
+    sampler = StudentSampler(model, kind="causal", max_new_tokens=1, temperature=1.5, pad_id=tok.pad_token_id,
+                             eos_id=tok.eos_token_id, force_length=False)
+    torch.manual_seed(0)
+    freq = torch.bincount(sampler([prompts[0]] * 4000)[:, 0], minlength=logits.shape[0]).float() / 4000
+    tv = lambda p: 0.5 * (freq - p).abs().sum().item()  # noqa: E731
+    assert tv((logits / 1.5).softmax(-1)) < 0.08  # 0.057 here: the noise of 4,000 draws over ~380 tokens
+    assert tv(logits.softmax(-1)) > 3 * tv((logits / 1.5).softmax(-1))
+
+
 def test_hf_teacher_keeps_the_top_k_of_its_own_distribution(tmp_path: Path) -> None:
     """Greedy decoding: the sampled token is the top-1, and the stored log-probs are the model's own
     (a teacher-forced forward pass over prompt + completion gives the same numbers)."""
@@ -286,7 +363,7 @@ def test_kd_gpu_benchmark_smoke_runs() -> None:
     done = subprocess.run([sys.executable, str(root / "benchmarks" / "kd_gpu.py"), "--smoke"], capture_output=True,
                           text=True, timeout=600, cwd=root)
     assert done.returncode == 0, done.stderr[-2000:]
-    for row in ("| gkd, baseline (full logits) |", "| gkd, ours |", "| sft |", "| kd (top-20, alpha 0.1) |"):
+    for row in ("| gkd, baseline (generate, full logits) |", "| gkd, ours |", "| sft |", "| kd (top-20, alpha 0.1) |"):
         assert row in done.stdout
     assert "samples/s" in done.stdout and "target tokens/s" in done.stdout
 

@@ -15,6 +15,7 @@ from distill.decontam import EvalIndex
 from distill.dedupe import Deduper, normalise
 from distill.mix import COLUMNS, mix
 from distill.records import Record, write_jsonl
+from distill.thoughts import thought_names
 
 TEACHER = "openai:gpt-3.5-turbo"
 
@@ -199,7 +200,7 @@ def test_bad_inputs_get_clear_errors(tmp_path: Path, runs: dict, shared_data: Pa
     assert "73 here, 72 at" in res.output and not Path(out).exists()
 
     res = _mix_cli([*runs["paths"], "-o", out, "--thoughts", "cot,tot"])
-    assert res.exit_code == 2 and "unknown thought 'tot' (known: cot, pot, eot)" in res.output
+    assert res.exit_code == 2 and f"unknown thought 'tot' (known: {', '.join(thought_names())})" in res.output
 
     precious = tmp_path / "precious"
     precious.mkdir()

@@ -2,7 +2,8 @@
 the same batch (and the same zygote) must leave their answers right; nothing may be left on the
 host (System V objects, processes, jail directories); limits hold within 2x; SIGTERM / SIGINT /
 SIGKILL of the pool mid-batch end every worker. The attacks are the `integrity_*`, `ipc_*`,
-`deadline_*`, `kill_*` and `proc_*` programs of tests/hostile/.
+`deadline_*`, `kill_*` and `proc_*` programs of tests/hostile/; for tool-integrated traces (job
+kind `t`) the traces of tests/hostile/cells/ and those programs again as a cell of a trace.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import ctypes
 import glob
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -21,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from solvers.executor import Executor, parse_result
-from solvers.outcome import Outcome, Status
+from solvers.executor import CELL_CHARS, MAX_CELLS, Executor, parse_cells, parse_result
+from solvers.outcome import Cells, Outcome, Status
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"
 ROOT = Path(__file__).resolve().parents[1]
@@ -317,3 +319,96 @@ def test_load_with_ten_percent_hostile():
 @pytest.mark.slow
 def test_load_with_ten_percent_hostile_5000():
     _load(5000)
+
+
+# --- tool-integrated traces (job kind `t`) -----------------------------------------------------
+
+CELLS = HOSTILE / "cells"
+# Benign traces whose outputs depend on state an attacker may try to change (each also routed to
+# the "numpy" and "sympy" workers by a comment naming the module).
+TRACE_PROBES = [
+    (["a = 6", "print(a * 7)"], "42"),
+    (["import math", "print(math.pi > 3.14, round(2.5))"], "True 2"),
+    (["import decimal", "print(decimal.Decimal(1) / decimal.Decimal(3))"], "0.3333333333333333333333333333"),
+    (["import random", "print(random.random() != 0.8444218515250481)"], "True"),  # not random.seed(0)'s first draw
+    (["xs = [1, 2]", "xs.append(3)", "print(len(xs), sum(xs))"], "3 6"),
+]
+TRACE_PROBES += [([*cells[:-1], f"{cells[-1]}\n# {module}"], out) for module in ("numpy", "sympy") for cells, out in TRACE_PROBES]
+
+
+def _trace(path: Path, ipc_key: int, host: tuple) -> tuple[list[str], set[Status]]:
+    """A hostile trace: a file of tests/hostile/cells (cells split at `# %%`), or a program of the
+    corpus run as the middle cell of a trace (its exceptions are outputs there, so OK may end it)."""
+    text = _fill(path.read_text(encoding="utf-8"), ipc_key, host)
+    expect = {Status(e) for e in text.splitlines()[0].removeprefix("# expect:").split()}
+    if path.parent == CELLS:
+        return [c.strip("\n") for c in re.split(r"^# %%$", text, flags=re.MULTILINE)], expect
+    return ["x = 41", text, "print(x + 1)"], expect | {Status.OK}
+
+
+@pytest.mark.parametrize("attack", sorted(CELLS.glob("*.py")) + ATTACKS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_trace_cannot_reach_other_traces_or_the_host(executor, host_segments, attack):
+    """One fork per trace: a hostile trace (its cells sharing one namespace) after traces holding a
+    secret and before benign traces, in the same workers."""
+    token = secrets.token_hex(8)
+    secret_traces = [[f"secret_value = 'SECRET-{token}'", f"print(secret_value)\n# {module}"]
+                     for module in ("plain", "numpy", "sympy")]
+    cells, expect = _trace(attack, random.randrange(1 << 20, 1 << 30), host_segments)
+    zygotes = {w.proc.pid for ws in executor._workers.values() for w in ws}
+    start = time.monotonic()
+    runs = executor.run_cells(secret_traces + [cells] + [c for c, _ in TRACE_PROBES])
+    elapsed = time.monotonic() - start
+    assert all(r.status is Status.OK and token in r.outputs[-1][0] for r in runs[:3]), runs[:3]
+    attacker = runs[3]
+    assert attacker.status in expect, attacker
+    # The benign traces, after the attacker in the same workers, print what they should.
+    assert [r.outputs[-1][0].strip() if r.status is Status.OK else r for r in runs[4:]] == [o for _, o in TRACE_PROBES]
+    # Neither another trace's text or output nor the host's secret came out; the host is intact.
+    assert token not in repr(runs[3:]) and host_segments[1].decode() not in repr(runs)
+    assert ctypes.string_at(host_segments[2][1][1], 7) == b"keep me"
+    assert not _sysv_left()
+    # Bounded: every output within CELL_CHARS (plus the error line), a timeout one wall-clock limit.
+    assert all(len(printed) <= CELL_CHARS + 301 and (shown is None or len(shown) <= CELL_CHARS)
+               for r in runs for printed, shown in r.outputs)
+    if attacker.status is Status.TIMEOUT:
+        assert elapsed < 2 * TIMEOUT + 1.0, elapsed
+    if attack.stem == "state_other_trace":
+        assert attacker.outputs[0][0] == "NameError: name 'secret_value' is not defined"
+    if attack.stem == "flood_cells":
+        assert [len(p) for p, _ in attacker.outputs[:2]] == [CELL_CHARS - 1] * 2 and attacker.outputs[3][0].endswith("tail\n")
+    # No process outlives its trace (a fork of a cell would run with the worker's uid).
+    if uids := _sandbox_uids(executor):
+        assert _pids_of(uids) <= {w.proc.pid for ws in executor._workers.values() for w in ws} | zygotes
+
+
+@pytest.mark.parametrize("data, ok", [
+    (b'["cells", "ok", "", [["42\\n", null], ["", "7"]]]', True),
+    (b'["cells", "forbidden", "open", []]', True),
+    (b'["cells", "timeout", "", []]', False),  # only the zygote decides a timeout
+    (b'["cells", "runtime", "", []]', False),  # ... and how a child died
+    (b'["ok", 7, "", null]', False),  # a program's record for a trace
+    (b'["cells", "ok", "", [["42", null]]]["cells", "ok", "", []]', False),  # two records
+    (b'["cells", "ok", "", [["42", null, null]]]', False),
+    (b'["cells", "ok", "", [[42, null]]]', False),
+    (b'["cells", "ok", "", [["42", 7]]]', False),
+    (b'["cells", "ok", "", [["' + b"x" * 2400 + b'", null]]]', False),  # longer than a cell's output
+    (b'["cells", "ok", "", [["", "' + b"x" * 2001 + b'"]]]', False),
+    (b'["cells", "ok", "' + b"d" * 301 + b'", []]', False),
+    (b'["cells", "ok", "", [' + b",".join([b'["", null]'] * 33) + b"]]", False),  # more than MAX_CELLS
+    (b'["cells", "ok", "", {"0": ["", null]}]', False),
+    (b'["cells", "ok", "", [["", NaN]]]', False),
+    (b"[" * 100_000, False),
+    (b'["cells", "ok", "", [["\xff", null]]]', False),  # not ASCII JSON
+])
+def test_trace_records_are_parsed_strictly(data, ok):
+    parsed = parse_cells(data)
+    if ok:
+        assert isinstance(parsed, Cells), parsed
+    else:
+        assert isinstance(parsed, Outcome) and parsed.status is Status.RUNTIME and "malformed" in parsed.detail, parsed
+
+
+def test_trace_jobs_are_lists_of_sources(executor):
+    bad = executor.run_many(['{"cells": ["x = 1"]}', "not json", "[1, 2]", '["x = 1", null]'], kind="tir")
+    assert all(isinstance(c, Cells) and c.status is Status.SYNTAX and not c.outputs for c in bad), bad
+    assert executor.run_cells([["print(1)"] * (MAX_CELLS + 5)])[0].outputs == (("1\n", None),) * MAX_CELLS

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from distill.checking import Checker
 from distill.cues import student_input
 from distill.records import InputError
 from distill.thoughts import thought_names
@@ -35,7 +36,10 @@ def executor() -> Iterator[Executor]:
 def check(executor: Executor, items: list[tuple[str, str]]) -> list[Outcome]:
     """Outcomes of (thought, rationale) pairs through our own checkers."""
     pot = iter(executor.run_many([text for thought, text in items if thought == "pot"]))
-    return [next(pot) if t == "pot" else extract_answer(x) if t == "cot" else solve_eot(x) for t, x in items]
+    with Checker("tir") as checker:
+        tir = iter(checker.check([text for thought, text in items if thought == "tir"]))
+    solve = {"pot": lambda x: next(pot), "tir": lambda x: next(tir), "cot": extract_answer, "eot": solve_eot}
+    return [solve[t](x) for t, x in items]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +60,7 @@ def test_families_are_many_and_multi_step(problems: list[Problem]) -> None:
 def test_gold_rationales_are_correct_for_every_family(problems: list[Problem], executor: Executor) -> None:
     items = [(t, p.render(t, variant)) for p in problems for t in THOUGHTS for variant in (0, 7)]
     outcomes = check(executor, items)
-    wrong = [(p.family, t, o) for (t, _), o, p in zip(items, outcomes, [p for p in problems for _ in range(6)])
+    wrong = [(p.family, t, o) for (t, _), o, p in zip(items, outcomes, [p for p in problems for _ in range(2 * len(THOUGHTS))])
              if not outcome_correct(o, p.answer)]
     assert not wrong, wrong[:5]
 

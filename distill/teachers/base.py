@@ -18,6 +18,9 @@ class Request:  # one question x thought; the teacher returns n samples
     max_tokens: int = 512
     stop: list[str] | None = None
     logprobs: int = 0  # > 0: also the top-k log-probabilities of every generated token (offline kd)
+    # The answer so far, which the teacher continues (tool-integrated reasoning: the trace up to the
+    # output of its last code cell); every backend appends it to the prompt as the assistant's text.
+    prefix: str = ""
     meta: dict[str, Any] = field(default_factory=dict)  # includes "question", "thought", "id"
 
 

@@ -52,6 +52,16 @@ def eot_rationale(text: str) -> str:
     return "\n".join(lines)
 
 
+def tir_rationale(text: str) -> str:
+    """A tool-integrated trace: its cells and outputs as written, then the text after the last cell
+    cut as a chain of thought's (after the answer sentence or the boxed line)."""
+    from solvers.tir import parse, render
+
+    turns = parse(text)
+    head = render(turns[:-1])
+    return head + cot_rationale(turns[-1].text)
+
+
 def extract_rationale(thought: str, raw: str) -> str:
     """The rationale in `raw`: cut at the start of a next few-shot item, then the thought's own
     extractor (CoT up to the sentence `The answer is N.`; PoT the code, inside fences if any; EoT

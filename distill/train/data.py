@@ -3,6 +3,8 @@
 Causal examples carry *shifted* labels: `labels[t]` is the token that follows position t when it
 belongs to the target, else -100. The loss is then a plain cross-entropy per position, prompt
 tokens cost nothing, and packing several examples in one row needs no special label handling.
+Seq2seq examples carry `labels` beside `tgt` only where some target tokens are not learnt (the
+interpreter's outputs in a TIR trace, `distill.train.targets`); the decoder still reads them.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import torch
 from distill.logprobs import KD_COLUMNS, TopK
 from distill.records import InputError, iter_jsonl
 from distill.students import StudentSettings, format_prompt
+from distill.train.targets import Mask, encode_targets
 
 IGNORE = -100
 Row = dict[str, Any]  # input, target (str); kd (TopK) when the teacher's top-k log-probs came with the data
@@ -101,35 +104,49 @@ def _read_splits(path: Path) -> Splits:
 
 
 def tokenize(rows: list[Row], tokenizer: Any, settings: StudentSettings, chunk: int = 1024) -> list[dict[str, list[int]]]:
-    """Token ids per example: seq2seq `{src, tgt}`; causal `{ids, labels}` (labels shifted, prompt masked)."""
+    """Token ids per example: seq2seq `{src, tgt}` (and `labels` where some target tokens are not
+    learnt); causal `{ids, labels}` (labels shifted, prompt and interpreter outputs masked)."""
     eos = tokenizer.eos_token_id
     out = []
     for start in range(0, len(rows), chunk):
         part = rows[start:start + chunk]
-        targets = tokenizer([r["target"] for r in part], add_special_tokens=False)["input_ids"]
+        targets, masks = encode_targets(tokenizer, [r["target"] for r in part])
+        cut = settings.max_target_len - 1
         if settings.kind == "seq2seq":
             sources = tokenizer([r["input"] for r in part], truncation=True, max_length=settings.max_source_len)["input_ids"]
-            for row, src, tgt in zip(part, sources, targets):
-                tgt = tgt[:settings.max_target_len - 1] + [eos]
-                out.append({"src": src, "tgt": tgt, **_teacher_topk(row, tgt)})
+            for row, src, tgt, mask in zip(part, sources, targets, masks):
+                tgt, mask = tgt[:cut] + [eos], _cut(mask, cut)
+                labels = {} if mask is None else {"labels": _learnt(tgt, mask)}
+                out.append({"src": src, "tgt": tgt, **labels, **_teacher_topk(row, tgt, mask)})
             continue
         prompts = [format_prompt(tokenizer, r["input"], settings) for r in part]
         # A chat template writes its own special tokens; plain prompts get the tokenizer's (e.g. BOS).
         special = settings.prompt_format != "chat"
         encoded = tokenizer(prompts, add_special_tokens=special)["input_ids"]
-        for row, prompt, tgt in zip(part, encoded, targets):
+        for row, prompt, tgt, mask in zip(part, encoded, targets, masks):
             prompt = _strip_eos(prompt, eos)[:settings.max_source_len]
-            tgt = tgt[:settings.max_target_len - 1] + [eos]
+            tgt, mask = tgt[:cut] + [eos], _cut(mask, cut)
             ids = prompt + tgt
-            labels = [IGNORE] * (len(prompt) - 1) + tgt + [IGNORE]
-            out.append({"ids": ids, "labels": labels, **_teacher_topk(row, tgt)})
+            labels = [IGNORE] * (len(prompt) - 1) + _learnt(tgt, mask) + [IGNORE]
+            out.append({"ids": ids, "labels": labels, **_teacher_topk(row, tgt, mask)})
     return out
 
 
-def _teacher_topk(row: Row, target: list[int]) -> dict[str, Any]:
+def _cut(mask: Mask, n: int) -> Mask:
+    """A target's mask cut as its tokens are (to n, then EOS, which is always learnt)."""
+    return None if mask is None else mask[:n] + [True]
+
+
+def _learnt(tokens: list[int], mask: Mask) -> list[int]:
+    return tokens if mask is None else [t if keep else IGNORE for t, keep in zip(tokens, mask)]
+
+
+def _teacher_topk(row: Row, target: list[int], mask: Mask = None) -> dict[str, Any]:
     """The teacher's top-k at the target positions it generated: the longest common prefix of the
     target's tokens and the teacher's sampled tokens (the mix may have trimmed the teacher's text, and
-    a re-tokenised text can split differently); the positions after it are trained on the data's token."""
+    a re-tokenised text can split differently); the positions after it are trained on the data's token.
+    Positions the student does not learn (`mask`) are left out, so the entries still line up with the
+    example's first learnt positions."""
     kd: TopK | None = row.get("kd")
     if kd is None:
         return {}
@@ -138,11 +155,15 @@ def _teacher_topk(row: Row, target: list[int]) -> dict[str, Any]:
         if a != b:
             break
         n += 1
-    return {"kd_top": kd.top_ids[:n].tolist(), "kd_lp": kd.top_logprobs[:n].astype("float32").tolist()}
+    at = list(range(n)) if mask is None else [i for i in range(n) if mask[i]]
+    return {"kd_top": kd.top_ids[at].tolist(), "kd_lp": kd.top_logprobs[at].astype("float32").tolist()}
 
 
 def target_count(example: dict[str, Any]) -> int:
-    return len(example["tgt"]) if "tgt" in example else sum(t != IGNORE for t in example["labels"])
+    """The target tokens an example trains on."""
+    if "labels" in example:
+        return sum(t != IGNORE for t in example["labels"])
+    return len(example["tgt"])
 
 
 def aligned_share(examples: list[dict[str, Any]]) -> float:
@@ -301,7 +322,7 @@ class Collator:
                 "attention_mask": _pad([[1] * len(s) for s in src], 0, m, width),
                 "decoder_input_ids": _pad([[self.decoder_start_id] + t[:-1] for t in tgt], self.pad_id, m,
                                           target_width),
-                "labels": _pad(tgt, IGNORE, m, target_width),
+                "labels": _pad([e.get("labels", e["tgt"]) for e in examples], IGNORE, m, target_width),
             }
         if self.packing:
             # One row, position ids restarting per example: the attention backend keeps examples apart.

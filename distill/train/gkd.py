@@ -6,12 +6,14 @@ at each target position (`distill.train.kd.generalized_jsd`).
 `on_policy_fraction` of micro-batches, chosen by a pure function of the seed and the micro-batch
 index, so that a resumed run makes the same choices; sampling draws from torch's RNG, which the
 checkpoint restores). The other micro-batches keep the data's (teacher-written) targets, and are
-scored by the teacher all the same.
+scored by the teacher all the same. T5 and LLaMA students sample with
+`distill.train.sampling.StudentSampler` (evaluation's static-cache decode loop, CUDA graphs on a
+GPU), other students with HF `generate`.
 """
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -22,6 +24,7 @@ from distill.students import model_kind, pretrained
 from distill.train.data import IGNORE
 from distill.train.kd import generalized_jsd
 from distill.train.loop import Batch, model_targets
+from distill.train.sampling import StudentSampler
 
 
 def teacher_path(spec: str) -> str:
@@ -63,6 +66,8 @@ class OnPolicy:
     force_length: bool = False  # every sample max_new_tokens long (benchmarks: fixed shapes)
     student: Any = None  # set once the model is prepared (the sampler reads the unwrapped model)
     device: Any = "cpu"
+    static_loop: bool = True  # False: HF `generate` for every student (benchmarks: the baseline)
+    _sampler: StudentSampler | None = field(default=None, init=False, repr=False)
 
     def on_policy(self, index: int) -> bool:
         return self.fraction >= 1 or random.Random(self.seed * 1_000_003 + index).random() < self.fraction
@@ -71,7 +76,7 @@ class OnPolicy:
         """The examples with targets sampled by the student (micro-batch `index` of the run)."""
         if not self.on_policy(index):
             return examples
-        prompts = [e["src"] if self.kind == "seq2seq" else e["ids"][:_prompt_len(e)] for e in examples]
+        prompts = [e["src"] if self.kind == "seq2seq" else e["ids"][:prompt_len(e)] for e in examples]
         samples = self.sample(prompts)
         if self.kind == "seq2seq":
             return [{"src": p, "tgt": s} for p, s in zip(prompts, samples)]
@@ -81,9 +86,21 @@ class OnPolicy:
     def sample(self, prompts: list[list[int]]) -> list[list[int]]:
         """One sampled continuation per prompt, up to and including EOS."""
         model = extract_model_from_parallel(self.student)
+        if self._sampler is None and self.static_loop and StudentSampler.supports(model):
+            self._sampler = StudentSampler(model, kind=self.kind, max_new_tokens=self.max_new_tokens,
+                                           temperature=self.temperature, pad_id=self.pad_id, eos_id=self.eos_id,
+                                           force_length=self.force_length)
+        new = self._sampler(prompts) if self._sampler is not None else self._generate(model, prompts)
+        samples = []
+        for ids in new.tolist():
+            ids = ids[: ids.index(self.eos_id) + 1] if self.eos_id in ids and not self.force_length else ids
+            samples.append(ids or [self.eos_id])
+        return samples
+
+    def _generate(self, model: Any, prompts: list[list[int]]) -> torch.Tensor:
+        """HF `generate` for the students StudentSampler does not drive (other families, LoRA-wrapped)."""
         width = max(map(len, prompts))
-        # Causal models continue the prompt: pad on the left so every row ends where generation starts.
-        left = self.kind == "causal"
+        left = self.kind == "causal"  # causal models continue the prompt: pad on the left
         rows = [([self.pad_id] * (width - len(p)) + p) if left else (p + [self.pad_id] * (width - len(p))) for p in prompts]
         mask = [([0] * (width - len(p)) + [1] * len(p)) if left else ([1] * len(p) + [0] * (width - len(p))) for p in prompts]
         was_training = model.training
@@ -96,12 +113,7 @@ class OnPolicy:
                                  min_new_tokens=self.max_new_tokens if self.force_length else None)
         finally:
             model.train(was_training)
-        new = out[:, width:] if left else out[:, 1:]  # seq2seq: drop the decoder start token
-        samples = []
-        for ids in new.tolist():
-            ids = ids[: ids.index(self.eos_id) + 1] if self.eos_id in ids and not self.force_length else ids
-            samples.append(ids or [self.eos_id])
-        return samples
+        return out[:, width:] if left else out[:, 1:]  # seq2seq: drop the decoder start token
 
     def loss(self, model: Any, batch: Batch) -> torch.Tensor:
         """Summed generalised JSD between student and teacher at the target positions."""
@@ -113,6 +125,6 @@ class OnPolicy:
         return generalized_jsd(logits[:, :v], teacher_logits[:, :v], self.beta)
 
 
-def _prompt_len(example: dict[str, Any]) -> int:
+def prompt_len(example: dict[str, Any]) -> int:
     """A causal example's prompt: up to the position that predicts the first target token."""
     return next(i for i, t in enumerate(example["labels"]) if t != IGNORE) + 1

@@ -8,7 +8,7 @@ prints the result after a run with a `world:` teacher.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from distill.records import iter_jsonl
@@ -40,6 +40,16 @@ class Audit:
         return line + (f"; {self.unmatched} records not from this teacher" if self.unmatched else "")
 
 
+def _written(text: str, thought: str) -> str:
+    """What the teacher itself wrote of an answer: a TIR trace without its outputs (the runtime's
+    outputs are appended between the teacher's turns)."""
+    if thought != "tir":
+        return text
+    from solvers.tir import parse, render
+
+    return render([replace(t, output=None) for t in parse(text)])
+
+
 def audit(path: str | Path, teacher: WorldTeacher, round_size: int, greedy: bool = False) -> Audit:
     """Audit the records in `path` (written with `--keep all`) that `teacher` answered in requests of
     `round_size` samples (sample s was sample s % round_size of round s // round_size)."""
@@ -51,7 +61,7 @@ def audit(path: str | Path, teacher: WorldTeacher, round_size: int, greedy: bool
         found = raw and teacher.write(rec["question"], rec["thought"], 0 if greedy else sample % round_size,
                                       0 if greedy else sample // round_size,
                                       int(seeded.group(1)) if seeded else None)
-        if not found or found[0] != raw:
+        if not found or _written(found[0], rec["thought"]) != _written(raw, rec["thought"]):
             result.unmatched += 1
             continue
         kind = found[1]

@@ -21,6 +21,7 @@ KINDS = {
     "cot": ("arithmetic", "misread", "final"),
     "pot": ("misread", "wrong_variable", "operator", "syntax", "missing_ans"),
     "eot": ("misread", "wrong_variable", "operator", "under_determined", "unsolvable", "syntax", "missing_ans"),
+    "tir": ("fabricated_output", "misread", "wrong_variable", "operator", "final"),  # written by distill.world.tir
 }
 _FORWARD_ONLY = {"wrong_variable", "operator"}  # edit step expressions, which EoT-natural systems do not show
 _FALLBACK = {"cot": "final", "pot": "syntax", "eot": "syntax"}  # never harmless, always applicable
@@ -103,6 +104,16 @@ def retry(draw: Callable[[], object | None]) -> object | None:
     return None
 
 
+EDITS = {"misread": _misread, "wrong_variable": _wrong_variable, "operator": _operator}
+
+
+def edited(problem: Problem, kind: str, rng: random.Random) -> Problem | None:
+    """The problem with a value error of `kind` (one of `EDITS`) in its program; None where every
+    draw was harmless."""
+    found = retry(lambda: EDITS[kind](problem, rng))
+    return found if isinstance(found, Problem) else None
+
+
 # -- form errors on rendered lines
 def break_line(line: str, rng: random.Random) -> str:
     name, _, expr = line.partition(" = ")
@@ -170,11 +181,10 @@ def break_equation(blocks: list[Block], at: tuple[int, int], kind: str, rng: ran
 def inject(problem: Problem, thought: str, kind: str, rng: random.Random, variant: int = 0) -> tuple[str, str]:
     """The rationale of `thought` with error `kind`, and the kind actually injected (a value error
     that cannot be made harmful on this problem gives way to the thought's fallback kind)."""
-    if kind in ("misread", "wrong_variable", "operator"):
-        draw = {"misread": _misread, "wrong_variable": _wrong_variable, "operator": _operator}[kind]
-        edited = retry(lambda: draw(problem, rng))
-        if isinstance(edited, Problem):
-            return (cot(edited, variant) if thought == "cot" else edited.render(thought)), kind
+    if kind in EDITS:
+        faulty = edited(problem, kind, rng)
+        if faulty is not None:
+            return (cot(faulty, variant) if thought == "cot" else faulty.render(thought)), kind
         kind = _FALLBACK[thought]
     if kind == "arithmetic":
         slips = retry(lambda: _slip(problem, rng))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import operator
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -103,8 +103,9 @@ def _parse(expr: str) -> ast.expr:
     return ast.parse(expr, mode="eval").body
 
 
-def evaluate(expr: str, values: Mapping[str, Fraction]) -> Fraction:
-    """Exact value of a step expression; ZeroDivisionError propagates."""
+def evaluate(expr: str, values: Mapping[str, Fraction], number: Callable[[int], Fraction] = Fraction) -> Fraction:
+    """Exact value of a step expression (`number=int`: the value Python computes, floats and all);
+    ZeroDivisionError propagates."""
 
     def ev(node: ast.expr) -> Fraction:
         if isinstance(node, ast.BinOp):
@@ -112,7 +113,7 @@ def evaluate(expr: str, values: Mapping[str, Fraction]) -> Fraction:
         if isinstance(node, ast.Name):
             return values[node.id]
         if isinstance(node, ast.Constant):
-            return Fraction(node.value)
+            return number(node.value)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return -ev(node.operand)
         raise ValueError(f"unsupported expression {expr!r}")
@@ -124,11 +125,13 @@ def names_in(expr: str) -> list[str]:
     return [n.id for n in ast.walk(_parse(expr)) if isinstance(n, ast.Name)]
 
 
-def run(problem: Problem, slips: Mapping[str, Fraction] | None = None) -> dict[str, Fraction]:
-    """Every name's value; `slips` replaces a step's result (carried through later steps)."""
-    values = {name: Fraction(v) for name, v in problem.givens.items()}
+def run(problem: Problem, slips: Mapping[str, Fraction] | None = None,
+        number: Callable[[int], Fraction] = Fraction) -> dict[str, Fraction]:
+    """Every name's value; `slips` replaces a step's result (carried through later steps);
+    `number=int`: the values a Python program of the steps computes."""
+    values = {name: number(v) for name, v in problem.givens.items()}
     for step in problem.steps:
-        values[step.name] = evaluate(step.expr, values)
+        values[step.name] = evaluate(step.expr, values, number)
         if slips and step.name in slips:
             values[step.name] = slips[step.name]
     return values

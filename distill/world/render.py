@@ -1,10 +1,11 @@
-"""Gold programs -> CoT, PoT and EoT rationales (the NOTES.md formats).
+"""Gold programs -> CoT, PoT, EoT and TIR rationales (the NOTES.md formats; TIR: distill/world/tir.py).
 
 PoT and EoT are built as lines (EoT as comment blocks) so that the teacher's error injection can
 edit them before they are joined.
 """
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Mapping
 from fractions import Fraction
@@ -71,4 +72,8 @@ def render(problem: Problem, thought: str, variant: int = 0) -> str:
         return "\n".join(pot_lines(problem))
     if thought == "eot":
         return join_eot(eot_blocks(problem))
+    if thought == "tir":
+        from distill.world.tir import plan  # (it renders with this module's helpers)
+
+        return plan(problem, None, random.Random(variant), variant).text
     raise ValueError(f"unknown thought {thought!r}")

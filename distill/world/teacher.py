@@ -6,6 +6,8 @@ to `search` candidates of each family's stream (about 20 s, once, for a question
 Each completion is decided by (seed, question, thought, round, sample index) alone, never by call
 order; at temperature 0 every sample of a question is the same (greedy decoding). What was
 injected is kept in `injected`, keyed by (record id, thought, raw text), for measurement.
+A tool-integrated answer (thought `tir`, `distill.world.tir`) is written turn by turn: from
+`Request.prefix` on, up to the next code cell when the stop sequences hold "```output".
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from dataclasses import dataclass, field, fields
 from distill.records import InputError
 from distill.teachers.base import Completion, Request
 from distill.world.generate import find, stable_hash
+from distill.world.problem import Problem
+from distill.world.tir import Plan, plan
 
 _SEEDED_ID = re.compile(r"^world:\w+/s(\d+)-\d+$")
 _CUED = re.compile(r"Question:\s*(.+?)\s*\n")
@@ -59,16 +63,28 @@ class WorldTeacher:
 
     def write(self, question: str, thought: str, sample: int = 0, round: int = 0,
               world_seed: int | None = None) -> tuple[str, str | None] | None:
-        """(raw answer, injected error kind or None) for one sample; None for a question not in the world."""
+        """(raw answer, injected error kind or None) for one sample; None for a question not in the
+        world. A TIR answer is its whole trace, with the outputs the teacher expects."""
+        found = self.compose(question, thought, sample, round, world_seed)
+        return (found.text, found.kind) if isinstance(found, Plan) else found
+
+    def compose(self, question: str, thought: str, sample: int = 0, round: int = 0,
+                world_seed: int | None = None) -> tuple[str, str | None] | Plan | None:
+        """`write`'s answer; for TIR the `Plan` that the teacher writes turn by turn."""
         seeds = tuple(dict.fromkeys([self.world_seed if world_seed is None else world_seed, self.world_seed]))
         problem = find(question, seeds, limit=self.search)
         if problem is None:
             return None
         rng = random.Random(stable_hash("teacher", self.seed, problem.question, thought, round, sample))
         variant = rng.randrange(1 << 8)
-        kind, kinds = None, problem.error_kinds(thought)
-        if kinds and rng.random() < self.error_rate:
-            text, kind = problem.inject(thought, rng.choice(kinds), rng, variant)
+        kinds = problem.error_kinds(thought)
+        kind = rng.choice(kinds) if kinds and rng.random() < self.error_rate else None
+        if thought == "tir":
+            if not isinstance(problem, Problem):
+                raise InputError(f"world teacher: no TIR traces for the {problem.family} family (LaTeX answers) yet")
+            return plan(problem, kind, rng, variant)
+        if kind is not None:
+            text, kind = problem.inject(thought, kind, rng, variant)
         else:
             text = problem.render(thought, variant)
         if thought == "pot" and rng.random() < self.fence:
@@ -84,13 +100,17 @@ class WorldTeacher:
         out = []
         for j in range(request.n):
             greedy = request.temperature == 0
-            found = self.write(question, thought, 0 if greedy else j, 0 if greedy else int(meta.get("round", 0)),
-                               int(seeded.group(1)) if seeded else None)
+            found = self.compose(question, thought, 0 if greedy else j, 0 if greedy else int(meta.get("round", 0)),
+                                 int(seeded.group(1)) if seeded else None)
             if found is None:
                 out.append(Completion(None, "stop", prompt_tokens, 0, error="unknown-question"))
                 continue
-            text, kind = found
-            self.injected[rid, thought, text] = kind
+            if isinstance(found, Plan):  # one turn of a trace: up to the next cell to run, from the prefix on
+                text, kind = found.continuation(request.prefix, request.stop), found.kind
+                self.injected[rid, thought, found.text] = kind
+            else:
+                text, kind = found
+                self.injected[rid, thought, text] = kind
             out.append(Completion(text, "stop", prompt_tokens, len(text.split())))
         return out
 

@@ -192,6 +192,17 @@ def preload(flavour: str) -> list[str]:
         sympy.binomial(10, 3)
         sympy.sympify("x**2 + 1").subs(x, 2)
         sympy.Poly(x**2 - 1, x).all_roots()
+        # ... and what tool-integrated MATH solutions call: sets, inequalities, calculus, matrices, LaTeX
+        r = sympy.Symbol("r", real=True)
+        sympy.solveset(x**2 - 4, x, domain=sympy.S.Reals), sympy.solveset(sympy.sin(x), x, sympy.Interval(0, 7))
+        sympy.solve_univariate_inequality(r**2 - 5 * r - 14 < 0, r, relational=False)
+        sympy.solve(r**2 - 3 < 0, r), sympy.reduce_inequalities([r > 1, r < 3], r)
+        sympy.integrate(x**2 + sympy.sin(x), (x, 0, 1)), sympy.limit(sympy.sin(x) / x, x, 0), sympy.diff(x**3, x)
+        sympy.summation(1 / x**2, (x, 1, sympy.oo)), sympy.series(sympy.exp(x), x, 0, 3)
+        sympy.Matrix([[1, 2], [3, 4]]).inv(), sympy.Matrix([[1, 2], [3, 4]]).eigenvects()
+        sympy.Product(x, (x, 1, 5)).doit()
+        sympy.apart(1 / (x**2 - 1)), sympy.factor(x**2 - 1), sympy.expand((x + 1)**3), sympy.trigsimp(sympy.sin(x)**2 + sympy.cos(x)**2)
+        sympy.latex(sympy.sqrt(2) / 2), sympy.nsolve(x**2 - 2, x, 1), sympy.primerange(2, 20), sympy.totient(12)
     if "numpy" in sys.modules:
         import numpy
 

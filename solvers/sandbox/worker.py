@@ -2,7 +2,8 @@
 
 Protocol with the pool (stdin / stdout of the zygote, little-endian):
 - job (pool -> zygote): `<I size><B kind>` and `size` bytes of UTF-8 text; kind `p` is a Python
-  program (program of thought), `e` an equation-of-thought text for the symbolic solver.
+  program (program of thought), `e` an equation-of-thought text for the symbolic solver, `t` the
+  code cells of a tool-integrated trace (a JSON list of sources, run as a notebook: `run_cells`).
 - reply (zygote -> pool), one per job, in the order the jobs finish: `<I size><I seq><B how><i code>`
   and `size` bytes that the child wrote on its own pipe (`seq`: the job's number, counted from 0 in
   the order sent; `how`: see the constants below; `code`: exit status or signal).
@@ -43,6 +44,8 @@ MAX_EXACT = 4000  # characters of an exact answer's srepr
 EXITED, KILLED, SIGNALED, OVERFLOW = 0, 1, 2, 3
 CHILD_DONE = 117  # exit status of a child that stopped by itself (a program calling os._exit can't fake 0)
 _STDOUT_CAP = 64 * 1024
+CELL_CHARS = 2000  # characters kept of a TIR cell's output (its head and tail) and of its displayed value
+MAX_CELLS = 32
 _MAX_DIGITS = 4000
 CHILDREN = 2  # jobs a zygote runs at once (so that a core never waits for a fork or an exit)
 _MAX_FDS = 32  # the zygote's RLIMIT_NOFILE: every descriptor it can hold is below this
@@ -51,15 +54,21 @@ _PRINTED_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]
 
 
 class _Stdout:
-    """What programs print: only the last `_STDOUT_CAP` characters are kept."""
+    """What programs print: only the last `_STDOUT_CAP` characters are kept, and the first
+    `CELL_CHARS` (a TIR cell's output is shown head and tail)."""
 
-    __slots__ = ("parts", "size")
+    __slots__ = ("parts", "size", "head", "total")
 
     def __init__(self) -> None:
         self.parts: list[str] = []
         self.size = 0
+        self.head = ""
+        self.total = 0
 
     def write(self, text: str) -> None:
+        if len(self.head) < CELL_CHARS:
+            self.head += text[:CELL_CHARS - len(self.head)]
+        self.total += len(text)
         self.parts.append(text)
         self.size += len(text)
         if self.size > 2 * _STDOUT_CAP:
@@ -158,6 +167,94 @@ def run_program(source: str) -> bytes:
     if (denied := policy.denied()) is not None:
         return result("forbidden", None, denied)
     return line
+
+
+def _cell_output(stdout: _Stdout, error: BaseException | str | None) -> str:
+    """What a notebook shows for a cell: its printed text (a long one cut to its head and tail,
+    `...` between), then the error line if it raised."""
+    half = (CELL_CHARS - 5) // 2
+    text = stdout.head if stdout.total <= CELL_CHARS else f"{stdout.head[:half]}\n...\n{stdout.text()[-half:]}"
+    if error is not None:
+        line = error if isinstance(error, str) else _describe(error)
+        text += ("" if not text or text.endswith("\n") else "\n") + line[:300]
+    return text
+
+
+_SHOWN = "_cell_display_value"  # where a cell's last expression is kept for display
+
+
+def _compile_cell(source: str) -> tuple[object, bool]:
+    """A cell checked by the policy, compiled so that the value of a last expression (not a
+    print call) lands in `_SHOWN`, as a notebook displays it; (code, whether it does)."""
+    import ast
+
+    code = policy.compile_program(source)  # raises Rejected
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, RecursionError, MemoryError, ValueError):
+        return code, False
+    last = tree.body[-1] if tree.body else None
+    if not isinstance(last, ast.Expr) or (isinstance(last.value, ast.Call) and isinstance(last.value.func, ast.Name)
+                                          and last.value.func.id == "print"):
+        return code, False
+    tree.body[-1] = ast.copy_location(ast.Assign([ast.Name(_SHOWN, ast.Store())], last.value), last)
+    return compile(ast.fix_missing_locations(tree), "<program>", "exec", dont_inherit=True), True
+
+
+def run_cells(text: str) -> bytes:
+    """Tool-integrated reasoning: the code cells of one trace (a JSON list of sources) run in order
+    in one namespace, as in a notebook; per cell what it printed (with the error line if it raised)
+    and the repr of its last expression. A forbidden operation or memory exhaustion ends the trace."""
+    try:
+        cells = json.loads(text)
+    except ValueError:
+        cells = None
+    if not isinstance(cells, list) or not all(isinstance(c, str) for c in cells):
+        return _cells_result("syntax", [], "cells are not a JSON list of strings")
+    namespace = {"__builtins__": _BUILTINS, "__name__": "__main__"}
+    outputs: list[list[str | None]] = []
+    status, detail = "ok", ""
+    policy.reset_denied()
+    for source in cells[:MAX_CELLS]:
+        _State.stdout = _Stdout()
+        try:
+            code, shows = _compile_cell(source)
+        except policy.Rejected as e:
+            if e.status != "syntax":
+                status, detail = e.status, str(e)
+                break
+            outputs.append([_cell_output(_State.stdout, str(e)), None])
+            continue
+        try:
+            exec(code, namespace)
+            value = namespace.pop(_SHOWN, None) if shows else None
+            shown = None if value is None else repr(value)[:CELL_CHARS]
+            outputs.append([_cell_output(_State.stdout, None), shown])
+        except policy.Forbidden as e:
+            status, detail = "forbidden", str(e)
+            break
+        except MemoryError:
+            status, detail = "memory", "MemoryError"
+            break
+        except PermissionError as e:  # the OS layer said no
+            status, detail = "forbidden", _describe(e)
+            break
+        except BaseException as e:
+            outputs.append([_cell_output(_State.stdout, e), None])
+        if (denied := policy.denied()) is not None:
+            status, detail = "forbidden", denied
+            break
+    return _cells_result(status, outputs, detail)
+
+
+def _cells_result(status: str, outputs: list[list[str | None]], detail: str) -> bytes:
+    """The result record of a trace, cut to fit the result buffer (later cells' text first)."""
+    while True:
+        data = json.dumps(["cells", status, detail[:300], outputs], ensure_ascii=True).encode()
+        if len(data) <= MAX_RESULT - 64 or not outputs:
+            return data
+        widest = max(range(len(outputs)), key=lambda i: sum(len(t or "") for t in outputs[i]))
+        outputs[widest] = [None if t is None else t[:len(t) // 2] for t in outputs[widest]]
 
 
 def run_equations(text: str, timeout: float) -> bytes:
@@ -350,7 +447,8 @@ class Zygote:
             self.child_filter.install(os.getpid())
             text = bytes(self.job[:size]).decode("utf-8", "surrogatepass")
             self.job[:size] = bytes(size)
-            data = run_program(text) if kind == ord("p") else run_equations(text, self.timeout)
+            data = (run_program(text) if kind == ord("p") else run_cells(text) if kind == ord("t")
+                    else run_equations(text, self.timeout))
             while data:
                 data = data[os.write(result_w, data):]
         finally:

@@ -1,0 +1,5 @@
+# expect: timeout
+x = 1
+# %%
+while True:
+    print('x' * 100000)
