@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from distill.records import iter_jsonl
+from distill.world.generate import find
 from distill.world.teacher import _SEEDED_ID, WorldTeacher
 
 
@@ -22,6 +23,7 @@ class Audit:
     clean: int = 0  # records without an injected error
     clean_rejected: int = 0  # ... of them, rejected anyway (a checker too strict)
     unmatched: int = 0  # records the teacher does not write again (another teacher, failed requests)
+    inapplicable: int = 0  # records of a thought that cannot state the answer (EoT for a tuple), left out above
     accepted_kinds: Counter[str] = field(default_factory=Counter)  # injected errors that got through, by kind
 
     @property
@@ -33,6 +35,8 @@ class Audit:
         line = (f"injected teacher errors rejected by the checkers: {self.rejected}/{self.injected} "
                 f"({self.rejection_rate:.1%}; accepted: {through}); correct rationales rejected: "
                 f"{self.clean_rejected}/{self.clean}")
+        if self.inapplicable:
+            line += f"; {self.inapplicable} rationales of a thought that cannot state the answer (EoT, tuples) left out"
         return line + (f"; {self.unmatched} records not from this teacher" if self.unmatched else "")
 
 
@@ -61,7 +65,10 @@ def audit(path: str | Path, teacher: WorldTeacher, round_size: int, greedy: bool
             result.unmatched += 1
             continue
         kind = found[1]
-        if kind is None:
+        problem = find(rec["question"], (), limit=0)  # written just now: already drawn
+        if kind is None and problem is not None and not problem.applies(rec["thought"]):
+            result.inapplicable += 1
+        elif kind is None:
             result.clean += 1
             result.clean_rejected += rec.get("correct") is not True
         else:

@@ -97,7 +97,7 @@ def _slip(p: Problem, rng: random.Random) -> dict[str, Fraction] | None:
     return slips if slips[name] > 0 and _wrong(p, slips) else None
 
 
-def _retry(draw: Callable[[], object | None]) -> object | None:
+def retry(draw: Callable[[], object | None]) -> object | None:
     for _ in range(ATTEMPTS):
         if (found := draw()) is not None:
             return found
@@ -110,12 +110,12 @@ EDITS = {"misread": _misread, "wrong_variable": _wrong_variable, "operator": _op
 def edited(problem: Problem, kind: str, rng: random.Random) -> Problem | None:
     """The problem with a value error of `kind` (one of `EDITS`) in its program; None where every
     draw was harmless."""
-    found = _retry(lambda: EDITS[kind](problem, rng))
+    found = retry(lambda: EDITS[kind](problem, rng))
     return found if isinstance(found, Problem) else None
 
 
 # -- form errors on rendered lines
-def _break(line: str, rng: random.Random) -> str:
+def break_line(line: str, rng: random.Random) -> str:
     name, _, expr = line.partition(" = ")
     return rng.choice([f"{name} = ({expr}", f"{name} = {expr} +", f"{name} {expr}"])
 
@@ -151,7 +151,7 @@ def _pot_form(p: Problem, kind: str, rng: random.Random) -> str:
         lines[-1] = lines[-1].replace("ans =", rng.choice(["result =", "answer ="]), 1)
     else:  # syntax
         i = rng.choice([i for i, line in enumerate(lines) if line.split(" = ")[0] in _needed_steps(p)])
-        lines[i] = _break(lines[i], rng)
+        lines[i] = break_line(lines[i], rng)
     return "\n".join(lines)
 
 
@@ -162,15 +162,20 @@ def _eot_form(p: Problem, kind: str, rng: random.Random) -> str:
     elif kind == "unsolvable":
         blocks.insert(len(blocks) - 1, _contradiction(p, rng))
     else:
-        b, e = rng.choice(_eot_targets(p, blocks))
-        note, eqs = blocks[b]
-        if kind == "syntax":
-            blocks[b] = (note, [*eqs[:e], _break(eqs[e], rng), *eqs[e + 1:]])
-        elif len(eqs) > 1:  # under-determined: a needed equation is left out
-            blocks[b] = (note, eqs[:e] + eqs[e + 1:])
-        else:
-            del blocks[b]
+        break_equation(blocks, rng.choice(_eot_targets(p, blocks)), kind, rng)
     return join_eot(blocks)
+
+
+def break_equation(blocks: list[Block], at: tuple[int, int], kind: str, rng: random.Random) -> None:
+    """In place: equation `at` (block, line) made a syntax error, or (`under_determined`) left out."""
+    b, e = at
+    note, eqs = blocks[b]
+    if kind == "syntax":
+        blocks[b] = (note, [*eqs[:e], break_line(eqs[e], rng), *eqs[e + 1:]])
+    elif len(eqs) > 1:  # under-determined: a needed equation is left out
+        blocks[b] = (note, eqs[:e] + eqs[e + 1:])
+    else:
+        del blocks[b]
 
 
 def inject(problem: Problem, thought: str, kind: str, rng: random.Random, variant: int = 0) -> tuple[str, str]:
@@ -182,7 +187,7 @@ def inject(problem: Problem, thought: str, kind: str, rng: random.Random, varian
             return (cot(faulty, variant) if thought == "cot" else faulty.render(thought)), kind
         kind = _FALLBACK[thought]
     if kind == "arithmetic":
-        slips = _retry(lambda: _slip(problem, rng))
+        slips = retry(lambda: _slip(problem, rng))
         if isinstance(slips, dict):
             return cot(problem, variant, slips), kind
         kind = "final"

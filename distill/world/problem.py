@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import operator
+import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -33,18 +34,17 @@ class Step:
     note: str  # EoT comment
 
 
-@dataclass(frozen=True)
-class Problem:
+class Stated:
+    """What every world problem says: the question of its facts and ask, its id and its record
+    (the dataclasses below and latex_problem.LatexProblem carry the fields)."""
+
     family: str
     facts: tuple[Fact, ...]
-    steps: tuple[Step, ...]
-    ask: str  # the question sentence
-    answer_name: str
-    answer: int
-    eot: tuple[tuple[str, str], ...] = ()  # (comment, equation) for EoT-natural families
-    split: str = ""
-    index: int = -1
-    seed: int = 0
+    ask: str
+    answer: int | str
+    split: str
+    index: int
+    seed: int
 
     @property
     def question(self) -> str:
@@ -62,11 +62,40 @@ class Problem:
         return Record(id=self.id, question=self.question, answer=self.answer, source=f"world:{self.split}",
                       meta={"family": self.family, "world_seed": self.seed})
 
+
+@dataclass(frozen=True)
+class Problem(Stated):
+    family: str
+    facts: tuple[Fact, ...]
+    steps: tuple[Step, ...]
+    ask: str  # the question sentence
+    answer_name: str
+    answer: int
+    eot: tuple[tuple[str, str], ...] = ()  # (comment, equation) for EoT-natural families
+    split: str = ""
+    index: int = -1
+    seed: int = 0
+
     def render(self, thought: str, variant: int = 0) -> str:
         """The gold rationale of a thought (`variant` picks among the CoT wordings)."""
         from distill.world.render import render
 
         return render(self, thought, variant=variant)
+
+    def applies(self, thought: str) -> bool:
+        """Whether the thought can state the answer (always, for one whole number)."""
+        return True
+
+    def error_kinds(self, thought: str) -> tuple[str, ...]:
+        from distill.world.errors import kinds_for
+
+        return kinds_for(self, thought)
+
+    def inject(self, thought: str, kind: str, rng: random.Random, variant: int = 0) -> tuple[str, str]:
+        """The rationale of `thought` with error `kind` (see errors.inject)."""
+        from distill.world.errors import inject
+
+        return inject(self, thought, kind, rng, variant)
 
 
 @lru_cache(maxsize=4096)

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from distill.records import InputError
 from distill.teachers.base import WRITE_QUESTION as TASK
 from distill.teachers.base import Completion, Request
-from distill.world.generate import candidate, find, split_of, stable_hash
-from distill.world.problem import Problem
+from distill.world.generate import AnyProblem, candidate, find, split_of, stable_hash
 from distill.world.teacher import WorldTeacher
 
 OFFSET, SPAN = 1000, 4000  # stream candidates used for new questions: past those of the usual splits
@@ -50,16 +49,16 @@ class WorldSynthTeacher(WorldTeacher):
         teacher.name += f",flaw_rate={teacher.flaw_rate}"
         return teacher
 
-    def find(self, question: str) -> Problem | None:
+    def find(self, question: str) -> AnyProblem | None:
         """The world problem with this text (seed or synthesized), None if there is none."""
         return find(question, (self.world_seed,), limit=max(self.search, OFFSET + SPAN))
 
-    def truth(self, question: str) -> int | None:
+    def truth(self, question: str) -> int | str | None:
         """The gold answer of a question, for measuring the precision of synth's labels."""
         problem = self.find(question)
         return None if problem is None else problem.answer
 
-    def new_problem(self, seed: Problem, rng: random.Random) -> Problem:
+    def new_problem(self, seed: AnyProblem, rng: random.Random) -> AnyProblem:
         """A train-split problem of the seed's family, other than the seed."""
         while True:
             problem = candidate(self.world_seed, seed.family, OFFSET + rng.randrange(SPAN))
@@ -75,7 +74,8 @@ class WorldSynthTeacher(WorldTeacher):
         problem = self.new_problem(seed, rng)
         flaw = rng.choice(FLAWS) if rng.random() < self.flaw_rate else None
         draft = final = problem.question
-        check = "The problem is complete, consistent, and its answer is a whole number."
+        check = ("The problem is complete, consistent, and its answer is "
+                 + ("a whole number." if isinstance(problem.answer, int) else "exact."))
         if flaw == "amended":
             draft = " ".join(f.sentence for f in problem.facts)
             check = "The draft never says what to find; I add the question."

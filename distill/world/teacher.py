@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, fields
 
 from distill.records import InputError
 from distill.teachers.base import Completion, Request
-from distill.world.errors import inject, kinds_for
 from distill.world.generate import find, stable_hash
+from distill.world.problem import Problem
 from distill.world.tir import Plan, plan
 
 _SEEDED_ID = re.compile(r"^world:\w+/s(\d+)-\d+$")
@@ -77,11 +77,14 @@ class WorldTeacher:
             return None
         rng = random.Random(stable_hash("teacher", self.seed, problem.question, thought, round, sample))
         variant = rng.randrange(1 << 8)
-        kind = rng.choice(kinds_for(problem, thought)) if rng.random() < self.error_rate else None
+        kinds = problem.error_kinds(thought)
+        kind = rng.choice(kinds) if kinds and rng.random() < self.error_rate else None
         if thought == "tir":
+            if not isinstance(problem, Problem):
+                raise InputError(f"world teacher: no TIR traces for the {problem.family} family (LaTeX answers) yet")
             return plan(problem, kind, rng, variant)
         if kind is not None:
-            text, kind = inject(problem, thought, kind, rng, variant)
+            text, kind = problem.inject(thought, kind, rng, variant)
         else:
             text = problem.render(thought, variant)
         if thought == "pot" and rng.random() < self.fence:
