@@ -22,6 +22,7 @@ from distill.world.teacher import WorldTeacher
 from distill.world.tir import plan
 from distill.world.problem import Problem
 from solvers.answers import is_correct
+from solvers.grading import grade
 from solvers.executor import Executor
 from solvers.outcome import Outcome, Status
 from solvers.tir import STOP, append_output, open_cells, parse, shown
@@ -55,9 +56,9 @@ def _converse(teacher: WorldTeacher, questions: list[str], executor: Executor) -
     return traces
 
 
-def measure(n: int, error_rate: float = 0.5, seed: int = 0) -> dict[str, object]:
+def measure(n: int, error_rate: float = 0.5, seed: int = 0, families: list[str] | None = None) -> dict[str, object]:
     """Run `n` world questions through the loop and the checker; what was rejected, by kind."""
-    problems = generate_problems("train", n, seed=seed)
+    problems = generate_problems("train", n, seed=seed, families=families)
     teacher = WorldTeacher(error_rate=error_rate, seed=seed)
     with Executor(workers=2, timeout=5) as executor:
         traces = _converse(teacher, [p.question for p in problems], executor)
@@ -78,6 +79,8 @@ def measure(n: int, error_rate: float = 0.5, seed: int = 0) -> dict[str, object]
 
 
 def checker_correct(outcome: Outcome, problem: Problem) -> bool:
+    if isinstance(problem.answer, str):  # a LaTeX gold
+        return grade(outcome, problem.answer, latex=True).correct is True
     return is_correct(outcome.prediction, problem.answer)
 
 
@@ -101,6 +104,13 @@ def test_world_tir_bars(tmp_path):
                             for p, o, t in zip(problems, m["outcomes"], m["traces"])))
     result = audit(path, WorldTeacher(error_rate=0.5), round_size=1)
     assert (result.unmatched, result.injected, result.rejected, result.clean_rejected) == (0, m["injected"], m["rejected"], 0)
+
+
+def test_world_tir_bars_on_latex_answers():
+    """The families whose gold is LaTeX: one SymPy cell printing the exact answer, boxed in LaTeX."""
+    m = measure(60, families=["marbles", "diagonal", "crossing"])
+    _assert_bars(m)
+    assert m["clean"] > 10 and any("sqrt" in t for t in m["traces"]) and any("\\frac" in t for t in m["traces"])
 
 
 def test_turns_honour_the_stop_and_continue_from_the_prefix():

@@ -202,9 +202,8 @@ class LatexProblem(Stated):
         return self.run()[self.answer_name]
 
     def applies(self, thought: str) -> bool:
-        """Whether the thought can state the answer: CoT and PoT always, EoT one value (not a tuple);
-        other thoughts (TIR traces) are not written for these problems yet."""
-        return thought in ("cot", "pot") or (thought == "eot" and not isinstance(self.value, sympy.Tuple))
+        """Whether the thought can state the answer: CoT, PoT and TIR always, EoT one value (not a tuple)."""
+        return thought in ("cot", "pot", "tir") or (thought == "eot" and not isinstance(self.value, sympy.Tuple))
 
     def needed(self) -> set[str]:
         """Names the answer depends on (itself included)."""

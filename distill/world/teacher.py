@@ -19,7 +19,7 @@ from distill.records import InputError
 from distill.teachers.base import Completion, Request
 from distill.world.generate import find, stable_hash
 from distill.world.problem import Problem
-from distill.world.tir import Plan, plan
+from distill.world.tir import Plan, latex_plan, plan
 
 _SEEDED_ID = re.compile(r"^world:\w+/s(\d+)-\d+$")
 _CUED = re.compile(r"Question:\s*(.+?)\s*\n")
@@ -80,9 +80,7 @@ class WorldTeacher:
         kinds = problem.error_kinds(thought)
         kind = rng.choice(kinds) if kinds and rng.random() < self.error_rate else None
         if thought == "tir":
-            if not isinstance(problem, Problem):
-                raise InputError(f"world teacher: no TIR traces for the {problem.family} family (LaTeX answers) yet")
-            return plan(problem, kind, rng, variant)
+            return plan(problem, kind, rng, variant) if isinstance(problem, Problem) else latex_plan(problem, kind, rng, variant)
         if kind is not None:
             text, kind = problem.inject(thought, kind, rng, variant)
         else:

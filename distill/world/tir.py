@@ -22,6 +22,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from distill.world.errors import EDITS, edited
 from distill.world.problem import Problem, Step, names_in, run
@@ -35,6 +36,9 @@ _OPENERS = ("Let me work this out with Python.", "I'll compute it step by step i
 _ANSWER = ("The answer is \\boxed{{{}}}.", "So the answer is $\\boxed{{{}}}$.", "Therefore the final answer is \\boxed{{{}}}.")
 
 Number = int | float
+
+if TYPE_CHECKING:
+    from distill.world.latex_problem import LatexProblem
 
 
 @dataclass(frozen=True)
@@ -147,4 +151,22 @@ def plan(problem: Problem, kind: str | None, rng: random.Random, variant: int = 
     return Plan(tuple(turns), frozenset([fabricated] if fabricated >= 0 else []), kind)
 
 
-__all__ = ["FABRICATIONS", "Plan", "plan"]
+def latex_plan(problem: "LatexProblem", kind: str | None, rng: random.Random, variant: int = 0) -> Plan:
+    """The trace of a problem whose answer is LaTeX (`distill.world.latex_problem`): one SymPy cell
+    that prints the exact answer (as SymPy prints it: `11/21`, `5*sqrt(5)`, `(-7/6, 8/3)`), then the
+    answer boxed in LaTeX. The one error injected here is a fabricated output, carried to the answer."""
+    import sympy
+
+    from distill.world.latex_problem import tex
+
+    value = shown = problem.value
+    if kind is not None:
+        kind = "fabricated_output"
+        shown = sympy.Tuple(*(a + 1 for a in value.args)) if isinstance(value, sympy.Tuple) else value + 1
+    code = "\n".join([*problem.pot_lines(), "print(ans)"])
+    turns = (Turn(f"{_OPENERS[variant % len(_OPENERS)]} SymPy keeps the answer exact.\n", code, str(shown)),
+             Turn("The output is the exact value. " + _ANSWER[variant % len(_ANSWER)].format(tex(shown))))
+    return Plan(turns, frozenset([0] if kind else []), kind)
+
+
+__all__ = ["FABRICATIONS", "Plan", "latex_plan", "plan"]
