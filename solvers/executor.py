@@ -161,17 +161,23 @@ def _no_constant(name: str) -> None:
     raise ValueError(name)  # NaN / Infinity: not a number a program may return
 
 
+def _record(data: bytes) -> list | None:
+    """A child's record: a JSON list of four items in ASCII within the result limit, else None."""
+    if len(data) > MAX_RESULT:
+        return None
+    try:
+        record = json.loads(data.decode("ascii"), parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return None
+    return record if type(record) is list and len(record) == 4 else None
+
+
 def parse_result(data: bytes, kind: str = "pot") -> Outcome:
     """A child's result record, checked field by field: `[status, value, detail, exact]` in JSON, the
     value a plain int (at most 4,000 digits) or finite float, the exact answer a srepr in the
     vocabulary of `solvers.sandbox.exact`. Anything else is a malformed result."""
-    if len(data) > MAX_RESULT:
-        return _malformed()
-    try:
-        record = json.loads(data.decode("ascii"), parse_constant=_no_constant)
-    except (ValueError, RecursionError):
-        return _malformed()
-    if type(record) is not list or len(record) != 4:
+    record = _record(data)
+    if record is None:
         return _malformed()
     status, value, detail, exact = record
     if type(status) is not str or type(detail) is not str or status not in {s.value for s in _CHILD_STATUSES[kind]}:
@@ -193,13 +199,8 @@ def _short_text(value: object, limit: int) -> bool:
 def parse_cells(data: bytes) -> Cells | Outcome:
     """A TIR child's record, checked field by field: `["cells", status, detail, outputs]`, each
     output a pair (printed text, displayed repr or null) of bounded strings; else malformed."""
-    if len(data) > MAX_RESULT:
-        return _malformed()
-    try:
-        record = json.loads(data.decode("ascii"), parse_constant=_no_constant)
-    except (ValueError, RecursionError):
-        return _malformed()
-    if type(record) is not list or len(record) != 4 or record[0] != "cells":
+    record = _record(data)
+    if record is None or record[0] != "cells":
         return _malformed()
     _, status, detail, outputs = record
     if (type(status) is not str or status not in {s.value for s in _CHILD_STATUSES["tir"]}
