@@ -108,6 +108,9 @@ def _open_eot(timeout: float, workers: int | None) -> BatchCheck:
     return PerRationale(lambda text: solve_eot(text, timeout=timeout))
 
 
+TIR_TIME_FACTOR = 3  # a trace's cells share one wall-clock limit: this many programs' worth
+
+
 class _TraceCheck:
     """TIR: every trace's cells run again in a fresh namespace (one sandbox fork per trace), their
     recorded outputs compared with what they print now, then the final answer read."""
@@ -115,7 +118,6 @@ class _TraceCheck:
     def __init__(self, timeout: float, workers: int | None):
         from solvers.executor import Executor
 
-        # A trace's cells share one wall-clock limit: a few programs' worth.
         self.executor = Executor(workers=workers, timeout=TIR_TIME_FACTOR * timeout)
 
     def check(self, rationales: Sequence[str]) -> list[Outcome]:
@@ -127,8 +129,6 @@ class _TraceCheck:
     def close(self) -> None:
         self.executor.close()
 
-
-TIR_TIME_FACTOR = 3
 
 
 def _register_builtins() -> None:
