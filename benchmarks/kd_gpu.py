@@ -19,7 +19,8 @@ gkd, trl:      `trl.experimental.gkd.GKDTrainer` (trl 1.16) itself on the same m
                beta 0.5, temperature 1, 256 new tokens (min_new_tokens too, as ours forces the length);
                its prompts come from a collator of ours (token ids, left-padded), its tokenizer is a
                word-level one built here. Steps timed from one step's end to the next's (data included),
-               after one warm-up step. Skipped, with a note, when trl is not importable. Like our
+               after one warm-up step; gradient checkpointing off (TRL's default is on, and then it
+               samples without a KV cache). Skipped, with a note, when trl is not importable. Like our
                baseline, it samples from the fp32 student (generate runs outside the trainer's autocast).
 kd vs sft:     the same student, micro-batches and optimizer; kd reads a random top-20 per target token.
 Samples/s counts sampled sequences per second of whole optimizer steps (decoding + scoring + update).
@@ -128,7 +129,10 @@ def trl_gkd(student: Any, teacher: Any, optimizer: Any, data: list[dict[str, lis
                          learning_rate=optimizer.param_groups[0]["lr"], lr_scheduler_type="constant", warmup_steps=0,
                          lmbda=1.0, beta=beta, temperature=1.0, max_new_tokens=new, bf16=device == "cuda",
                          use_cpu=device == "cpu", report_to="none", save_strategy="no", logging_steps=10_000,
-                         dataloader_num_workers=0, disable_tqdm=True, seed=0)
+                         dataloader_num_workers=0, disable_tqdm=True, seed=0,
+                         # TRL's configs default to gradient checkpointing, and GKDTrainer then samples with
+                         # use_cache=False (the whole sequence again for every new token); ours does neither.
+                         gradient_checkpointing=False)
         trainer = GKDTrainer(model=student, teacher_model=teacher, args=args, data_collator=collate,
                              train_dataset=Dataset.from_dict(rows), processing_class=word_tokenizer(
                                  student.config.vocab_size), optimizers=(optimizer, None), callbacks=[clock])

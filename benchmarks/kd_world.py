@@ -122,6 +122,8 @@ def main() -> None:
                         help="students of seeds first-seed .. seeds-1 only (another process can train the others)")
     parser.add_argument("--teacher-d-model", type=int, default=192, help="192: 4.1M parameters, 128: 2.0M")
     parser.add_argument("--teacher-steps", type=int, default=800)
+    parser.add_argument("--teacher-batch", type=int, default=64)
+    parser.add_argument("--student-d-model", type=int, default=96)
     parser.add_argument("--student-steps", type=int, default=400)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
@@ -134,11 +136,12 @@ def main() -> None:
     args = parser.parse_args()
     teacher_shape = {"d_model": args.teacher_d_model, "layers": 3, "heads": 4, "d_ff": 4 * args.teacher_d_model,
                      "vocab_size": 2048}
-    student_shape = {"d_model": 96, "layers": 2, "heads": 4, "d_ff": 192}
+    student_shape = {"d_model": args.student_d_model, "layers": 2, "heads": 4, "d_ff": 2 * args.student_d_model}
     mtd = data(args.out, args.questions)
     teacher = args.out / "teacher"
     if not (teacher / "model.safetensors").exists():
-        train(config(teacher, mtd, teacher_shape, args.teacher_steps, args, tokenizer="train-bpe-numbers", seed=0),
+        train(config(teacher, mtd, teacher_shape, args.teacher_steps, args, tokenizer="train-bpe-numbers", seed=0,
+                     batch_size=args.teacher_batch),
               overwrite=True)
     teacher_acc = pot_accuracy(teacher, args.out / "eval" / "teacher", args.test)
     rows = args.out / "kd_data"
@@ -174,7 +177,7 @@ def main() -> None:
                      f"{statistics.mean(losses[objective]):.4f} | {minutes[objective] / len(seeds):.1f} |")
     command = "python benchmarks/kd_world.py " + " ".join(sys.argv[1:])
     text = (f"# kd and gkd on the world (CPU)\n\n`{command.strip()}`: teacher tiny-t5 {teacher_shape} "
-            f"({params(teacher) / 1e6:.2f}M parameters, {args.teacher_steps} SFT steps, PoT {teacher_acc:.1f}% on "
+            f"({params(teacher) / 1e6:.2f}M parameters, {args.teacher_steps} SFT steps x batch {args.teacher_batch}, PoT {teacher_acc:.1f}% on "
             f"world:test n={args.test}); students tiny-t5 {student_shape} ({params(args.out / f'sft-{seeds[0]}') / 1e6:.2f}M), "
             f"{args.student_steps} steps x batch {args.batch}, lr {args.lr}, {len(seeds)} seed(s); kd top-{args.topk}, "
             f"alpha {args.kd_alpha}; gkd beta {args.beta}, on-policy fraction {args.on_policy_fraction}. "

@@ -37,6 +37,7 @@ from distill.train.data import IGNORE, Collator, bucket_shape, length, plan_batc
 from distill.train.loop import loss_sum, target_tokens  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_gpu.md"
+PROFILE = Path("train_gpu_profile.txt")  # --profile: the kernel table, also written here (set beside --out)
 PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.0}  # dense bf16 tensor-core peaks
 Example = dict[str, list[int]]
 
@@ -213,7 +214,8 @@ BUCKETS = {"seq2seq": [64, 128, 192, 256, 320], "causal": [128, 192, 256, 320, 3
 
 
 def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, steps: int,
-         max_tokens: int, compile_model: bool, pack: str, profile: bool = False) -> tuple[float, list[list[Example]], str]:
+         max_tokens: int, compile_model: bool, pack: str, profile: bool = False,
+         t5_attention: str = "t5-flex") -> tuple[float, list[list[Example]], str]:
     on_gpu = device.type == "cuda"
     # LoRA: the frozen base in bf16 (adapters stay fp32, peft's default); full fine-tune: fp32 master
     # weights under bf16 autocast (bf16 weights would round away lr-2e-5 Adam updates).
@@ -225,6 +227,11 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
     packed = shape.kind == "causal" and (flash if pack == "auto" else pack == "yes")
     if packed and flash:
         model.set_attn_implementation("flash_attention_2")
+    flex = shape.kind == "seq2seq" and t5_attention == "t5-flex" and compile_model  # as `distill train` picks it
+    if flex:
+        import distill.train.t5_flex  # noqa: F401 - registers the implementation
+
+        model.set_attn_implementation("t5-flex")
     buckets = [] if packed else BUCKETS[shape.kind]
     collate = Collator(shape.kind, 0, decoder_start_id=0, packing=packed, pad_to_multiple_of=8 if on_gpu else 1,
                        buckets=buckets, batch_size=4096, max_tokens=max_tokens)
@@ -266,10 +273,12 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
             for b in batches[:2]:
                 step(b)
             torch.cuda.synchronize()
-        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=20, max_name_column_width=80), file=sys.stderr)
+        table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=40, max_name_column_width=100)
+        print(table, file=sys.stderr)
+        PROFILE.write_text(table)
     attention = ("flash-attn varlen" if flash else "SDPA block mask") + ", packed" if packed else "SDPA, length-grouped padding"
     if buckets:
-        attention = f"SDPA, padded to {len(buckets)} length buckets"
+        attention = f"{'FlexAttention (t5-flex)' if flex else 'SDPA'}, padded to {len(buckets)} length buckets"
     note = f"token budget {max_tokens:,}, {attention}, fused AdamW" + (", bf16 base" if dtype == torch.bfloat16 else "")
     return seconds, timed, note + (f", compiled blocks (compile + first steps {compile_s:.0f} s)" if compile_model else "")
 
@@ -297,13 +306,14 @@ class CompileTimeout(Exception):
 
 
 def ours_with_fallback(shape: Shape, data: list[Example], device: torch.device, warmup: int, steps: int,
-                       budget: int, compile_model: bool, pack: str, compile_limit: int, profile: bool = False) -> Callable:
+                       budget: int, compile_model: bool, pack: str, compile_limit: int, profile: bool = False,
+                       t5_attention: str = "t5-flex") -> Callable:
     """Ours at the largest token budget that fits (3/4 of it on out-of-memory); compiled, or eager
     when the compiled run fails or takes more than `compile_limit` seconds, so one run always gives a table."""
     def attempt(tokens: int, compiled: bool) -> tuple[float, list[list[Example]], str]:
         while True:
             try:
-                return ours(shape, data, device, warmup, steps, tokens, compiled, pack, profile)
+                return ours(shape, data, device, warmup, steps, tokens, compiled, pack, profile, t5_attention)
             except torch.cuda.OutOfMemoryError:
                 if tokens <= 2048:
                     raise
@@ -381,11 +391,15 @@ def main() -> None:
     parser.add_argument("--pack", choices=["auto", "yes", "no"], default="auto",
                         help="ours, causal: padding-free packing (auto: when flash-attn is installed)")
     parser.add_argument("--eager", action="store_true", help="ours: no torch.compile of the blocks")
+    parser.add_argument("--t5-attention", choices=["t5-flex", "sdpa"], default="t5-flex",
+                        help="ours, shape (a) compiled: FlexAttention with the bias as a score modifier, or SDPA")
     parser.add_argument("--compile-limit", type=int, default=150,
                         help="ours: seconds a compiled run may take (compile included) before eager is measured instead")
     parser.add_argument("--peak-tflops", type=float, help="bf16 dense peak of this GPU (default: from its name)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    global PROFILE
+    PROFILE = args.out.with_name(args.out.stem + "_profile.txt")
     from rich.console import Console
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -404,7 +418,8 @@ def main() -> None:
         budget = args.budget_a if shape.kind == "seq2seq" else args.budget_b
         for recipe, run in (("naive", lambda: naive(shape, data, device, args.warmup, args.steps)),
                             ("ours", ours_with_fallback(shape, data, device, args.warmup, args.steps, budget, not args.eager,
-                                                       args.pack, args.compile_limit, args.profile))):
+                                                       args.pack, args.compile_limit, args.profile,
+                                                       args.t5_attention))):
             started = time.perf_counter()
             results.append(measure(shape, recipe, device, peak, run))
             console.print(f"{shape.name} {recipe}: {results[-1].tokens_per_s:,.0f} tokens/s "

@@ -95,7 +95,9 @@ class TrainConfig:
     # Precision and speed.
     mixed_precision: str = "auto"  # auto: bf16 where the GPU supports it, else none
     dtype: str = "auto"  # weights; auto: float32 for full fine-tuning, bfloat16 LoRA base on GPU
-    attn_implementation: str = "auto"  # auto: flash_attention_2 when flash-attn is installed and a GPU is there, else sdpa
+    # auto: flash_attention_2 (causal) when flash-attn is installed and a GPU is there; t5-flex (T5, GPU, compile:
+    # true; no dropout on attention probabilities, distill/train/t5_flex.py); else sdpa
+    attn_implementation: str = "auto"
     gradient_checkpointing: bool = False
     compile: bool = False  # torch.compile each repeated block (encoder/decoder layers), dynamic shapes
     # Pad every micro-batch to a fixed shape: each sequence (seq2seq: source and target apart) to the smallest
