@@ -18,8 +18,9 @@ gkd, trl:      `trl.experimental.gkd.GKDTrainer` (trl 1.16) itself on the same m
                (the same AdamW object, lr 1e-6, constant), bf16 autocast, lmbda 1 (fully on-policy),
                beta 0.5, temperature 1, 256 new tokens (min_new_tokens too, as ours forces the length);
                its prompts come from a collator of ours (token ids, left-padded), its tokenizer is a
-               word-level one built here. Steps timed from one step's end to the next's (data included),
-               after one warm-up step; gradient checkpointing off (TRL's default is on, and then it
+               word-level one built here. Each timed step is the one step of a fresh trainer on the same
+               fresh weights (see `trl_gkd`: TRL's own update makes them NaN at these shapes), after one
+               warm-up run; gradient checkpointing off (TRL's default is on, and then it
                samples without a KV cache). Skipped, with a note, when trl is not importable. Like our
                baseline, it samples from the fp32 student (generate runs outside the trainer's autocast).
 kd vs sft:     the same student, micro-batches and optimizer; kd reads a random top-20 per target token.
@@ -91,9 +92,14 @@ def word_tokenizer(vocab: int) -> Any:
                                    bos_token="<s>", eos_token="</s>", unk_token="t3")
 
 
-def trl_gkd(student: Any, teacher: Any, optimizer: Any, data: list[dict[str, list[int]]], batch: int, new: int,
-            beta: float, device: str) -> float:
-    """Seconds per step of trl's GKDTrainer on `data` (one warm-up step, then len(data) / batch - 1 timed)."""
+def trl_gkd(student: Any, teacher: Any, data: list[dict[str, list[int]]], batch: int, new: int, beta: float,
+            device: str, runs: int) -> float:
+    """Seconds per step of trl's GKDTrainer: `runs` one-step trainings, each from the same fresh student
+    weights and a new AdamW (lr 1e-6); the first is a warm-up, the mean of the others is returned.
+
+    One step per run because at these shapes TRL's first update leaves non-finite weights (measured on
+    the H200, 2026-12-02: loss 0.237, then NaN weights before its second sampling, whose
+    `torch.multinomial` asserts), so a second step of one run measures nothing valid."""
     import tempfile
 
     from datasets import Dataset
@@ -115,31 +121,42 @@ def trl_gkd(student: Any, teacher: Any, optimizer: Any, data: list[dict[str, lis
 
     class Clock(TrainerCallback):
         def __init__(self) -> None:
-            self.ends: list[float] = []
+            self.seconds: list[float] = []
+
+        def on_step_begin(self, *_: Any, **__: Any) -> None:
+            sync(device)
+            self.began = time.perf_counter()
 
         def on_step_end(self, *_: Any, **__: Any) -> None:
             sync(device)
-            self.ends.append(time.perf_counter())
+            self.seconds.append(time.perf_counter() - self.began)
 
-    split = [prompt_len(e) for e in data]
-    rows = {"prompt": [e["ids"][:n] for e, n in zip(data, split)], "completion": [e["ids"][n:] for e, n in zip(data, split)]}
+    fresh = {k: v.detach().clone() for k, v in student.state_dict().items()}
     clock = Clock()
-    with tempfile.TemporaryDirectory() as out:
-        args = GKDConfig(output_dir=out, per_device_train_batch_size=batch, max_steps=len(data) // batch,
-                         learning_rate=optimizer.param_groups[0]["lr"], lr_scheduler_type="constant", warmup_steps=0,
-                         lmbda=1.0, beta=beta, temperature=1.0, max_new_tokens=new, bf16=device == "cuda",
-                         use_cpu=device == "cpu", report_to="none", save_strategy="no", logging_steps=10_000,
-                         dataloader_num_workers=0, disable_tqdm=True, seed=0,
-                         # TRL's configs default to gradient checkpointing, and GKDTrainer then samples with
-                         # use_cache=False (the whole sequence again for every new token); ours does neither.
-                         gradient_checkpointing=False)
-        trainer = GKDTrainer(model=student, teacher_model=teacher, args=args, data_collator=collate,
-                             train_dataset=Dataset.from_dict(rows), processing_class=word_tokenizer(
-                                 student.config.vocab_size), optimizers=(optimizer, None), callbacks=[clock])
-        trainer.generation_config.min_new_tokens = new  # every sample `new` tokens long, as ours
-        trainer.train()
-    steps = [b - a for a, b in zip(clock.ends, clock.ends[1:])]
-    return sum(steps) / len(steps)
+    for run in range(runs):
+        student.load_state_dict(fresh)
+        optimizer = torch.optim.AdamW(student.parameters(), lr=1e-6, fused=device == "cuda" or None)
+        part = data[run * batch:(run + 1) * batch]
+        split = [prompt_len(e) for e in part]
+        rows = {"prompt": [e["ids"][:n] for e, n in zip(part, split)],
+                "completion": [e["ids"][n:] for e, n in zip(part, split)]}
+        with tempfile.TemporaryDirectory() as out:
+            args = GKDConfig(output_dir=out, per_device_train_batch_size=batch, max_steps=1,
+                             learning_rate=1e-6, lr_scheduler_type="constant", warmup_steps=0,
+                             lmbda=1.0, beta=beta, temperature=1.0, max_new_tokens=new, bf16=device == "cuda",
+                             use_cpu=device == "cpu", report_to="none", save_strategy="no", logging_steps=10_000,
+                             dataloader_num_workers=0, disable_tqdm=True, seed=0,
+                             # TRL's configs default to gradient checkpointing, and GKDTrainer then samples with
+                             # use_cache=False (the whole sequence again for every new token); ours does neither.
+                             gradient_checkpointing=False)
+            trainer = GKDTrainer(model=student, teacher_model=teacher, args=args, data_collator=collate,
+                                 train_dataset=Dataset.from_dict(rows), processing_class=word_tokenizer(
+                                     student.config.vocab_size), optimizers=(optimizer, None), callbacks=[clock])
+            trainer.generation_config.min_new_tokens = new  # every sample `new` tokens long, as ours
+            trainer.train()
+        del trainer, optimizer
+    timed = clock.seconds[1:]
+    return sum(timed) / len(timed)
 
 
 def full_logits_loss(teacher: Any, beta: float) -> Any:
@@ -252,9 +269,8 @@ def main() -> None:
         del optimizer, student
         torch.manual_seed(1)
         student = build(shapes["student"], torch.float32, device)
-        optimizer = torch.optim.AdamW(student.parameters(), lr=1e-6, fused=device == "cuda" or None)
         report(rows, note=f"(trl {trl.__version__} running)")
-        seconds = trl_gkd(student, teacher, optimizer, data, batch, new, 0.5, device)
+        seconds = trl_gkd(student, teacher, data, batch, new, 0.5, device, runs=steps + 1)
         speed["trl"] = batch / seconds
         rows.append((f"gkd, trl {trl.__version__} GKDTrainer", f"{batch / seconds:,.2f} samples/s",
                      f"{seconds:.2f} s/step", f"{batch * new:,}"))

@@ -230,8 +230,9 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
     flex = shape.kind == "seq2seq" and t5_attention == "t5-flex" and compile_model  # as `distill train` picks it
     if flex:
         import distill.train.t5_flex  # noqa: F401 - registers the implementation
+        from distill.train.model import set_attention
 
-        model.set_attn_implementation("t5-flex")
+        set_attention(model, "t5-flex")
     buckets = [] if packed else BUCKETS[shape.kind]
     collate = Collator(shape.kind, 0, decoder_start_id=0, packing=packed, pad_to_multiple_of=8 if on_gpu else 1,
                        buckets=buckets, batch_size=4096, max_tokens=max_tokens)

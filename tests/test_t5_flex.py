@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from distill.train.compile import compile_blocks
+from distill.train.model import set_attention
 
 pytest.importorskip("torch.nn.attention.flex_attention")
 
@@ -22,8 +23,9 @@ def pair(device: str) -> tuple[torch.nn.Module, torch.nn.Module]:
     config._attn_implementation = "sdpa"
     sdpa = T5ForConditionalGeneration(config).to(device)
     flex = copy.deepcopy(sdpa)
-    flex.set_attn_implementation("t5-flex")
-    assert flex.config._attn_implementation == "t5-flex"
+    set_attention(flex, "t5-flex")
+    attentions = [m for m in flex.modules() if type(m).__name__ == "T5Attention"]
+    assert len(attentions) == 6 and all(m.config._attn_implementation == "t5-flex" for m in attentions)
     return sdpa, flex
 
 

@@ -53,6 +53,17 @@ def attention(config: TrainConfig, on_gpu: bool, kind: str) -> str:
     return name
 
 
+def set_attention(model: Any, name: str) -> None:
+    """`set_attn_implementation`, also on the sub-models with a config of the model's own class, which
+    transformers 5.17 leaves as they were (T5's encoder and decoder stacks stayed on SDPA there)."""
+    from transformers import PreTrainedModel
+
+    model.set_attn_implementation(name)
+    for module in model.modules():
+        if isinstance(module, PreTrainedModel):
+            module.config._attn_implementation = name
+
+
 def weights_dtype(config: TrainConfig, on_gpu: bool) -> torch.dtype:
     """float32 for full fine-tuning (bf16 weights would round away small Adam updates); the frozen
     base of a LoRA student is bf16 on a GPU, where the adapters stay float32."""
@@ -86,7 +97,7 @@ def load_model(config: TrainConfig, tokenizer: Any, *, on_gpu: bool, weights_fro
         model = build(tokenizer, d_model=config.tiny.d_model, layers=config.tiny.layers, heads=config.tiny.heads,
                       d_ff=config.tiny.d_ff or None, dropout=config.tiny.dropout)
         model.to(dtype)
-        model.set_attn_implementation(attention(config, on_gpu, model_kind(model.config)))
+        set_attention(model, attention(config, on_gpu, model_kind(model.config)))
     else:
         kind = model_kind(pretrained(AutoConfig, source, "model"))
         auto = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
