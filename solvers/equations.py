@@ -30,7 +30,7 @@ from fractions import Fraction
 import sympy
 
 from solvers.answers import to_number
-from solvers.eot.algebra import (CONSTANTS, Q, Lin, NeedsSymbolic, Poly1, Ratio, Real, Value, add, check_sizes, evaluate,
+from solvers.eot.algebra import (CONSTANTS, Q, Lin, NeedsSymbolic, Poly1, Ratio, Real, Sym, Value, add, check_sizes, evaluate,
                                  exact_only, neg, quadratic_roots, quot, symbol, to_sym)
 from solvers.eot.fallback import is_zero, solve_nonlinear, time_limit
 from solvers.eot.parser import EotError, Line, Node, parse_text
@@ -138,7 +138,7 @@ class _System:
         """lhs - rhs with everything known substituted."""
         def ev(node: Node) -> Value:
             return evaluate(node, eq.keys, self.lookup, eq.lineno, lambda: self.symbolic_exponents.add(eq.lineno))
-        return add(ev(eq.lhs), neg(ev(eq.rhs)))
+        return add(ev(eq.lhs), neg(ev(eq.rhs)), eq.lineno)
 
     def substituted(self, form: Lin) -> Lin:
         out = Lin(form.const)
@@ -208,7 +208,8 @@ class _System:
             return
         if isinstance(value, Real):
             raise NeedsSymbolic  # whether it is zero is SymPy's to say
-        free = {value.var} if isinstance(value, Poly1) else {s.name for s in value.free_symbols}
+        free = {value.var} if isinstance(value, Poly1) else set(value.free) if isinstance(value, Sym) else \
+            {s.name for s in value.free_symbols}
         if free:
             self.pending.append((eq, value, free))
         elif not is_zero(value):
