@@ -344,11 +344,18 @@ def add(a: Value, b: Value, lineno: int) -> Value:
     return _symbolic_op("+", a, b, lineno)
 
 
+def sub(a: Value, b: Value, lineno: int) -> Value:
+    """a - b (two Lins without the intermediate -b: the common case of every line)."""
+    if type(a) is Lin and type(b) is Lin:
+        return a.plus(b, -1)
+    return add(a, neg(b), lineno)
+
+
 def neg(a: Value) -> Value:
     if isinstance(a, Real):
         return Real(-a.iv)
     if isinstance(a, Lin):
-        return Lin(-a.const, {k: -c for k, c in a.coef.items()})
+        return Lin(-a.const, {k: -c for k, c in a.coef.items()} if a.coef else None)
     if isinstance(a, Ratio):
         return Ratio(neg(a.num), a.den)
     if isinstance(a, Poly1):
@@ -413,10 +420,10 @@ def _exact_root(f: Q, q: int) -> Q | None:
     return quot(num, den) if num is not None and den is not None else None
 
 
-def power(a: Value, b: Value, lineno: int, symbolic_exponent: Callable[[], None]) -> Value:
+def power(a: Value, b: Value, lineno: int, symbolic_lines: set[int]) -> Value:
     e = _const(b)
     if e is None:  # an exponent with unknowns: kept symbolic, refused later unless they get known
-        symbolic_exponent()
+        symbolic_lines.add(lineno)
         return to_sym(a) ** to_sym(b)
     if abs(e) > MAX_EXPONENT:
         raise EotError(Status.UNSUPPORTED, f"line {lineno}: exponent {float(e):g} is too large")
@@ -432,7 +439,7 @@ def power(a: Value, b: Value, lineno: int, symbolic_exponent: Callable[[], None]
         if base >= 0 and e.denominator <= 64:
             root = _exact_root(base, e.denominator)
             if root is not None:
-                return power(Lin(root), Lin(e.numerator), lineno, symbolic_exponent)
+                return power(Lin(root), Lin(e.numerator), lineno, symbolic_lines)
         if not _symbolic.get() and base > 0:
             return Real(_interval(Lin(base)) ** _interval(Lin(e)))
         return _from_sym(rational(base) ** rational(e))
@@ -510,8 +517,9 @@ def call(function: str, args: list[Value], lineno: int) -> Value:
 
 
 def evaluate(node: Node, keys: Mapping[str, str], lookup: Callable[[str], Value], lineno: int,
-             symbolic_exponent: Callable[[], None]) -> Value:
-    """The value of an AST with names resolved through `keys` (name -> unknown) and `lookup`."""
+             symbolic_lines: set[int]) -> Value:
+    """The value of an AST with names resolved through `keys` (name -> unknown) and `lookup`; `lineno`
+    joins `symbolic_lines` if an exponent has unknowns."""
     def ev(n: Node) -> Value:
         kind = n[0]
         if kind == "num":
@@ -529,10 +537,10 @@ def evaluate(node: Node, keys: Mapping[str, str], lookup: Callable[[str], Value]
         if kind == "+":
             return add(a, b, lineno)
         if kind == "-":
-            return add(a, neg(b), lineno)
+            return sub(a, b, lineno)
         if kind == "*":
             return mul(a, b, lineno)
         if kind == "/":
             return div(a, b, lineno)
-        return power(a, b, lineno, symbolic_exponent)
+        return power(a, b, lineno, symbolic_lines)
     return ev(node)
