@@ -8,7 +8,8 @@ format and the classes are documented for users in docs/eot.md; in short:
 * Unknowns are the names. Lines are added one by one to an exact (int and Fraction) system kept in
   reduced row-echelon form: each pivot unknown is an affine form of the free ones. A line that is
   linear once the known values are substituted is eliminated at once; a non-linear one waits
-  until enough values are known, and what still waits at the end goes to SymPy (fallback.py).
+  until enough values are known (in this process too, as an `algebra.Sym` where the unknowns it
+  waits on are those SymPy would keep), and what still waits at the end goes to SymPy (fallback.py).
 * Re-assignment (`name = ...` a second time) is read as an equation; only if that contradicts
   what is known already (`total = total + 80`), or if the right side uses the name and is not an
   identity (`n = n * 2` with n unknown would otherwise force n = 0), does it start a new version of
@@ -30,8 +31,8 @@ from fractions import Fraction
 import sympy
 
 from solvers.answers import to_number
-from solvers.eot.algebra import (CONSTANTS, Q, Lin, NeedsSymbolic, Poly1, Ratio, Real, Value, add, check_sizes, evaluate,
-                                 exact_only, neg, quadratic_roots, quot, symbol, to_sym)
+from solvers.eot.algebra import (CONSTANTS, Q, Lin, NeedsSymbolic, Poly1, Ratio, Real, Sym, Value, check_sizes, evaluate,
+                                 exact_only, quadratic_roots, quot, sub, symbol, to_sym)
 from solvers.eot.fallback import is_zero, solve_nonlinear, time_limit
 from solvers.eot.parser import EotError, Line, Node, parse_text
 from solvers.outcome import Outcome, Status
@@ -136,9 +137,8 @@ class _System:
 
     def value(self, eq: _Eq) -> Value:
         """lhs - rhs with everything known substituted."""
-        def ev(node: Node) -> Value:
-            return evaluate(node, eq.keys, self.lookup, eq.lineno, lambda: self.symbolic_exponents.add(eq.lineno))
-        return add(ev(eq.lhs), neg(ev(eq.rhs)))
+        context = (eq.keys, self.lookup, eq.lineno, self.symbolic_exponents)
+        return sub(evaluate(eq.lhs, *context), evaluate(eq.rhs, *context), eq.lineno)
 
     def substituted(self, form: Lin) -> Lin:
         out = Lin(form.const)
@@ -208,7 +208,8 @@ class _System:
             return
         if isinstance(value, Real):
             raise NeedsSymbolic  # whether it is zero is SymPy's to say
-        free = {value.var} if isinstance(value, Poly1) else {s.name for s in value.free_symbols}
+        free = {value.var} if isinstance(value, Poly1) else set(value.free) if isinstance(value, Sym) else \
+            {s.name for s in value.free_symbols}
         if free:
             self.pending.append((eq, value, free))
         elif not is_zero(value):
@@ -218,8 +219,9 @@ class _System:
         """Keep an answer line that needs SymPy for now (under `exact_only()`; answer lines are read
         last, so no other line waits on it): it is evaluated again when one of the unknowns its names
         stand for gets a pivot, as SymPy's pending lines are; `answer` then tries `closed_form`, else
-        the whole text needs SymPy. (Other lines do not wait: SymPy's cancellations, `0 / x`, change
-        which unknowns a waiting line is woken by, and with them the verdict.)"""
+        the whole text needs SymPy. (Other lines wait only as an `algebra.Sym`, on exactly the unknowns
+        SymPy's expression keeps: SymPy's cancellations, `0 / x`, change which unknowns wake a line,
+        and with them the verdict.)"""
         free = {k for key in eq.keys.values() if key not in CONSTANTS for k in self.lookup(key).coef}
         if not free:
             raise NeedsSymbolic
@@ -242,7 +244,7 @@ class _System:
                 factor = rest.pop(pivot)
                 self.pivots[k] = check_sizes(Lin(expr.const, rest).plus(solved, factor), eq.lineno)
         self.pivots[pivot] = solved
-        woken = [p for p in self.pending if pivot in p[2]]
+        woken = [p for p in self.pending if pivot in p[2]] if self.pending else None
         if woken:
             self.pending = [p for p in self.pending if pivot not in p[2]]
             for p in woken:
@@ -256,7 +258,7 @@ class _System:
             d = self.substituted(den)
             if d.is_const and not d.const:
                 raise EotError(Status.INCONSISTENT, f"line {lineno}: the solution divides by zero")
-        if any(value is None for _, value, _ in self.pending):
+        if self.pending and any(value is None for _, value, _ in self.pending):
             return self.closed_form()
         ans = self.lookup(self.key(ANSWER))
         if ans.is_const:
@@ -309,7 +311,7 @@ class _System:
         eq, _, free = self.pending[0]
         if free != {key} or eq.prefer != key or eq.lhs != ("name", ANSWER) or eq.lineno in self.symbolic_exponents:
             raise NeedsSymbolic
-        value = evaluate(eq.rhs, eq.keys, self.lookup, eq.lineno, lambda: self.symbolic_exponents.add(eq.lineno))
+        value = evaluate(eq.rhs, eq.keys, self.lookup, eq.lineno, self.symbolic_exponents)
         number = value.to_float() if isinstance(value, Real) else None
         if number is None:
             raise NeedsSymbolic
@@ -384,6 +386,8 @@ def _real(value: Q) -> Q | float:
 
 def _number(value: Q | float) -> int | float | None:
     """As a Fraction would be reported (a whole number beyond 2**53 is a float, as from a Fraction)."""
+    if type(value) is int and -2**53 < value < 2**53:
+        return value  # what to_number(Fraction(value)) gives, without making the Fraction
     return to_number(Fraction(value) if type(value) is int else value)
 
 

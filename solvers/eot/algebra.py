@@ -2,7 +2,9 @@
 
 A value is a `Lin` (rational constant plus rational multiples of unknowns), a `Ratio` of two
 `Lin`s (`120 / x`, cleared to a linear equation), or, for anything else (products of unknowns,
-irrational roots, floor of an unknown), a SymPy expression kept for the fallback. Everything
+irrational roots, floor of an unknown), a SymPy expression kept for the fallback; under
+`exact_only()` a `Sym` (a product or quotient of unknowns, of which only the unknowns SymPy's
+expression would keep are known) or a `Real` (a closed-form constant, as an interval) stands for it. Everything
 that stays linear is done exactly, in `int` where a number is whole and `fractions.Fraction` where not
 (the common case, word problems over whole numbers, never pays for a Fraction); `quot` divides.
 
@@ -166,7 +168,19 @@ def _positive(v: "Value") -> bool:
     return bool(_interval(v) > 0)  # an interval compares True only if all of it does
 
 
-Value = Lin | Ratio | Poly1 | Real | sympy.Expr
+class Sym:
+    """(Only under `exact_only()`.) A value SymPy would keep as an expression (`length * width`,
+    `speed - distance / time`), known only by its unknowns, which are exactly the free symbols of that
+    expression (see `_sym`): a line with this value waits on the same unknowns as on the SymPy path,
+    and is evaluated again, exactly, when one of them gets a pivot."""
+
+    __slots__ = ("free",)
+
+    def __init__(self, free: frozenset[str]) -> None:
+        self.free = free
+
+
+Value = Lin | Ratio | Poly1 | Real | Sym | sympy.Expr
 
 
 def _poly_op(a: Value, b: Value, op: str) -> Value | None:
@@ -235,6 +249,59 @@ def to_sym(v: Value) -> sympy.Expr:
     return v
 
 
+def _zero(v: Value) -> bool:
+    """Whether v is 0 as SymPy would have it (a zero constant, `0 / x`)."""
+    n = v.num if isinstance(v, Ratio) else v
+    return isinstance(n, Lin) and n.is_const and not n.const
+
+
+def _unknowns(v: Value) -> frozenset[str] | None:
+    """The unknowns of a value that depends on each of them (none for zero; None: not known to)."""
+    if _zero(v):
+        return frozenset()
+    if isinstance(v, Lin):
+        return frozenset(k for k, c in v.coef.items() if c)
+    if isinstance(v, Ratio):  # num / den on disjoint unknowns, num not zero, den not constant
+        num, den = _unknowns(v.num), _unknowns(v.den)
+        return None if num is None or den is None or num & den else num | den
+    if isinstance(v, Poly1):
+        return frozenset((v.var,))
+    if isinstance(v, Sym):
+        return v.free
+    return None
+
+
+def _sym(op: str, a: Value, b: Value, lineno: int) -> Value:
+    """Under `exact_only()`, `a op b` where SymPy's expression would be needed (op in `+ * / **`,
+    b a constant for `**`): a `Sym` with the free symbols of that expression, where they are certain.
+
+    SymPy only drops unknowns from what goes in, and keeps every unknown the value depends on. A sum,
+    product, quotient or power (exponent not 0) of operands on disjoint unknowns, none zero, each
+    depending on all of its own, depends on all of them: those are the free symbols. A zero operand
+    is SymPy's `0 * e = 0 / e = 0`, `0 + e = e` (`0 / x - y` keeps only y). Anything else (shared
+    unknowns: `x * y / x`; a Real, floor...) raises NeedsSymbolic: the SymPy path decides."""
+    za, zb = _zero(a), _zero(b)
+    if op == "/" and zb:
+        raise EotError(Status.NON_NUMERIC, f"line {lineno}: division by zero")
+    if (op == "*" and (za or zb)) or (op == "/" and za):
+        return Lin(ZERO)
+    ua, ub = _unknowns(a), _unknowns(b)
+    if ua is None or ub is None or ua & ub or not ua | ub or (op == "**" and za):
+        raise NeedsSymbolic
+    return Sym(ua | ub)
+
+
+def _symbolic_op(op: str, a: Value, b: Value, lineno: int) -> Value:
+    """a op b (op in `+ * / **`) where exact arithmetic has no form for the result: SymPy's (a `Sym`
+    under `exact_only()`)."""
+    if not _symbolic.get():
+        return _sym(op, a, b, lineno)
+    x, y = to_sym(a), to_sym(b)
+    if op == "/" and y == 0:
+        raise EotError(Status.NON_NUMERIC, f"line {lineno}: division by zero")
+    return _from_sym(x + y if op == "+" else x * y if op == "*" else x / y if op == "/" else x ** y)
+
+
 def _from_sym(e: sympy.Expr) -> Value:
     """Back to exact arithmetic when SymPy produced a plain rational (`sqrt(2)**2`)."""
     if isinstance(e, sympy.Rational):
@@ -260,7 +327,7 @@ def _const(v: Value) -> Q | None:
     return v.const if isinstance(v, Lin) and v.is_const else None
 
 
-def add(a: Value, b: Value) -> Value:
+def add(a: Value, b: Value, lineno: int) -> Value:
     if isinstance(a, Real) or isinstance(b, Real):
         return Real(_interval(a) + _interval(b))
     if isinstance(a, Lin) and isinstance(b, Lin):
@@ -274,18 +341,27 @@ def add(a: Value, b: Value) -> Value:
             return Ratio(a.num.plus(b.num), a.den)
     elif (poly := _poly_op(a, b, "+")) is not None:
         return poly
-    return _from_sym(to_sym(a) + to_sym(b))
+    return _symbolic_op("+", a, b, lineno)
+
+
+def sub(a: Value, b: Value, lineno: int) -> Value:
+    """a - b (two Lins without the intermediate -b: the common case of every line)."""
+    if type(a) is Lin and type(b) is Lin:
+        return a.plus(b, -1)
+    return add(a, neg(b), lineno)
 
 
 def neg(a: Value) -> Value:
     if isinstance(a, Real):
         return Real(-a.iv)
     if isinstance(a, Lin):
-        return Lin(-a.const, {k: -c for k, c in a.coef.items()})
+        return Lin(-a.const, {k: -c for k, c in a.coef.items()} if a.coef else None)
     if isinstance(a, Ratio):
         return Ratio(neg(a.num), a.den)
     if isinstance(a, Poly1):
         return Poly1(a.var, [-c for c in a.coefs])
+    if isinstance(a, Sym):
+        return a
     return -a
 
 
@@ -306,7 +382,7 @@ def mul(a: Value, b: Value, lineno: int) -> Value:
                 _check_size(c, lineno)
             return poly
         return check_sizes(poly, lineno)
-    return _from_sym(to_sym(a) * to_sym(b))
+    return _symbolic_op("*", a, b, lineno)
 
 
 def div(a: Value, b: Value, lineno: int) -> Value:
@@ -327,10 +403,7 @@ def div(a: Value, b: Value, lineno: int) -> Value:
                 raise EotError(Status.NON_NUMERIC, f"line {lineno}: division by zero")
             return b.den.scaled(quot(ca, b.num.const))
         return Ratio(b.den.scaled(ca), b.num)
-    denominator = to_sym(b)
-    if denominator == 0:
-        raise EotError(Status.NON_NUMERIC, f"line {lineno}: division by zero")
-    return _from_sym(to_sym(a) / denominator)
+    return _symbolic_op("/", a, b, lineno)
 
 
 def _exact_root(f: Q, q: int) -> Q | None:
@@ -347,10 +420,10 @@ def _exact_root(f: Q, q: int) -> Q | None:
     return quot(num, den) if num is not None and den is not None else None
 
 
-def power(a: Value, b: Value, lineno: int, symbolic_exponent: Callable[[], None]) -> Value:
+def power(a: Value, b: Value, lineno: int, symbolic_lines: set[int]) -> Value:
     e = _const(b)
     if e is None:  # an exponent with unknowns: kept symbolic, refused later unless they get known
-        symbolic_exponent()
+        symbolic_lines.add(lineno)
         return to_sym(a) ** to_sym(b)
     if abs(e) > MAX_EXPONENT:
         raise EotError(Status.UNSUPPORTED, f"line {lineno}: exponent {float(e):g} is too large")
@@ -366,7 +439,7 @@ def power(a: Value, b: Value, lineno: int, symbolic_exponent: Callable[[], None]
         if base >= 0 and e.denominator <= 64:
             root = _exact_root(base, e.denominator)
             if root is not None:
-                return power(Lin(root), Lin(e.numerator), lineno, symbolic_exponent)
+                return power(Lin(root), Lin(e.numerator), lineno, symbolic_lines)
         if not _symbolic.get() and base > 0:
             return Real(_interval(Lin(base)) ** _interval(Lin(e)))
         return _from_sym(rational(base) ** rational(e))
@@ -385,7 +458,7 @@ def power(a: Value, b: Value, lineno: int, symbolic_exponent: Callable[[], None]
         return out
     if isinstance(a, Real) and ((e.denominator == 1 and e > 0) or _positive(a)):
         return Real(a.iv ** (int(e) if e.denominator == 1 else _interval(Lin(e))))
-    return _from_sym(to_sym(a) ** rational(e))
+    return _symbolic_op("**", a, b, lineno)
 
 
 def quadratic_roots(c0: Q, c1: Q, c2: Q) -> list[Q | float | complex]:
@@ -444,8 +517,9 @@ def call(function: str, args: list[Value], lineno: int) -> Value:
 
 
 def evaluate(node: Node, keys: Mapping[str, str], lookup: Callable[[str], Value], lineno: int,
-             symbolic_exponent: Callable[[], None]) -> Value:
-    """The value of an AST with names resolved through `keys` (name -> unknown) and `lookup`."""
+             symbolic_lines: set[int]) -> Value:
+    """The value of an AST with names resolved through `keys` (name -> unknown) and `lookup`; `lineno`
+    joins `symbolic_lines` if an exponent has unknowns."""
     def ev(n: Node) -> Value:
         kind = n[0]
         if kind == "num":
@@ -461,12 +535,12 @@ def evaluate(node: Node, keys: Mapping[str, str], lookup: Callable[[str], Value]
             return call(n[1], [ev(a) for a in n[2]], lineno)
         a, b = ev(n[1]), ev(n[2])
         if kind == "+":
-            return add(a, b)
+            return add(a, b, lineno)
         if kind == "-":
-            return add(a, neg(b))
+            return sub(a, b, lineno)
         if kind == "*":
             return mul(a, b, lineno)
         if kind == "/":
             return div(a, b, lineno)
-        return power(a, b, lineno, symbolic_exponent)
+        return power(a, b, lineno, symbolic_lines)
     return ev(node)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from fractions import Fraction
 
 from solvers.outcome import Status
@@ -24,6 +25,7 @@ FUNCTIONS = {"floor": "floor", "ceil": "ceil", "ceiling": "ceil", "round": "roun
 ARITY = {"floor": (1, 1), "ceil": (1, 1), "round": (1, 2), "abs": (1, 1), "min": (1, 50), "max": (1, 50),
          "sqrt": (1, 1)}
 RELATIONS = {"=", "==", "<", ">", "<=", ">=", "!="}
+_RELATION_TOKENS = {("op", r) for r in RELATIONS}
 
 Node = tuple
 
@@ -45,7 +47,7 @@ class Line:
     sides: tuple[Node, ...]
     relations: tuple[str, ...]
 
-    @property
+    @cached_property  # asked for several times per line by the solver
     def assigned_name(self) -> str | None:
         """`name` for a plain assignment `name = expr`, else None."""
         if len(self.sides) == 2 and self.relations[0] in ("=", "==") and self.sides[0][0] == "name":
@@ -275,7 +277,7 @@ def parse_text(text: str) -> list[Line]:
         for part in _clean(raw).split(";"):
             if _RELATION_CHARS.search(part):
                 tokens = tokenize(part, lineno)
-                if any(t[0] == "op" and t[1] in RELATIONS for t in tokens):
+                if not _RELATION_TOKENS.isdisjoint(tokens):
                     pending.append((lineno, tokens))
     if len(pending) > MAX_EQUATIONS:
         raise EotError(Status.UNSUPPORTED, f"{len(pending)} equations (limit {MAX_EQUATIONS})")
