@@ -16,7 +16,7 @@ venv=${LOWEST_VENV:-$tmp/venv}
 import re, sys, tomllib
 
 deps = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
-floors = dict(re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9.]+)", d).groups() for d in deps)
+floors = dict(re.fullmatch(r"([A-Za-z0-9_.-]+)(?:\[[a-z0-9,]+\])?>=([0-9.]+)", d).groups() for d in deps)
 for name in ("transformers", "accelerate", "peft", "datasets"):
     print(f"{name}=={floors[name]}")
 print("torch==2.13.0")
