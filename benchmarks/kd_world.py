@@ -5,7 +5,8 @@
 
 1. Data: the world teacher (`world:`) writes PoT programs for `world:train` questions of four
    families; `distill mix` keeps the correct ones (the quickstart's data, PoT only).
-2. Teacher: `tiny-t5` of a few M parameters with the `train-bpe-numbers` tokenizer, trained by SFT.
+2. Teacher: `tiny-t5` of a few M parameters with the `train-bpe-numbers` tokenizer, trained by SFT on
+   the same kind of data for other questions (`--teacher-seed`).
 3. kd's data: the same rows, each target token with the teacher's top-k log-probs (a teacher-forced
    pass of the trained teacher over the data's targets, the columns `distill mix` writes).
 4. Students (a smaller `tiny-t5`, the teacher's tokenizer), the same steps, batches and lr, per seed:
@@ -44,11 +45,11 @@ def run(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "distill", *args], check=True)
 
 
-def data(out: Path, questions: int) -> Path:
-    """The MTD set of correct world PoT programs."""
+def data(out: Path, questions: int, seed: int = 0) -> Path:
+    """The MTD set of correct world PoT programs for `questions` world:train questions drawn with `seed`."""
     mtd = out / "mtd"
     if not mtd.exists():
-        run("generate", "--data", f"world:train?n={questions}&families={FAMILIES}", "--teacher", "world:",
+        run("generate", "--data", f"world:train?n={questions}&seed={seed}&families={FAMILIES}", "--teacher", "world:",
             "--thoughts", "pot", "--no-progress", "-o", str(out / "rationales.jsonl"))
         run("mix", str(out / "rationales.jsonl"), "--decontaminate", "none", "-o", str(mtd))
     return mtd
@@ -123,6 +124,8 @@ def main() -> None:
     parser.add_argument("--teacher-d-model", type=int, default=192, help="192: 4.1M parameters, 128: 2.0M")
     parser.add_argument("--teacher-steps", type=int, default=800)
     parser.add_argument("--teacher-batch", type=int, default=64)
+    parser.add_argument("--teacher-seed", type=int, default=1,
+                        help="world:train seed of the teacher's questions (0: the students' own questions)")
     parser.add_argument("--student-d-model", type=int, default=96)
     parser.add_argument("--student-steps", type=int, default=400)
     parser.add_argument("--batch", type=int, default=32)
@@ -138,9 +141,12 @@ def main() -> None:
                      "vocab_size": 2048}
     student_shape = {"d_model": args.student_d_model, "layers": 2, "heads": 4, "d_ff": 2 * args.student_d_model}
     mtd = data(args.out, args.questions)
+    # The teacher learns from other questions (another seed of the world): on the students' data its
+    # distribution is then a prediction, not a memorised near-one-hot copy of the targets.
+    teacher_mtd = mtd if args.teacher_seed == 0 else data(args.out / "teacher_data", args.questions, args.teacher_seed)
     teacher = args.out / "teacher"
     if not (teacher / "model.safetensors").exists():
-        train(config(teacher, mtd, teacher_shape, args.teacher_steps, args, tokenizer="train-bpe-numbers", seed=0,
+        train(config(teacher, teacher_mtd, teacher_shape, args.teacher_steps, args, tokenizer="train-bpe-numbers", seed=0,
                      batch_size=args.teacher_batch),
               overwrite=True)
     teacher_acc = pot_accuracy(teacher, args.out / "eval" / "teacher", args.test)
@@ -177,7 +183,8 @@ def main() -> None:
                      f"{statistics.mean(losses[objective]):.4f} | {minutes[objective] / len(seeds):.1f} |")
     command = "python benchmarks/kd_world.py " + " ".join(sys.argv[1:])
     text = (f"# kd and gkd on the world (CPU)\n\n`{command.strip()}`: teacher tiny-t5 {teacher_shape} "
-            f"({params(teacher) / 1e6:.2f}M parameters, {args.teacher_steps} SFT steps x batch {args.teacher_batch}, PoT {teacher_acc:.1f}% on "
+            f"({params(teacher) / 1e6:.2f}M parameters, {args.teacher_steps} SFT steps x batch {args.teacher_batch} on "
+            f"world:train seed {args.teacher_seed}, PoT {teacher_acc:.1f}% on "
             f"world:test n={args.test}); students tiny-t5 {student_shape} ({params(args.out / f'sft-{seeds[0]}') / 1e6:.2f}M), "
             f"{args.student_steps} steps x batch {args.batch}, lr {args.lr}, {len(seeds)} seed(s); kd top-{args.topk}, "
             f"alpha {args.kd_alpha}; gkd beta {args.beta}, on-policy fraction {args.on_policy_fraction}. "

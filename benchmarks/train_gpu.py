@@ -215,7 +215,7 @@ BUCKETS = {"seq2seq": [64, 128, 192, 256, 320], "causal": [128, 192, 256, 320, 3
 
 def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, steps: int,
          max_tokens: int, compile_model: bool, pack: str, profile: bool = False,
-         t5_attention: str = "t5-flex") -> tuple[float, list[list[Example]], str]:
+         t5_attention: str = "sdpa") -> tuple[float, list[list[Example]], str]:
     on_gpu = device.type == "cuda"
     # LoRA: the frozen base in bf16 (adapters stay fp32, peft's default); full fine-tune: fp32 master
     # weights under bf16 autocast (bf16 weights would round away lr-2e-5 Adam updates).
@@ -227,7 +227,7 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
     packed = shape.kind == "causal" and (flash if pack == "auto" else pack == "yes")
     if packed and flash:
         model.set_attn_implementation("flash_attention_2")
-    flex = shape.kind == "seq2seq" and t5_attention == "t5-flex" and compile_model  # as `distill train` picks it
+    flex = shape.kind == "seq2seq" and t5_attention == "t5-flex" and compile_model
     if flex:
         import distill.train.t5_flex  # noqa: F401 - registers the implementation
         from distill.train.model import set_attention
@@ -308,7 +308,7 @@ class CompileTimeout(Exception):
 
 def ours_with_fallback(shape: Shape, data: list[Example], device: torch.device, warmup: int, steps: int,
                        budget: int, compile_model: bool, pack: str, compile_limit: int, profile: bool = False,
-                       t5_attention: str = "t5-flex") -> Callable:
+                       t5_attention: str = "sdpa") -> Callable:
     """Ours at the largest token budget that fits (3/4 of it on out-of-memory); compiled, or eager
     when the compiled run fails or takes more than `compile_limit` seconds, so one run always gives a table."""
     def attempt(tokens: int, compiled: bool) -> tuple[float, list[list[Example]], str]:
@@ -392,8 +392,9 @@ def main() -> None:
     parser.add_argument("--pack", choices=["auto", "yes", "no"], default="auto",
                         help="ours, causal: padding-free packing (auto: when flash-attn is installed)")
     parser.add_argument("--eager", action="store_true", help="ours: no torch.compile of the blocks")
-    parser.add_argument("--t5-attention", choices=["t5-flex", "sdpa"], default="t5-flex",
-                        help="ours, shape (a) compiled: FlexAttention with the bias as a score modifier, or SDPA")
+    parser.add_argument("--t5-attention", choices=["sdpa", "t5-flex"], default="sdpa",
+                        help="ours, shape (a) compiled: SDPA (distill train's default) or t5-flex (FlexAttention, "
+                             "the bias as a score modifier; raise --compile-limit)")
     parser.add_argument("--compile-limit", type=int, default=150,
                         help="ours: seconds a compiled run may take (compile included) before eager is measured instead")
     parser.add_argument("--peak-tflops", type=float, help="bf16 dense peak of this GPU (default: from its name)")

@@ -95,8 +95,8 @@ class TrainConfig:
     # Precision and speed.
     mixed_precision: str = "auto"  # auto: bf16 where the GPU supports it, else none
     dtype: str = "auto"  # weights; auto: float32 for full fine-tuning, bfloat16 LoRA base on GPU
-    # auto: flash_attention_2 (causal) when flash-attn is installed and a GPU is there; t5-flex (T5, GPU, compile:
-    # true; no dropout on attention probabilities, distill/train/t5_flex.py); else sdpa
+    # auto: flash_attention_2 (causal) when flash-attn is installed and a GPU is there, else sdpa; t5-flex:
+    # T5 on a GPU by FlexAttention (no dropout on attention probabilities; distill/train/t5_flex.py)
     attn_implementation: str = "auto"
     gradient_checkpointing: bool = False
     compile: bool = False  # torch.compile each repeated block (encoder/decoder layers), dynamic shapes

@@ -41,13 +41,12 @@ def load_tokenizer(config: TrainConfig, rows: Iterable[dict[str, str]] = (), *,
 
 def attention(config: TrainConfig, on_gpu: bool, kind: str) -> str:
     """FlashAttention-2 keeps packed examples apart at no cost (varlen kernels); SDPA does it with a
-    dense block-diagonal mask, so packed rows cost attention over their whole length. T5 students on a
-    GPU with compiled blocks take `t5-flex` (FlexAttention reads the relative-position bias inside its
-    kernel; without compile it would run unfused)."""
+    dense block-diagonal mask, so packed rows cost attention over their whole length. `t5-flex` is
+    opt-in: equal to SDPA on a GPU, but its speed is not measured yet (its compile outran 150 s)."""
     name = config.attn_implementation
     if name == "auto":
         flash = kind == "causal" and on_gpu and importlib.util.find_spec("flash_attn") is not None  # T5 has no FA2 path
-        name = "flash_attention_2" if flash else "t5-flex" if kind == "seq2seq" and on_gpu and config.compile else "sdpa"
+        name = "flash_attention_2" if flash else "sdpa"
     if name == "t5-flex":
         import distill.train.t5_flex  # noqa: F401 - registers the implementation with transformers
     return name
