@@ -157,12 +157,11 @@ class OpenAITeacher:
 
 
 def _httpx() -> Any:
-    """The HTTP library under the client (httpx, or httpx2 in newer clients)."""
-    try:
-        import httpx2 as httpx  # type: ignore[import-not-found]
-    except ImportError:
-        import httpx  # type: ignore[no-redef]
-    return httpx
+    """The HTTP library the installed client is built on: httpx2 in newer ones, httpx before (both can
+    be installed, so ask the client's own module rather than try imports)."""
+    from openai import _base_client
+
+    return getattr(_base_client, "httpx2", None) or _base_client.httpx
 
 
 def _transport_failure(exc: BaseException, timeouts: tuple[type[BaseException], ...]) -> str:
