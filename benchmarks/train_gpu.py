@@ -37,7 +37,6 @@ from distill.train.data import IGNORE, Collator, bucket_shape, length, plan_batc
 from distill.train.loop import loss_sum, target_tokens  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_gpu.md"
-PROFILE = Path("train_gpu_profile.txt")  # --profile: the kernel table, also written here (set beside --out)
 PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.0}  # dense bf16 tensor-core peaks
 Example = dict[str, list[int]]
 
@@ -214,7 +213,7 @@ BUCKETS = {"seq2seq": [64, 128, 192, 256, 320], "causal": [128, 192, 256, 320, 3
 
 
 def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, steps: int,
-         max_tokens: int, compile_model: bool, pack: str, profile: bool = False,
+         max_tokens: int, compile_model: bool, pack: str, profile: Path | None = None,
          t5_attention: str = "sdpa") -> tuple[float, list[list[Example]], str]:
     on_gpu = device.type == "cuda"
     # LoRA: the frozen base in bf16 (adapters stay fp32, peft's default); full fine-tune: fp32 master
@@ -266,7 +265,7 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
             torch.cuda.synchronize()
         compile_s = time.perf_counter() - started
     seconds, timed = time_steps(model, optimizer, batches, step, warmup, steps, device)
-    if profile and on_gpu:  # where a step's GPU time goes: the top kernels of two steps
+    if profile is not None and on_gpu:  # where a step's GPU time goes: the top kernels of two steps, also to `profile`
         from torch.profiler import ProfilerActivity
         from torch.profiler import profile as profiler
 
@@ -276,7 +275,7 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
             torch.cuda.synchronize()
         table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=40, max_name_column_width=100)
         print(table, file=sys.stderr)
-        PROFILE.write_text(table)
+        profile.write_text(table)
     attention = ("flash-attn varlen" if flash else "SDPA block mask") + ", packed" if packed else "SDPA, length-grouped padding"
     if buckets:
         attention = f"{'FlexAttention (t5-flex)' if flex else 'SDPA'}, padded to {len(buckets)} length buckets"
@@ -307,7 +306,7 @@ class CompileTimeout(Exception):
 
 
 def ours_with_fallback(shape: Shape, data: list[Example], device: torch.device, warmup: int, steps: int,
-                       budget: int, compile_model: bool, pack: str, compile_limit: int, profile: bool = False,
+                       budget: int, compile_model: bool, pack: str, compile_limit: int, profile: Path | None = None,
                        t5_attention: str = "sdpa") -> Callable:
     """Ours at the largest token budget that fits (3/4 of it on out-of-memory); compiled, or eager
     when the compiled run fails or takes more than `compile_limit` seconds, so one run always gives a table."""
@@ -386,7 +385,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps per case")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps first (the naive recipe needs about 10 to warm up)")
     parser.add_argument("--only", choices=["a", "b"], help="one shape only")
-    parser.add_argument("--profile", action="store_true", help="print the top GPU kernels of two steps of ours")
+    parser.add_argument("--profile", action="store_true",
+                        help="print the top GPU kernels of two steps of ours (also written beside --out)")
     parser.add_argument("--budget-a", type=int, default=16384, help="ours: token budget per step, shape (a)")
     parser.add_argument("--budget-b", type=int, default=8192, help="ours: token budget per step, shape (b)")
     parser.add_argument("--pack", choices=["auto", "yes", "no"], default="auto",
@@ -400,8 +400,6 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, help="bf16 dense peak of this GPU (default: from its name)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    global PROFILE
-    PROFILE = args.out.with_name(args.out.stem + "_profile.txt")
     from rich.console import Console
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -415,12 +413,13 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = True
     console = Console()
     results = []
+    profile = args.out.with_name(args.out.stem + "_profile.txt") if args.profile else None
     for shape in shapes:
         data = synthetic(shape, 4096 if not args.smoke else 64)
         budget = args.budget_a if shape.kind == "seq2seq" else args.budget_b
         for recipe, run in (("naive", lambda: naive(shape, data, device, args.warmup, args.steps)),
                             ("ours", ours_with_fallback(shape, data, device, args.warmup, args.steps, budget, not args.eager,
-                                                       args.pack, args.compile_limit, args.profile,
+                                                       args.pack, args.compile_limit, profile,
                                                        args.t5_attention))):
             started = time.perf_counter()
             results.append(measure(shape, recipe, device, peak, run))
