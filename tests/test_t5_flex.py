@@ -5,8 +5,10 @@ import copy
 import pytest
 import torch
 
+from distill.records import InputError
+from distill.train import load_config
 from distill.train.compile import compile_blocks
-from distill.train.model import set_attention
+from distill.train.model import attention, set_attention
 
 pytest.importorskip("torch.nn.attention.flex_attention")
 
@@ -38,6 +40,13 @@ def batch(device: str) -> dict[str, torch.Tensor]:
     labels = torch.randint(3, 128, (4, 33), generator=g)
     labels[3, 20:] = -100
     return {k: v.to(device) for k, v in {"input_ids": ids, "attention_mask": mask, "labels": labels}.items()}
+
+
+@pytest.mark.parametrize("kind, on_gpu", [("seq2seq", False), ("causal", True)])
+def test_t5_flex_is_refused_where_it_cannot_train(kind: str, on_gpu: bool) -> None:
+    config = load_config(None, {"student": "tiny-t5", "data": "x", "output_dir": "y", "attn_implementation": "t5-flex"})
+    with pytest.raises(InputError, match="key 'attn_implementation': t5-flex trains T5-family students on a GPU"):
+        attention(config, on_gpu, kind)
 
 
 @pytest.mark.slow  # HF's flex mask compiles create_block_mask: about a minute on 2 CPU cores

@@ -48,6 +48,9 @@ def attention(config: TrainConfig, on_gpu: bool, kind: str) -> str:
         flash = kind == "causal" and on_gpu and importlib.util.find_spec("flash_attn") is not None  # T5 has no FA2 path
         name = "flash_attention_2" if flash else "sdpa"
     if name == "t5-flex":
+        if kind != "seq2seq" or not on_gpu:
+            raise InputError(f"key 'attn_implementation': t5-flex trains T5-family students on a GPU (FlexAttention "
+                             f"has no backward on CPU), not a {kind} student{'' if on_gpu else ' on CPU'}")
         import distill.train.t5_flex  # noqa: F401 - registers the implementation with transformers
     return name
 
