@@ -1,8 +1,8 @@
 """Probe of one `GreedyLoop` decode step on the GPU: milliseconds per step (CUDA-graph replay, median
-of 10) for each attention variant and cache fill, and the top kernels of one eager step. Random
-weights of the real shapes; a prompt batch of `--batch` x `--length` tokens.
+of 10) for each attention variant and cache fill, and the top kernels of one eager step (`--profile`).
+Random weights of the real shapes; a prompt batch of `--batch` x `--length` tokens.
 
-    python benchmarks/decode_step.py --shape 770m --batch 1304 --length 128
+    python benchmarks/decode_step.py --shape 770m --batch 1304 --length 128 --profile kernel
 """
 from __future__ import annotations
 
@@ -34,25 +34,27 @@ def main() -> None:
     ap.add_argument("--shape", default="770m")
     ap.add_argument("--batch", type=int, default=1304)
     ap.add_argument("--length", type=int, default=128)
-    ap.add_argument("--variants", default="one/sdpa,sdpa/sdpa,one/one,sdpa-batch-bias/sdpa",
-                    help="T5: self/cross attention; the first is also timed at every segment's cache fill")
+    ap.add_argument("--variants", default="kernel,one/sdpa,sdpa/sdpa",
+                    help="kernel (decode_attention's Triton kernel) or, T5, self/cross attention of the torch step "
+                         "(LLaMA: any non-kernel name is SDPA); each timed at every segment's cache fill")
+    ap.add_argument("--profile", default="", help="variant whose eager step's top kernels are printed")
     args = ap.parse_args()
     model, _ = build_model(args.shape, False, "cuda", torch.bfloat16)
     new = 256
-    loop = GreedyLoop(model, max_new_tokens=new, pad_token_id=0, force_new_tokens=True, capture=cuda_graph)
-    st = loop._allocate(args.batch, args.length, new, 1)
-    ids = torch.randint(3, 30000, (args.batch, args.length), device="cuda")
-    with torch.inference_mode():
-        loop.arch.prefill(st, ids, torch.ones_like(ids))
     ends = list(range(SEGMENT, new + 1, SEGMENT))
     ev = [torch.cuda.Event(enable_timing=True) for _ in range(2)]
-    variants = args.variants.split(",") if isinstance(loop.arch, T5Step) else ["default"]
-    for n, name in enumerate(variants):
-        if name != "default":
+    ids = torch.randint(3, 30000, (args.batch, args.length), device="cuda")
+    for name in args.variants.split(","):
+        loop = GreedyLoop(model, max_new_tokens=new, pad_token_id=0, force_new_tokens=True, capture=cuda_graph,
+                          fused=name == "kernel")
+        if name != "kernel" and isinstance(loop.arch, T5Step):
             self_name, cross_name = name.split("/")
             loop.arch.self_attention, loop.arch.cross_attention = ATTENTION[self_name], ATTENTION[cross_name]
+        st = loop._allocate(args.batch, args.length, new, 1)
+        with torch.inference_mode():
+            loop.arch.prefill(st, ids, torch.ones_like(ids))
         total = 0.0
-        for end in ends if n == 0 else ends[-1:]:
+        for end in ends:
             keys = loop.arch.keys(args.length, end - 1)
             with torch.inference_mode():
                 st.steps.clear()
@@ -66,21 +68,27 @@ def main() -> None:
             ms = sorted(ts[3:])[5]
             total += ms * SEGMENT
             print(f"{args.shape} batch {args.batch} length {args.length} {name} keys {keys}: {ms:.2f} ms/step", flush=True)
-        if n == 0:
-            print(f"{name}: {total / 1000:.2f} s per batch of {new} steps (segments of {SEGMENT})", flush=True)
-    print(f"peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
-    if variants[0] != "default":
-        loop.arch.self_attention, loop.arch.cross_attention = (ATTENTION[n] for n in variants[0].split("/"))
-    loop.capture = None
-    st.steps.clear()
+        print(f"{name}: {total / 1000:.2f} s per batch of {new} steps (segments of {SEGMENT}); "
+              f"peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB", flush=True)
+        if name == args.profile:
+            _profile(loop, st, args.length, new)
+        del loop, st
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _profile(loop: GreedyLoop, st, length: int, new: int) -> None:
+    """The top kernels of two eager steps at the last segment's fill."""
     from torch.profiler import ProfilerActivity, profile
 
+    loop.capture = None
+    st.steps.clear()
     with torch.inference_mode(), profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(2):
             st.n.fill_(new - 2)
-            loop._step_fn(st, loop.arch.keys(args.length, new - 1))()
+            loop._step_fn(st, loop.arch.keys(length, new - 1))()
         torch.cuda.synchronize()
-    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=12, max_name_column_width=90))
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=15, max_name_column_width=90), flush=True)
 
 
 if __name__ == "__main__":

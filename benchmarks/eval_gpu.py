@@ -121,9 +121,9 @@ def naive(model, tok, settings, prompts: list[str], batch: int, new: int, n_time
 
 
 def fast(model, tok, settings, data: str, limit: int | None, new: int, max_batch: int, graphs: bool, workers: int,
-         thoughts: tuple[str, ...] = THOUGHTS, script: Script | None = None) -> dict:
+         thoughts: tuple[str, ...] = THOUGHTS, script: Script | None = None, attention: str = "auto") -> dict:
     opts = DecodeOptions(max_new_tokens=new, max_batch=max_batch, loop="static", compile=graphs, force_new_tokens=True,
-                         output_tokens=TIR_OUTPUT_TOKENS, cell_workers=workers)
+                         output_tokens=TIR_OUTPUT_TOKENS, cell_workers=workers, attention=attention)
     decoder = HFDecoder(model, tok, settings, opts, script=script)
     decoding = [0.0]  # seconds spent inside the decoder (the rest: prompts, checking not overlapped, reports)
     decode = decoder.decode
@@ -151,7 +151,8 @@ def fast(model, tok, settings, data: str, limit: int | None, new: int, max_batch
         preds = [json.loads(line) for line in open(Path(out) / "predictions.jsonl")]
     overall = report["datasets"]["overall"]
     loop = decoder.loop
-    row = {"seconds": seconds, "decode_seconds": decoding[0], "sequences": len(preds),
+    row = {"seconds": seconds, "decode_seconds": decoding[0], "sequences": len(preds), "attention": attention,
+           "fused": loop.arch.fused,
            "batch": "/".join(str(b) for b, _ in loop.shapes), "shapes": loop.shapes, "graphs": len(loop.captured),
            "tokens_per_s": len(preds) * new / seconds, "peak_gib": _peak(), "failures": overall["failures"]}
     if script is not None:
@@ -262,6 +263,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=16, help="PoT executor processes")
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--thoughts", default=",".join(THOUGHTS), help="pot,eot,cot (the modes above) or tir (issue 20's bar)")
+    ap.add_argument("--attention", default="auto", help="graph/eager modes' decode attention, comma-separated runs: "
+                    "auto (the Triton kernel on CUDA), kernel, torch (SDPA)")
     args = ap.parse_args()
     began = time.perf_counter()
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -277,7 +280,9 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
-    for mode in args.modes.split(","):
+    runs = [(mode, attention) for mode in args.modes.split(",")
+            for attention in (args.attention.split(",") if mode != "naive" else ["-"])]
+    for mode, attention in runs:
         for shape in args.shapes.split(","):
             row = {"shape": shape, "mode": mode}
             rows.append(row)
@@ -291,7 +296,8 @@ def main() -> None:
                 if mode == "naive":
                     row |= naive(model, tok, settings, prompts, naive_batch if not args.smoke else 4, new, args.naive_batches)
                 else:
-                    row |= fast(model, tok, settings, args.data, limit, new, fast_batch, mode == "graph", args.workers)
+                    row |= fast(model, tok, settings, args.data, limit, new, fast_batch, mode == "graph", args.workers,
+                                attention=attention)
             except Exception as exc:  # noqa: BLE001 - one failed run must not cost the others (one GPU run is all there is)
                 row["error"] = f"{type(exc).__name__}: {exc}"[:300]
             print(f"[{shape} {mode}] {json.dumps(row)} ({time.perf_counter() - began:.0f} s in)", flush=True)
@@ -313,8 +319,8 @@ def _device() -> str:
 
 
 RUNS = {"naive": "naive HF generate, dynamic cache ({timed_batches}/{batches} batches timed, scaled)",
-        "graph": "distill eval end to end (static loop, CUDA graphs: {graphs})",
-        "eager": "distill eval end to end (static loop, eager)"}
+        "graph": "distill eval end to end (static loop, CUDA graphs: {graphs}, {kernel})",
+        "eager": "distill eval end to end (static loop, eager, {kernel})"}
 
 
 def markdown(rows: list[dict]) -> str:
@@ -329,7 +335,8 @@ def markdown(rows: list[dict]) -> str:
             continue
         speedup = f"{base[r['shape']] / r['seconds']:.1f}x" if r["shape"] in base else "-"
         decoding = f" ({r['decode_seconds']:.1f})" if "decode_seconds" in r else ""
-        lines.append(f"| {r['shape']} | {RUNS[r['mode']].format(**r)} | {r['batch']} | {r['seconds']:.1f}{decoding} "
+        kernel = "fused decode attention" if r.get("fused") else "SDPA attention"
+        lines.append(f"| {r['shape']} | {RUNS[r['mode']].format(**r, kernel=kernel)} | {r['batch']} | {r['seconds']:.1f}{decoding} "
                      f"| {r['tokens_per_s']:,.0f} | {r['peak_gib']:.1f} | {speedup} |")
     return "\n".join(lines) + "\n"
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -17,5 +18,9 @@ def shared_data() -> Path:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    import torch
+
+    if not torch.cuda.is_available():  # Triton kernels (the fused decode attention) run on CPU tensors, interpreted
+        os.environ.setdefault("TRITON_INTERPRET", "1")
     # Until pyproject.toml registers it (another change adds it there); registering twice is harmless.
     config.addinivalue_line("markers", "slow: a long test (a load test, for instance); deselect with -m 'not slow'")

@@ -201,7 +201,7 @@ def test_greedy_loop_matches_generate_with_bounded_shapes(kind: str, force: bool
         captured.append(step)
         return step
 
-    loop = GreedyLoop(model, max_new_tokens=new, pad_token_id=0, force_new_tokens=force, capture=capture)
+    loop = GreedyLoop(model, max_new_tokens=new, pad_token_id=0, force_new_tokens=force, capture=capture, fused=False)
     gen = torch.Generator().manual_seed(1)
     lengths = [3 + (i * 7) % 61 for i in range(24)]
     batches = plan_batches(lengths, max_new_tokens=new, samples=1, token_budget=6 * (64 + new), max_batch=64, pad_multiple=16,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.cues import student_input
+from distill.evaluation import decode_attention
 from distill.evaluation.graphs import GreedyLoop, cuda_graph
 from distill.evaluation.plan import Batch, memory_token_budget, plan_batches, step_cost
 from distill.evaluation.tools import OUTPUT_TOKENS, Said, ToolPrompt, ToolSession, generate_rounds, text_rounds
@@ -37,6 +38,7 @@ class DecodeOptions:
     pad_multiple: int = 16
     loop: str = "auto"  # "static": GreedyLoop; "generate": HF generate; "auto": GreedyLoop where it applies
     compile: bool = True  # capture GreedyLoop's decode step in CUDA graphs (on CUDA)
+    attention: str = "auto"  # GreedyLoop's step: "kernel" (decode_attention's Triton kernel), "torch" (SDPA), "auto"
     force_new_tokens: bool = False  # ignore EOS (benchmarks: a fixed amount of work)
     max_rounds: int = 4  # tool-integrated thoughts: decoding rounds per sample (cells run between them)
     output_tokens: int = OUTPUT_TOKENS  # tokens of a cell's output fed back at most
@@ -52,6 +54,8 @@ class DecodeOptions:
             raise ValueError("several samples need a temperature above 0 (greedy decoding repeats itself)")
         if self.loop not in ("auto", "static", "generate"):
             raise ValueError(f"loop must be auto, static or generate, got {self.loop!r}")
+        if self.attention not in ("auto", "kernel", "torch"):
+            raise ValueError(f"attention must be auto, kernel or torch, got {self.attention!r}")
 
 
 def rationale_extractor() -> Callable[[str, str], str]:
@@ -83,9 +87,11 @@ class HFDecoder:
         self.loop: GreedyLoop | None = None
         if options.loop == "static" or (options.loop == "auto" and fits):
             graphs = options.compile and model.device.type == "cuda"
+            if options.attention == "kernel" and not decode_attention.runs(model.device):
+                raise InputError("attention 'kernel' needs Triton and a CUDA model (or TRITON_INTERPRET=1)")
             self.loop = GreedyLoop(model, max_new_tokens=options.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
                                    force_new_tokens=options.force_new_tokens, capture=cuda_graph if graphs else None,
-                                   hook=script)
+                                   hook=script, fused={"auto": None, "kernel": True, "torch": False}[options.attention])
 
     def prompt(self, question: str, thought: str) -> str:
         text = format_prompt(self.tokenizer, student_input(question, thought, self.settings.cues), self.settings)

@@ -11,6 +11,7 @@ from concurrent.futures import Future
 from types import SimpleNamespace
 from typing import Any
 
+from distill.evaluation import decode_attention
 from distill.evaluation.steps import LlamaStep, T5Step
 from distill.evaluation.tools import WINDOW, Rows, ToolSession
 
@@ -53,12 +54,14 @@ class GreedyLoop:
 
     def __init__(self, model: Any, *, max_new_tokens: int, pad_token_id: int, force_new_tokens: bool,
                  capture: Callable[[Callable[[], None], Any], Callable[[], None]] | None = None,
-                 hook: Callable[[SimpleNamespace, Any], Any] | None = None):
+                 hook: Callable[[SimpleNamespace, Any], Any] | None = None, fused: bool | None = None):
+        """`fused`: the step's attention by `decode_attention`'s kernel (None: where it runs, i.e. CUDA)."""
         import torch
         from transformers import T5ForConditionalGeneration
 
         self.model, self.new, self.force, self.capture, self.hook = model, max_new_tokens, force_new_tokens, capture, hook
-        self.arch = T5Step(model) if isinstance(model, T5ForConditionalGeneration) else LlamaStep(model)
+        fused = decode_attention.available(model.device) if fused is None else fused
+        self.arch = (T5Step if isinstance(model, T5ForConditionalGeneration) else LlamaStep)(model, fused)
         eos = model.generation_config.eos_token_id
         self.eos = torch.tensor([eos] if isinstance(eos, int) else list(eos or []), device=model.device)
         self.pad = pad_token_id

@@ -4,12 +4,16 @@ Each class drives the HF modules' weights, norms and MLPs with fixed shapes and 
 that `graphs.GreedyLoop` can capture a step in a CUDA graph. The state `st` is a namespace that the
 loop allocates (`k`, `v` per layer, each row's current token `tok` and its count of new tokens `n`:
 rows advance on their own, a row waiting for its program does not) and `allocate` completes with
-what the model family needs.
+what the model family needs. With `fused` a step's attention is `decode_attention`'s kernel (each
+row reads only its filled slots); without it, SDPA or `attend_one` over the first `keys` slots.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
+
+from distill.evaluation.decode_attention import decode_attention
 
 PREFILL_TOKENS = 32_768  # prompt tokens per prefill chunk (bounds its activations)
 
@@ -49,8 +53,8 @@ class T5Step:
     """T5-family decoder step: self-attention over a static cache, cross-attention over the source's
     K/V computed once per batch, T5's relative position bias; the HF modules' weights and norms."""
 
-    def __init__(self, model: Any):
-        self.model, self.config = model, model.config
+    def __init__(self, model: Any, fused: bool = False):
+        self.model, self.config, self.fused = model, model.config, fused
         self.blocks = model.decoder.block
         self.rel = self.blocks[0].layer[0].SelfAttention  # holds the relative attention bias
         self.heads = self.config.num_heads
@@ -71,6 +75,14 @@ class T5Step:
         empty = lambda n: torch.zeros(batch, heads, n, dim, dtype=m.dtype, device=m.device)
         st.cross_k, st.cross_v = [empty(length) for _ in self.blocks], [empty(length) for _ in self.blocks]
         st.cross_mask = torch.zeros(batch, 1, 1, length, dtype=m.dtype, device=m.device)
+        if self.fused:  # the bias by distance back from the query (the same for every row), source spans
+            back = torch.arange(new, device=m.device)
+            bucket = self.rel._relative_position_bucket(-back, bidirectional=False,
+                                                        num_buckets=self.rel.relative_attention_num_buckets,
+                                                        max_distance=self.rel.relative_attention_max_distance)
+            st.bias = self.rel.relative_attention_bias(bucket).float().t().contiguous()  # [heads, distances]
+            st.start = torch.zeros(batch, dtype=torch.long, device=m.device)
+            st.cross_lo, st.cross_hi = torch.zeros_like(st.start), torch.zeros_like(st.start)
 
     def prefill(self, st: SimpleNamespace, ids: Any, mask: Any) -> None:
         import torch
@@ -78,6 +90,9 @@ class T5Step:
         low = torch.finfo(self.model.dtype).min
         st.cross_mask.copy_(torch.where(mask.bool(), 0.0, low)[:, None, None, :])
         st.tok.fill_(self.config.decoder_start_token_id)
+        if self.fused:
+            for span, bound in zip((st.cross_lo, st.cross_hi), _span(mask)):
+                span.copy_(bound)
         for rows in _chunks_of(ids):
             hidden = self.model.encoder(input_ids=ids[rows], attention_mask=mask[rows])[0]
             for block, ck, cv in zip(self.blocks, st.cross_k, st.cross_v):
@@ -87,6 +102,32 @@ class T5Step:
 
     def step(self, st: SimpleNamespace, keys: int) -> Any:
         """Token `st.n` of each row: its input written at slot `st.n`, its own relative positions."""
+        if self.fused:
+            end = st.n + 1
+            attend_self = lambda q, k, v: decode_attention(q, k, v, st.start, end, 1.0, st.bias)
+            attend_cross = lambda q, k, v: decode_attention(q, k, v, st.cross_lo, st.cross_hi, 1.0)
+        else:
+            bias = self._bias(st, keys)
+            attend_self = lambda q, k, v: self.self_attention(q, k[:, :, :keys], v[:, :, :keys], bias, 1.0)
+            attend_cross = lambda q, k, v: self.cross_attention(q, k, v, st.cross_mask, 1.0)
+        at = st.n.view(-1, 1, 1, 1).expand(-1, self.heads, 1, self.config.d_kv)
+        x = self.model.decoder.embed_tokens(st.tok)
+        for block, k, v, ck, cv in zip(self.blocks, st.k, st.v, st.cross_k, st.cross_v):
+            layer, attn = block.layer[0], block.layer[0].SelfAttention
+            h = layer.layer_norm(x)
+            k.scatter_(2, at, _heads(attn.k(h), self.heads))
+            v.scatter_(2, at, _heads(attn.v(h), self.heads))
+            x = x + attn.o(attend_self(_heads(attn.q(h), self.heads), k, v))
+            layer, attn = block.layer[1], block.layer[1].EncDecAttention
+            x = x + attn.o(attend_cross(_heads(attn.q(layer.layer_norm(x)), self.heads), ck, cv))
+            x = block.layer[2](x)
+        x = self.model.decoder.final_layer_norm(x)
+        if self.config.tie_word_embeddings:
+            x = x * self.config.d_model ** -0.5
+        return self.model.lm_head(x)[:, -1]
+
+    def _bias(self, st: SimpleNamespace, keys: int) -> Any:
+        """Relative-position bias and causal mask of each row's query over the first `keys` slots."""
         import torch
 
         low = torch.finfo(self.model.dtype).min
@@ -95,30 +136,31 @@ class T5Step:
                                                      num_buckets=self.rel.relative_attention_num_buckets,
                                                      max_distance=self.rel.relative_attention_max_distance)
         bias = self.rel.relative_attention_bias(bucket).permute(0, 2, 1)[:, :, None, :]  # [batch, heads, 1, keys]
-        bias = bias + torch.where(slots[None, :] <= st.n[:, None], 0.0, low).to(bias.dtype)[:, None, None, :]
-        at = st.n.view(-1, 1, 1, 1).expand(-1, self.heads, 1, self.config.d_kv)
-        x = self.model.decoder.embed_tokens(st.tok)
-        for block, k, v, ck, cv in zip(self.blocks, st.k, st.v, st.cross_k, st.cross_v):
-            layer, attn = block.layer[0], block.layer[0].SelfAttention
-            h = layer.layer_norm(x)
-            k.scatter_(2, at, _heads(attn.k(h), self.heads))
-            v.scatter_(2, at, _heads(attn.v(h), self.heads))
-            x = x + attn.o(self.self_attention(_heads(attn.q(h), self.heads), k[:, :, :keys], v[:, :, :keys], bias, 1.0))
-            layer, attn = block.layer[1], block.layer[1].EncDecAttention
-            x = x + attn.o(self.cross_attention(_heads(attn.q(layer.layer_norm(x)), self.heads), ck, cv, st.cross_mask, 1.0))
-            x = block.layer[2](x)
-        x = self.model.decoder.final_layer_norm(x)
-        if self.config.tie_word_embeddings:
-            x = x * self.config.d_model ** -0.5
-        return self.model.lm_head(x)[:, -1]
+        return bias + torch.where(slots[None, :] <= st.n[:, None], 0.0, low).to(bias.dtype)[:, None, None, :]
+
+
+def _span(mask: Any) -> tuple[Any, Any]:
+    """Each row's first and one-past-last attended position of a 0/1 mask [batch, length], which must be
+    one run of ones per row (padding on one side): the fused kernel reads spans. A row of padding only
+    gets (0, 1), a finite output."""
+    import torch
+
+    at = torch.arange(mask.shape[1], device=mask.device)
+    on = mask.bool()
+    lo = torch.where(on, at, mask.shape[1]).amin(-1)
+    hi = torch.where(on, at + 1, 0).amax(-1)
+    if not bool(((hi - lo).clamp(min=0) == on.sum(-1)).all()):
+        raise ValueError("the fused decode attention needs each row's attention mask to be one run of ones")
+    empty = ~on.any(-1)
+    return lo.masked_fill(empty, 0), hi.masked_fill(empty, 1)
 
 
 class LlamaStep:
     """LLaMA-family decoder layers over a static cache (prompt, then new tokens), left-padded prompts;
     the HF modules' weights, norms, MLPs and rotary embedding."""
 
-    def __init__(self, model: Any):
-        self.model, self.body, self.config = model, model.model, model.config
+    def __init__(self, model: Any, fused: bool = False):
+        self.model, self.body, self.config, self.fused = model, model.model, model.config, fused
         self.heads = self.config.num_attention_heads
         self.kv_heads = getattr(self.config, "num_key_value_heads", None) or self.heads
 
@@ -134,10 +176,12 @@ class LlamaStep:
         st.length = length
         st.seen = torch.zeros(batch, dtype=torch.long, device=self.model.device)  # real prompt tokens
         st.valid = torch.ones(batch, 1, 1, length + new - 1, dtype=torch.bool, device=self.model.device)
+        st.start = torch.zeros(batch, dtype=torch.long, device=self.model.device)  # first real prompt slot
 
-    def _layers(self, st: SimpleNamespace, rows: slice, x: Any, positions: Any, slots: Any, mask: Any, keys: int) -> Any:
+    def _layers(self, st: SimpleNamespace, rows: slice, x: Any, positions: Any, slots: Any,
+                attention: Callable[[Any, Any, Any], Any]) -> Any:
         """`slots`: the cache slots written, the same for all rows ([tokens], prefill) or one per row
-        (a scatter index [batch, kv heads, 1, dim], a step)."""
+        (a scatter index [batch, kv heads, 1, dim], a step); `attention(q, k, v)` over the rows' caches."""
         from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
         def write(cache: Any, new: Any) -> None:
@@ -149,7 +193,7 @@ class LlamaStep:
             q, kk = apply_rotary_pos_emb(_heads(attn.q_proj(h), self.heads), _heads(attn.k_proj(h), self.kv_heads), cos, sin)
             write(k[rows], kk)
             write(v[rows], _heads(attn.v_proj(h), self.kv_heads))
-            x = x + attn.o_proj(attend(q, k[rows, :, :keys], v[rows, :, :keys], mask))
+            x = x + attn.o_proj(attention(q, k[rows], v[rows]))
             x = x + layer.mlp(layer.post_attention_layernorm(x))
         return self.body.norm(x)
 
@@ -159,6 +203,10 @@ class LlamaStep:
         low, length = torch.finfo(self.model.dtype).min, ids.shape[1]
         st.valid[..., :length] = mask.bool()[:, None, None, :]
         st.seen.copy_(mask.sum(-1))
+        if self.fused:  # the kernel reads slots from `start` on: the prompt must be left-padded
+            st.start.copy_(length - st.seen)
+            if not bool((mask.bool() == (torch.arange(length, device=ids.device) >= st.start[:, None])).all()):
+                raise ValueError("the fused decode attention needs left-padded prompts")
         slots = torch.arange(length, device=ids.device)
         causal = slots[None, :] <= slots[:, None]
         last = []
@@ -166,7 +214,9 @@ class LlamaStep:
             allowed = causal & st.valid[rows, :, :, :length]
             positions = (mask[rows].cumsum(-1) - 1).clamp(min=0)
             x = self.body.embed_tokens(ids[rows])
-            x = self._layers(st, rows, x, positions, slots, torch.where(allowed, 0.0, low).to(x.dtype), length)
+            bias = torch.where(allowed, 0.0, low).to(x.dtype)
+            x = self._layers(st, rows, x, positions, slots,
+                             lambda q, k, v, bias=bias: attend(q, k[:, :, :length], v[:, :, :length], bias))
             last.append(self.model.lm_head(x[:, -1]))
         return torch.cat(last)
 
@@ -175,8 +225,13 @@ class LlamaStep:
         import torch
 
         slot = st.length + st.n - 1
-        allowed = st.valid[..., :keys] & (torch.arange(keys, device=slot.device) <= slot[:, None, None, None])
         x = self.body.embed_tokens(st.tok)
-        mask = torch.where(allowed, 0.0, torch.finfo(x.dtype).min).to(x.dtype)
+        if self.fused:
+            end, scale = slot + 1, st.k[0].shape[-1] ** -0.5
+            attention = lambda q, k, v: decode_attention(q, k, v, st.start, end, scale)
+        else:
+            allowed = st.valid[..., :keys] & (torch.arange(keys, device=slot.device) <= slot[:, None, None, None])
+            mask = torch.where(allowed, 0.0, torch.finfo(x.dtype).min).to(x.dtype)
+            attention = lambda q, k, v: attend(q, k[:, :, :keys], v[:, :, :keys], mask)
         at = slot.view(-1, 1, 1, 1).expand(-1, self.kv_heads, 1, st.k[0].shape[-1])
-        return self.model.lm_head(self._layers(st, slice(None), x, (st.seen + st.n - 1)[:, None], at, mask, keys))[:, -1]
+        return self.model.lm_head(self._layers(st, slice(None), x, (st.seen + st.n - 1)[:, None], at, attention))[:, -1]
