@@ -188,15 +188,18 @@ class HFDecoder:
         enc = self._encode(prompts, indices, run[0].length)
         done: list[int] = []
         tokens: list[Any] = []
-        ended = self.loop.stream(enc["input_ids"], enc["attention_mask"], run[0].capacity, items=indices)
-        for numbers, out in ended:
+
+        def texts() -> list[list[str]]:
+            return [[t] for t in self.tokenizer.batch_decode(torch.cat(tokens), skip_special_tokens=True)]
+
+        for numbers, out in self.loop.stream(enc["input_ids"], enc["attention_mask"], run[0].capacity, items=indices):
             done += numbers
             tokens.append(out)
             if len(done) >= run[0].capacity:
-                yield done, [[t] for t in self.tokenizer.batch_decode(torch.cat(tokens), skip_special_tokens=True)]
+                yield done, texts()
                 done, tokens = [], []
         if done:
-            yield done, [[t] for t in self.tokenizer.batch_decode(torch.cat(tokens), skip_special_tokens=True)]
+            yield done, texts()
 
     def _decode_plain(self, enc: Any, kwargs: dict[str, Any], rows: list[int]) -> list[str]:
         """`rows`: the prompt index of each sequence (the script's sequence numbers)."""

@@ -208,9 +208,13 @@ class GreedyLoop:
             yield from run.ready(block=True)
 
     def _device(self, values: list[int]) -> Any:
+        """`values` on the model's device, copied without a sync (a plain copy would wait for the queued steps)."""
         import torch
 
-        return torch.tensor(values, dtype=torch.long).to(self.model.device)
+        t = torch.tensor(values, dtype=torch.long)
+        if self.model.device.type == "cuda":
+            return t.pin_memory().to(self.model.device, non_blocking=True)
+        return t
 
     def _refill(self, st: SimpleNamespace, rows: list[int], ids: Any, mask: Any, items: list[int]) -> None:
         """Prompts `ids` prefilled into the rows `rows` of the state, reset there; the other rows keep
