@@ -15,7 +15,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from eval_gpu import build_model
+from eval_gpu import SHAPES, build_model
 
 from distill.evaluation.graphs import SEGMENT, GreedyLoop, cuda_graph
 from distill.evaluation.steps import T5Step, attend, attend_one
@@ -38,7 +38,12 @@ def main() -> None:
                     help="kernel (decode_attention's Triton kernel) or, T5, self/cross attention of the torch step "
                          "(LLaMA: any non-kernel name is SDPA); each timed at every segment's cache fill")
     ap.add_argument("--profile", default="", help="variant whose eager step's top kernels are printed")
+    ap.add_argument("--sweep", action="store_true", help="time the kernel alone over launch shapes at the last fill, "
+                    "print the best as DIM:ELEMENTS:WARPS (eval_gpu.py --kernel-tiles), then stop")
     args = ap.parse_args()
+    if args.sweep:
+        sweep(args.shape, args.batch, args.length)
+        return
     model, _ = build_model(args.shape, False, "cuda", torch.bfloat16)
     new = 256
     ends = list(range(SEGMENT, new + 1, SEGMENT))
@@ -75,6 +80,38 @@ def main() -> None:
         del loop, st
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+
+
+def sweep(shape: str, batch: int, length: int, new: int = 256) -> None:
+    """decode_attention over each row's span at the last step of a batch (LLaMA: prompt and new tokens;
+    T5: the new tokens with the bias, then the source), for tiles of 4-16k elements and 4 or 8 warps."""
+    from triton.testing import do_bench
+
+    from distill.evaluation import decode_attention as da
+
+    _, cfg, _, _ = SHAPES[shape]
+    heads = cfg.get("num_attention_heads") or cfg["num_heads"]
+    dim = cfg.get("d_kv") or cfg["hidden_size"] // heads
+    t5 = "d_kv" in cfg
+    spans = [(0, new, True), (0, length, False)] if t5 else [(length // 8, length + new - 1, False)]  # (lo, hi, bias)
+    q = torch.randn(batch, heads, 1, dim, device="cuda", dtype=torch.bfloat16)
+    cache = [torch.randn(batch, heads, max(hi for _, hi, _ in spans) + 1, dim, device="cuda", dtype=torch.bfloat16)
+             for _ in range(2)]
+    table = torch.randn(heads, new + 1, device="cuda")
+    results = []
+    for elements in (4096, 8192, 16384):
+        for warps in (4, 8):
+            da.TILES[dim] = (elements, warps)
+            us = 0.0
+            for lo, hi, bias in spans:
+                lo_t = torch.full((batch,), lo, device="cuda", dtype=torch.long)
+                hi_t = torch.full((batch,), hi, device="cuda", dtype=torch.long)
+                us += 1000 * do_bench(lambda: da.decode_attention(q, *cache, lo_t, hi_t, 1.0, table if bias else None))
+            read = sum(batch * heads * (hi - lo) * dim * 2 * 2 for lo, hi, _ in spans)
+            results.append((us, elements, warps))
+            print(f"{shape} tile {elements} warps {warps}: {us:.0f} us, {read / us / 1e6:.2f} TB/s", flush=True)
+    us, elements, warps = min(results)
+    print(f"best {dim}:{elements}:{warps}")
 
 
 def _profile(loop: GreedyLoop, st, length: int, new: int) -> None:

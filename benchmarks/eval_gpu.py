@@ -1,12 +1,21 @@
-"""GPU benchmark of `distill eval`: GSM8K test x 3 thoughts, 256 forced new tokens per sequence.
+"""GPU benchmark of `distill eval`: GSM8K test x 3 thoughts, 256 forced new tokens per sequence
+(`--lengths forced`) or sequences that end at realistic lengths (`--lengths realistic`).
 
 Two random-weight shapes, CodeT5-large (770M, seq2seq) and LLaMA-2-7B (causal), bf16. For each:
 - naive baseline: HF `generate` on fixed-count batches sorted by length, dynamic cache, no compile;
   timed on a few evenly spaced batches and scaled to all of them (keeps the run inside 10 minutes);
 - `graph`: `distill.evaluation.evaluate_model` end to end (decode + execute PoT + solve EoT + score)
   with `GreedyLoop`: length buckets chosen by `plan_batches`, one batch size each (from free memory), a static KV cache,
-  the decode step captured in CUDA graphs (one per bucket and 64-step segment; no compiler);
-- `eager`: the same without CUDA graphs (huge batches, launch overhead hidden behind the GPU work).
+  the decode step captured in CUDA graphs (one per bucket and 64-step segment; no compiler), each bucket
+  decoded with continuous batching (a row whose sequence ended takes the bucket's next prompt);
+- `eager`: the same without CUDA graphs (huge batches, launch overhead hidden behind the GPU work);
+- `static` (not run by default): `graph` batch by batch, without continuous batching.
+`--lengths realistic`: each sequence ends (EOS, barred before) at a length drawn (fixed seed) from
+teacher rationale lengths in the benchmark's tokens, capped at 256: the recorded PoT programs
+(`<lengths-data>/recorded/*.jsonl`) for PoT, GSM8K train solutions (`<lengths-data>/gsm8k/train.jsonl`,
+calculator annotations dropped, `#### x` written `The answer is x.`) for EoT and CoT; every run,
+naive included (a logits processor), is forced by the same `distill.evaluation.script.Lengths`.
+`--lengths forced,realistic` runs both; the table says which, with the mean new tokens per sequence.
 Runs go mode by mode (`--modes`, fast path first); one not started within `--deadline` seconds is
 skipped, and the table in `--out` is rewritten after every run, so a cut-off run keeps what it has.
 No weights or tokenizer files can be downloaded: the tokenizer is a BPE trained here on the GSM8K
@@ -14,6 +23,7 @@ text (token counts close to LLaMA's on this text); generated ids beyond its voca
 
     python benchmarks/eval_gpu.py --data .bench/gsm8k_test.jsonl --out results/        # GPU, ~5 minutes
     python benchmarks/eval_gpu.py --smoke --out /tmp/eval_smoke                         # CPU, every mode
+    python benchmarks/eval_gpu.py --smoke --lengths realistic --out /tmp/eval_smoke     # CPU, realistic lengths
 
 `--thoughts tir` (issue 20's bar): GSM8K test x tir, the LLaMA-2-7B shape, 256 generated tokens per
 sequence, the code blocks forced (`distill.evaluation.script.Script`): every 64 generated tokens a
@@ -29,8 +39,11 @@ end for tir (decode with the rounds + checking the traces); the bar is tir <= 1.
 from __future__ import annotations
 
 import argparse
+import ast
 import gc
 import json
+import random
+import re
 import sys
 import tempfile
 import time
@@ -42,15 +55,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from distill.cues import student_input  # noqa: E402
 from distill.data import load  # noqa: E402
-from distill.evaluation import evaluate_model  # noqa: E402
+from distill.evaluation import decode_attention, evaluate_model  # noqa: E402
 from distill.evaluation.backends import DecodeOptions, HFDecoder  # noqa: E402
 from distill.evaluation.plan import Batch  # noqa: E402
-from distill.evaluation.script import Script  # noqa: E402
+from distill.evaluation.script import Lengths, Script  # noqa: E402
 from distill.students import StudentSettings  # noqa: E402
 from solvers.tir import STOP  # noqa: E402
 
 THOUGHTS = ("pot", "eot", "cot")
 MODES = ("graph", "naive", "eager")
+RUNNABLE = MODES + ("static",)
+LENGTHS = ("forced", "realistic")
+FULL_NEW = 256  # new tokens per sequence at full size (the realistic lengths' cap)
 SHAPES = {  # name: (kind, config kwargs, naive batch, fast max batch)
     "770m": ("seq2seq", dict(vocab_size=32100, d_model=1024, d_kv=64, d_ff=4096, num_layers=24, num_decoder_layers=24,
                              num_heads=16, feed_forward_proj="relu", decoder_start_token_id=0, pad_token_id=0,
@@ -99,10 +115,12 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def naive(model, tok, settings, prompts: list[str], batch: int, new: int, n_timed: int) -> dict:
-    """HF generate, fixed-count batches sorted by length, dynamic cache: n_timed batches, scaled."""
-    opts = DecodeOptions(max_new_tokens=new, loop="generate", force_new_tokens=True)
-    decoder = HFDecoder(model, tok, settings, opts)
+def naive(model, tok, settings, prompts: list[str], batch: int, new: int, n_timed: int,
+          lengths: Lengths | None = None, tokens: int | None = None) -> dict:
+    """HF generate, fixed-count batches sorted by length, dynamic cache: n_timed batches, scaled.
+    `lengths`: sequences end there (else `new` forced tokens each); `tokens`: all new tokens."""
+    opts = DecodeOptions(max_new_tokens=new, loop="generate", force_new_tokens=lengths is None)
+    decoder = HFDecoder(model, tok, settings, opts, script=lengths)
     lengths = [len(ids) for ids in tok(prompts, truncation=True, max_length=settings.max_source_len)["input_ids"]]
     order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
     plan = [Batch(order[s:s + batch], batch, lengths[order[s]]) for s in range(0, len(order), batch)]
@@ -117,12 +135,15 @@ def naive(model, tok, settings, prompts: list[str], batch: int, new: int, n_time
     timed = time.perf_counter() - start
     seconds = timed * len(plan) / len(picks)
     return {"seconds": seconds, "timed_batches": len(picks), "batches": len(plan), "batch": batch,
-            "tokens_per_s": len(prompts) * new / seconds, "peak_gib": _peak()}
+            "tokens_per_s": (tokens or len(prompts) * new) / seconds, "peak_gib": _peak()}
 
 
 def fast(model, tok, settings, data: str, limit: int | None, new: int, max_batch: int, graphs: bool, workers: int,
-         thoughts: tuple[str, ...] = THOUGHTS, script: Script | None = None, attention: str = "auto") -> dict:
-    opts = DecodeOptions(max_new_tokens=new, max_batch=max_batch, loop="static", compile=graphs, force_new_tokens=True,
+         thoughts: tuple[str, ...] = THOUGHTS, script: Script | Lengths | None = None, continuous: bool = True,
+         tokens: int | None = None, attention: str = "auto") -> dict:
+    """`script`: forced tokens (a `Lengths`: sequences end there, else `new` forced tokens each); `tokens`: all new tokens."""
+    opts = DecodeOptions(max_new_tokens=new, max_batch=max_batch, loop="static", compile=graphs,
+                         force_new_tokens=not isinstance(script, Lengths), continuous=continuous,
                          output_tokens=TIR_OUTPUT_TOKENS, cell_workers=workers, attention=attention)
     decoder = HFDecoder(model, tok, settings, opts, script=script)
     decoding = [0.0]  # seconds spent inside the decoder (the rest: prompts, checking not overlapped, reports)
@@ -154,11 +175,42 @@ def fast(model, tok, settings, data: str, limit: int | None, new: int, max_batch
     row = {"seconds": seconds, "decode_seconds": decoding[0], "sequences": len(preds), "attention": attention,
            "fused": loop.arch.fused,
            "batch": "/".join(str(b) for b, _ in loop.shapes), "shapes": loop.shapes, "graphs": len(loop.captured),
-           "tokens_per_s": len(preds) * new / seconds, "peak_gib": _peak(), "failures": overall["failures"]}
+           "tokens_per_s": (tokens or len(preds) * new) / seconds, "peak_gib": _peak(), "failures": overall["failures"]}
     if script is not None:
         cells = [sum("output" in t for t in p["meta"].get("turns", [])) for p in preds]
         row |= {"cells_per_sequence": sum(cells) / max(len(cells), 1)}
     return row
+
+
+def rationale_lengths(tok, root: Path) -> dict[str, list[int]]:
+    """Teacher rationale lengths in `tok`'s tokens, capped at FULL_NEW, per thought: the recorded PoT
+    programs for PoT; GSM8K train human solutions for EoT and CoT (no EoT teacher output is recorded)."""
+    programs = [_program(row["generated"]) for path in sorted((root / "recorded").glob("*.jsonl"))
+                for row in map(json.loads, path.open(encoding="utf-8")) if "generated" in row]
+    solutions = [_solution(json.loads(line)["answer"]) for line in (root / "gsm8k" / "train.jsonl").open(encoding="utf-8")]
+    count = lambda texts: [min(len(ids), FULL_NEW) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+    return {"pot": count(programs), "eot": count(solutions), "cot": count(solutions)}
+
+
+def _program(generated) -> str:
+    """A recorded program: the first of a one-program list (or of its Python literal); a zero-shot
+    program without the prompt's scaffold that the record repeats (imports, the question, `def solver():`)."""
+    if isinstance(generated, list) or generated.lstrip().startswith("["):
+        generated = (generated if isinstance(generated, list) else ast.literal_eval(generated))[0]
+    _, scaffold, body = generated.partition("# Let's think step by step")
+    return body.split("\n", 1)[-1] if scaffold else generated
+
+
+def _solution(answer: str) -> str:
+    """A GSM8K solution as a CoT rationale: no calculator annotations, `#### 72` as `The answer is 72.`"""
+    return re.sub(r"\n?#### *(.+)$", r"\nThe answer is \1.", re.sub(r"<<[^>]*>>", "", answer.strip()))
+
+
+def draw_stops(pools: dict[str, list[int]], thoughts: list[str], new: int, seed: int = 0) -> torch.Tensor:
+    """Per sequence (of thought `thoughts[i]`), the index of its EOS among its new tokens: a rationale
+    length drawn from its thought's pool, scaled by new / FULL_NEW (smoke runs), below `new`."""
+    rng = random.Random(seed)
+    return torch.tensor([min(-(-rng.choice(pools[t]) * new // FULL_NEW), new - 1) for t in thoughts])
 
 
 TIR_PERIOD, TIR_PHASES, TIR_OUTPUT_TOKENS = 64, 16, 16
@@ -256,56 +308,79 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="../shared/data/gsm8k/test.jsonl")
     ap.add_argument("--shapes", default="770m,7b")
-    ap.add_argument("--modes", default=",".join(MODES), help="runs, in this order: graph, naive, eager")
+    ap.add_argument("--modes", default=",".join(MODES), help="runs, in this order, of graph, naive, eager, static")
+    ap.add_argument("--lengths", default="forced", help="forced (256 new tokens), realistic, or both: forced,realistic")
+    ap.add_argument("--lengths-data", default="../shared/data", help="recorded/*.jsonl and gsm8k/train.jsonl are here")
     ap.add_argument("--deadline", type=float, default=300, help="seconds after which no further run starts")
     ap.add_argument("--smoke", action="store_true", help="tiny shapes, a few questions, CPU is fine")
     ap.add_argument("--naive-batches", type=int, default=2, help="naive batches timed (then scaled)")
     ap.add_argument("--workers", type=int, default=16, help="PoT executor processes")
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--thoughts", default=",".join(THOUGHTS), help="pot,eot,cot (the modes above) or tir (issue 20's bar)")
-    ap.add_argument("--attention", default="auto", help="graph/eager modes' decode attention, comma-separated runs: "
+    ap.add_argument("--kernel-tiles", default="", help="the kernel's launch shapes, DIM:ELEMENTS:WARPS,... "
+                    "(decode_step.py --sweep prints the best)")
+    ap.add_argument("--attention", default="auto", help="decode attention of the non-naive runs, comma-separated: "
                     "auto (the Triton kernel on CUDA), kernel, torch (SDPA)")
     args = ap.parse_args()
+    for spec in filter(None, args.kernel_tiles.split(",")):
+        dim, elements, warps = map(int, spec.split(":"))
+        decode_attention.TILES[dim] = (elements, warps)
     began = time.perf_counter()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     if args.thoughts == "tir":
         run_tir(args, device, dtype)
         return
-    limit, new = (4, 8) if args.smoke else (None, 256)
+    limit, new = (4, 8) if args.smoke else (None, FULL_NEW)
+    modes, length_modes = args.modes.split(","), args.lengths.split(",")
+    if not set(modes) <= set(RUNNABLE) or not set(length_modes) <= set(LENGTHS):
+        ap.error(f"--modes: some of {', '.join(RUNNABLE)}; --lengths: some of {', '.join(LENGTHS)}")
     questions = load(args.data, limit=limit).records
     corpus = [q.question for q in load(args.data).records]
     tok = train_tokenizer(corpus + [student_input("", t) for t in THOUGHTS], min(k["vocab_size"] for _, k, _, _ in SHAPES.values()))
+    # The order of evaluate_model's prompts too (question by question, THOUGHTS in order): a `Lengths` is indexed by it.
     prompts = [student_input(q.question, t) for q in questions for t in THOUGHTS]
+    stops = None
+    if "realistic" in length_modes:
+        stops = draw_stops(rationale_lengths(tok, Path(args.lengths_data)), [t for _ in questions for t in THOUGHTS], new)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
-    runs = [(mode, attention) for mode in args.modes.split(",")
-            for attention in (args.attention.split(",") if mode != "naive" else ["-"])]
-    for mode, attention in runs:
+    for mode in modes:
         for shape in args.shapes.split(","):
-            row = {"shape": shape, "mode": mode}
-            rows.append(row)
-            if time.perf_counter() - began > args.deadline:
-                row["error"] = f"skipped: past the {args.deadline:.0f} s deadline"
-                continue
             kind, _, naive_batch, fast_batch = SHAPES[shape]
-            model, kind = build_model(shape, args.smoke, device, dtype)
-            settings = StudentSettings(kind=kind, max_source_len=512)
-            try:
-                if mode == "naive":
-                    row |= naive(model, tok, settings, prompts, naive_batch if not args.smoke else 4, new, args.naive_batches)
-                else:
-                    row |= fast(model, tok, settings, args.data, limit, new, fast_batch, mode == "graph", args.workers,
-                                attention=attention)
-            except Exception as exc:  # noqa: BLE001 - one failed run must not cost the others (one GPU run is all there is)
-                row["error"] = f"{type(exc).__name__}: {exc}"[:300]
-            print(f"[{shape} {mode}] {json.dumps(row)} ({time.perf_counter() - began:.0f} s in)", flush=True)
+            model = None
+            for lengths, attention in [(n, a) for n in length_modes
+                                       for a in (args.attention.split(",") if mode != "naive" else ["-"])]:
+                row = {"shape": shape, "mode": mode, "lengths": lengths}
+                rows.append(row)
+                if time.perf_counter() - began > args.deadline:
+                    row["error"] = f"skipped: past the {args.deadline:.0f} s deadline"
+                    continue
+                if model is None:
+                    model, kind = build_model(shape, args.smoke, device, dtype)
+                settings = StudentSettings(kind=kind, max_source_len=512)
+                script = Lengths(stops, model.config.eos_token_id) if lengths == "realistic" else None
+                tokens = int(stops.sum()) + len(prompts) if lengths == "realistic" else len(prompts) * new
+                row["mean_new"] = tokens / len(prompts)
+                try:
+                    if mode == "naive":
+                        row |= naive(model, tok, settings, prompts, naive_batch if not args.smoke else 4, new,
+                                     args.naive_batches, lengths=script, tokens=tokens)
+                    else:
+                        row |= fast(model, tok, settings, args.data, limit, new, fast_batch if not args.smoke else 4,
+                                    mode != "eager", args.workers, script=script, continuous=mode != "static", tokens=tokens,
+                                    attention=attention)
+                except Exception as exc:  # noqa: BLE001 - one failed run must not cost the others (one GPU run is all there is)
+                    row["error"] = f"{type(exc).__name__}: {exc}"[:300]
+                print(f"[{shape} {mode} {lengths}] {json.dumps(row)} ({time.perf_counter() - began:.0f} s in)", flush=True)
+                if device == "cuda":
+                    torch.cuda.empty_cache()
+                write(out, rows)
             del model
             gc.collect()
             if device == "cuda":
                 torch.cuda.empty_cache()
-            write(out, rows)
     print(markdown(rows))
 
 
@@ -319,25 +394,32 @@ def _device() -> str:
 
 
 RUNS = {"naive": "naive HF generate, dynamic cache ({timed_batches}/{batches} batches timed, scaled)",
-        "graph": "distill eval end to end (static loop, CUDA graphs: {graphs}, {kernel})",
-        "eager": "distill eval end to end (static loop, eager, {kernel})"}
+        "graph": "distill eval end to end (static loop, continuous batching, CUDA graphs: {graphs}, {kernel})",
+        "eager": "distill eval end to end (static loop, continuous batching, eager, {kernel})",
+        "static": "distill eval end to end (static loop batch by batch, CUDA graphs: {graphs}, {kernel})"}
 
 
 def markdown(rows: list[dict]) -> str:
     import transformers
 
-    lines = [f"{_device()}, torch {torch.__version__}, transformers {transformers.__version__}", "",
-             "| shape | run | batch | seconds (decoding) | tokens/s | peak GiB | speed-up |", "|---|---|---|---|---|---|---|"]
-    base = {r["shape"]: r["seconds"] for r in rows if r["mode"] == "naive" and "seconds" in r}
+    lines = [f"{_device()}, torch {torch.__version__}, transformers {transformers.__version__}; lengths: forced = every "
+             "sequence makes all its new tokens, realistic = each ends at a drawn teacher rationale length "
+             "(speed-up: over naive with the same lengths)", "",
+             "| shape | lengths | run | batch | seconds (decoding) | new tokens per sequence | tokens/s | peak GiB | speed-up |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    key = lambda r: (r["shape"], r.get("lengths", "forced"))
+    base = {key(r): r["seconds"] for r in rows if r["mode"] == "naive" and "seconds" in r}
     for r in rows:
+        lengths = r.get("lengths", "forced")
         if "seconds" not in r:
-            lines.append(f"| {r['shape']} | {r['mode']}: {r.get('error', 'not run')} | | | | | |")
+            lines.append(f"| {r['shape']} | {lengths} | {r['mode']}: {r.get('error', 'not run')} | | | | | | |")
             continue
-        speedup = f"{base[r['shape']] / r['seconds']:.1f}x" if r["shape"] in base else "-"
+        speedup = f"{base[key(r)] / r['seconds']:.1f}x" if key(r) in base else "-"
         decoding = f" ({r['decode_seconds']:.1f})" if "decode_seconds" in r else ""
+        new = f"{r['mean_new']:.1f} (mean)" if lengths == "realistic" else f"{r['mean_new']:.0f}"
         kernel = "fused decode attention" if r.get("fused") else "SDPA attention"
-        lines.append(f"| {r['shape']} | {RUNS[r['mode']].format(**r, kernel=kernel)} | {r['batch']} | {r['seconds']:.1f}{decoding} "
-                     f"| {r['tokens_per_s']:,.0f} | {r['peak_gib']:.1f} | {speedup} |")
+        lines.append(f"| {r['shape']} | {lengths} | {RUNS[r['mode']].format(**r, kernel=kernel)} | {r['batch']} | {r['seconds']:.1f}{decoding} "
+                     f"| {new} | {r['tokens_per_s']:,.0f} | {r['peak_gib']:.1f} | {speedup} |")
     return "\n".join(lines) + "\n"
 
 

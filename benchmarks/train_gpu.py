@@ -397,12 +397,16 @@ def main() -> None:
                              "the bias as a score modifier; raise --compile-limit)")
     parser.add_argument("--compile-limit", type=int, default=150,
                         help="ours: seconds a compiled run may take (compile included) before eager is measured instead")
+    parser.add_argument("--buckets-a", default="", help="ours, shape (a): padded widths, e.g. 128,256,320 "
+                        f"(fewer shapes to compile; default {','.join(map(str, BUCKETS['seq2seq']))})")
     parser.add_argument("--peak-tflops", type=float, help="bf16 dense peak of this GPU (default: from its name)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     from rich.console import Console
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.buckets_a:
+        BUCKETS["seq2seq"] = [int(w) for w in args.buckets_a.split(",")]
     if args.smoke:
         args.steps, args.warmup, args.budget_a, args.budget_b = 2, 1, 4096, 4096
     shapes = smoke_shapes() if args.smoke else real_shapes()

@@ -1,7 +1,8 @@
 """Decoders: a student through HF transformers or vLLM, or a teacher backend; `open_decoder` picks one.
 
 Greedy decoding of the T5 and LLaMA families runs `graphs.GreedyLoop` over the batches of
-`plan.plan_batches`; other models, and sampling, go through `generate` with its dynamic cache.
+`plan.plan_batches`, each bucket's batches as one continuously refilled batch (`GreedyLoop.stream`);
+other models, and sampling, go through `generate` with its dynamic cache.
 Prompts of a thought that runs code as it goes (`tir`) are `tools.ToolPrompt`s: every decoder
 stops them at the marker, runs their cells in the sandbox and resumes (`tools`), and yields a
 `tools.Trace` (text and rounds) for each of their samples.
@@ -39,6 +40,7 @@ class DecodeOptions:
     loop: str = "auto"  # "static": GreedyLoop; "generate": HF generate; "auto": GreedyLoop where it applies
     compile: bool = True  # capture GreedyLoop's decode step in CUDA graphs (on CUDA)
     attention: str = "auto"  # GreedyLoop's step: "kernel" (decode_attention's Triton kernel), "torch" (SDPA), "auto"
+    continuous: bool = True  # GreedyLoop: a row whose sequence ended takes its bucket's next prompt (plain prompts)
     force_new_tokens: bool = False  # ignore EOS (benchmarks: a fixed amount of work)
     max_rounds: int = 4  # tool-integrated thoughts: decoding rounds per sample (cells run between them)
     output_tokens: int = OUTPUT_TOKENS  # tokens of a cell's output fed back at most
@@ -75,7 +77,8 @@ class HFDecoder:
 
     def __init__(self, model: Any, tokenizer: Any, settings: StudentSettings, options: DecodeOptions,
                  script: Any = None):
-        """`script` (`script.Script`): forced tokens, for benchmarks and tests."""
+        """`script` (`script.Script`, `script.Lengths`): forced tokens, for benchmarks and tests; its
+        sequences are the prompts' indices in `decode` (a tool-integrated batch: its rows)."""
         self.model, self.tokenizer, self.settings, self.options, self.script = model, tokenizer, settings, options, script
         self.causal = settings.kind == "causal"
         if self.causal:  # generation continues the prompt: pad and truncate on the left
@@ -137,18 +140,21 @@ class HFDecoder:
         n = self.options.samples
         session: ToolSession | None = None
         try:
-            for batch in batches if batches is not None else self.plan(prompts):
-                texts = [prompts[i] for i in batch.indices]
+            for run in self._runs(prompts, batches if batches is not None else self.plan(prompts)):
+                if self._streams(prompts, run[0]):
+                    yield from self._decode_stream(prompts, run)
+                    continue
+                batch = run[0]
+                indices = batch.indices
                 if self.loop is not None:  # one shape per bucket: pad the batch with copies, dropped below
-                    texts += texts[-1:] * (batch.capacity - len(texts))
-                enc = self.tokenizer(texts, padding="max_length", truncation=True, return_tensors="pt",
-                                     max_length=min(batch.length, self.settings.max_source_len)).to(self.model.device)
+                    indices = indices + indices[-1:] * (batch.capacity - len(indices))
+                enc = self._encode(prompts, indices, batch.length)
                 tools = [isinstance(prompts[i], ToolPrompt) for i in batch.indices for _ in range(n)]
                 if any(tools):
                     session = session or self.session()
                     samples = self._decode_tools(enc, kwargs, session, tools)
                 else:
-                    samples = self._decode_plain(enc, kwargs)
+                    samples = self._decode_plain(enc, kwargs, [i for i in indices for _ in range(n)])
                 yield batch.indices, [samples[j * n:(j + 1) * n] for j in range(len(batch.indices))]
         finally:
             if self.loop is not None:
@@ -156,16 +162,61 @@ class HFDecoder:
             if session is not None:
                 session.close()
 
-    def _decode_plain(self, enc: Any, kwargs: dict[str, Any]) -> list[str]:
+    def _streams(self, prompts: Sequence[Any], batch: Batch) -> bool:
+        """Whether the batch goes through continuous batching: the static loop, plain prompts."""
+        return (self.loop is not None and self.options.continuous
+                and not any(isinstance(prompts[i], ToolPrompt) for i in batch.indices))
+
+    def _runs(self, prompts: Sequence[Any], batches: Sequence[Batch]) -> list[list[Batch]]:
+        """The batches in order, one run each; with continuous batching, consecutive batches of plain
+        prompts with one shape (a bucket) form one run."""
+        runs: list[list[Batch]] = []
+        for b in batches:
+            last = runs[-1][-1] if runs else None
+            if (last is not None and self._streams(prompts, b) and self._streams(prompts, last)
+                    and (last.capacity, last.length) == (b.capacity, b.length)):
+                runs[-1].append(b)
+            else:
+                runs.append([b])
+        return runs
+
+    def _encode(self, prompts: Sequence[Any], indices: list[int], length: int) -> Any:
+        return self.tokenizer([prompts[i] for i in indices], padding="max_length", truncation=True, return_tensors="pt",
+                              max_length=min(length, self.settings.max_source_len)).to(self.model.device)
+
+    def _decode_stream(self, prompts: Sequence[Any], run: list[Batch]) -> Iterator[tuple[list[int], list[list[Any]]]]:
+        """A bucket's batches as one continuously refilled batch (`GreedyLoop.stream`); yields about a
+        batch of prompts at a time, in the order their sequences end."""
+        import torch
+
+        assert self.loop is not None
+        indices = [i for b in run for i in b.indices]
+        enc = self._encode(prompts, indices, run[0].length)
+        done: list[int] = []
+        tokens: list[Any] = []
+
+        def texts() -> list[list[str]]:
+            return [[t] for t in self.tokenizer.batch_decode(torch.cat(tokens), skip_special_tokens=True)]
+
+        for numbers, out in self.loop.stream(enc["input_ids"], enc["attention_mask"], run[0].capacity, items=indices):
+            done += numbers
+            tokens.append(out)
+            if len(done) >= run[0].capacity:
+                yield done, texts()
+                done, tokens = [], []
+        if done:
+            yield done, texts()
+
+    def _decode_plain(self, enc: Any, kwargs: dict[str, Any], rows: list[int]) -> list[str]:
+        """`rows`: the prompt index of each sequence (the script's sequence numbers)."""
         import torch
 
         if self.loop is not None:
-            out = self.loop(enc["input_ids"], enc["attention_mask"])
+            out = self.loop(enc["input_ids"], enc["attention_mask"], torch.tensor(rows, device=self.model.device))
         else:
             if self.script is not None:  # one round, from the start
                 process, on_round = self.script.processor()
-                rows = enc["input_ids"].shape[0] * self.options.samples
-                on_round(list(range(rows)), [0] * rows, enc["input_ids"].shape[1] if self.causal else 1)
+                on_round(rows, [0] * len(rows), enc["input_ids"].shape[1] if self.causal else 1)
                 kwargs = {**kwargs, "logits_processor": [process]}
             with torch.inference_mode():
                 out = self.model.generate(**enc, **kwargs)

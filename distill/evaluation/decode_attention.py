@@ -55,6 +55,7 @@ if triton is not None:
             n = start + tl.arange(0, BLOCK)
             inside = n < hi
             k = tl.load(k_row + n[:, None] * skn + d[None, :], mask=inside[:, None], other=0.0)
+            v = tl.load(v_row + n[:, None] * svn + d[None, :], mask=inside[:, None], other=0.0)  # both reads in flight
             s = tl.sum(k.to(tl.float32) * q[None, :], 1)
             if HAS_BIAS:
                 s += tl.load(BIAS + h * sbh + (hi - 1 - n), mask=inside, other=0.0)
@@ -62,11 +63,15 @@ if triton is not None:
             new_m = tl.maximum(m, tl.max(s, 0))
             p = tl.exp(s - new_m)
             alpha = tl.exp(m - new_m)
-            v = tl.load(v_row + n[:, None] * svn + d[None, :], mask=inside[:, None], other=0.0)
             acc = acc * alpha + tl.sum(p[:, None] * v.to(tl.float32), 0)
             total = total * alpha + tl.sum(p, 0)
             m = new_m
         tl.store(O + b * sob + h * soh + d, (acc / total).to(O.dtype.element_ty))
+
+
+# Launch shape by head dim: (elements of a K tile, warps); `benchmarks/decode_step.py --sweep` measures others.
+TILES: dict[int, tuple[int, int]] = {}
+DEFAULT_TILE = (8192, 4)
 
 
 def decode_attention(q: Any, k: Any, v: Any, lo: Any, hi: Any, scale: float, bias: Any = None) -> Any:
@@ -77,11 +82,12 @@ def decode_attention(q: Any, k: Any, v: Any, lo: Any, hi: Any, scale: float, bia
     batch, heads, _, dim = q.shape
     out = torch.empty(batch, heads, dim, dtype=q.dtype, device=q.device)
     assert k.stride(-1) == v.stride(-1) == q.stride(-1) == 1 and dim & (dim - 1) == 0, "unit-stride, power-of-2 heads"
-    block = max(16, 8192 // dim)  # keys per iteration: a 16 KB tile of K (bf16)
+    elements, warps = TILES.get(dim, DEFAULT_TILE)
+    block = max(16, elements // dim)  # keys per iteration
     table = bias if bias is not None else out  # any pointer: the kernel reads it only with HAS_BIAS
     _decode_kernel[(batch * heads,)](
         q, k, v, out, lo, hi, table, scale, heads, heads // k.shape[1],
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
         out.stride(0), out.stride(1), table.stride(0) if bias is not None else 0,
-        D=dim, BLOCK=block, HAS_BIAS=bias is not None, num_warps=4)
+        D=dim, BLOCK=block, HAS_BIAS=bias is not None, num_warps=warps)
     return out.view(batch, 1, heads * dim)

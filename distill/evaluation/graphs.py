@@ -6,7 +6,7 @@ replace the per-token launches, with no compiler.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from types import SimpleNamespace
 from typing import Any
@@ -17,6 +17,9 @@ from distill.evaluation.tools import WINDOW, Rows, ToolSession
 
 SEGMENT = 64  # decode steps per CUDA graph: each graph attends only to the cache filled by its last step
 CHECK = 2  # decode steps between looks at a tool-integrated batch (markers, finished rows)
+REFILL_CHECK = 4  # decode steps between looks at a continuously refilled batch (`GreedyLoop.stream`)
+REFILL_SHARE = 8  # it refills once 1/REFILL_SHARE of its rows are free (or the prompts left fit, or none is live)
+REFILL_BYTES = 1 << 30  # bound on the scratch state of one chunk of a refill's prefill
 
 
 def cuda_graph(fn: Callable[[], None], pool: Any) -> Callable[[], None]:
@@ -42,7 +45,14 @@ class GreedyLoop:
     decodes tool-integrated rows (see `_Watch`), which stop at the marker and wait for their
     program while the others decode, then take its output's tokens one per step (forced instead
     of the argmax) and go on; the same tokens as `tools.generate_rounds`. `hook(st, logits)`, when
-    set, rewrites the logits inside the step (benchmarks force scripted tokens: `script.Script`)."""
+    set, rewrites the logits inside the step (benchmarks force scripted tokens: `script.Script`); it
+    may read `st.item`, the number of the sequence each row holds (`items`; by default its row).
+
+    `stream` decodes a whole bucket with continuous batching: a row whose sequence ended takes the
+    bucket's next prompt, prefilled into that row alone while the others keep their state.
+
+    Each row's cache has one slot more than it can fill: a finished row's steps write there (they go
+    on writing the slot of its next token until it is refilled or the batch ends)."""
 
     STATE = ("tok", "out", "finished", "n", "gen", "fed")  # what a step writes besides the cache
 
@@ -73,7 +83,7 @@ class GreedyLoop:
         import torch
 
         m, arch = self.model, self.arch
-        n = arch.cache_len(length, cap)
+        n = arch.cache_len(length, cap) + 1  # the last: a sink for finished rows
         cfg = m.config
         heads = getattr(arch, "kv_heads", arch.heads)
         dim = getattr(cfg, "head_dim", None) or getattr(cfg, "d_kv", None) or cfg.hidden_size // arch.heads
@@ -83,7 +93,7 @@ class GreedyLoop:
         st = SimpleNamespace(shape=(batch, length, cap, feed), cap=cap, steps={}, k=[empty() for _ in range(layers)],
                              tok=torch.zeros(batch, 1, dtype=torch.long, device=m.device),
                              out=torch.zeros(batch, cap + 1, dtype=torch.long, device=m.device),  # the last: a sink
-                             n=rows(), gen=rows(), finished=rows(torch.bool), wait=rows(torch.bool),
+                             n=rows(), gen=rows(), finished=rows(torch.bool), wait=rows(torch.bool), item=rows(),
                              feed=torch.zeros(batch, feed, dtype=torch.long, device=m.device), fed=rows(), fed_len=rows(),
                              pool=torch.cuda.graph_pool_handle() if self.capture is cuda_graph else None)
         st.v = [empty() for _ in st.k]
@@ -136,8 +146,9 @@ class GreedyLoop:
             self.captured.append((*st.shape[:2], keys))
         return st.steps[keys]
 
-    def _start(self, ids: Any, mask: Any, cap: int, feed: int) -> tuple[SimpleNamespace, int]:
-        """The state for this batch shape, reset and prefilled; the new tokens made so far (0 or 1)."""
+    def _start(self, ids: Any, mask: Any, cap: int, feed: int, items: Any = None) -> tuple[SimpleNamespace, int]:
+        """The state for this batch shape, reset and prefilled; the new tokens made so far (0 or 1).
+        `items`: the sequence numbers of the rows (`st.item`; by default the rows' own)."""
         import torch
 
         shape = (ids.shape[0], ids.shape[1], cap, feed)
@@ -149,6 +160,7 @@ class GreedyLoop:
         for t in (st.n, st.gen, st.fed, st.fed_len, st.finished, st.wait):
             t.zero_()
         st.out.fill_(self.pad)
+        st.item.copy_(torch.arange(ids.shape[0], device=ids.device) if items is None else items)
         first = self.arch.prefill(st, ids, mask)
         if first is not None:
             self._emit(st, first)
@@ -163,17 +175,104 @@ class GreedyLoop:
             step()
         return upto
 
-    def __call__(self, ids: Any, mask: Any) -> Any:
+    def __call__(self, ids: Any, mask: Any, items: Any = None) -> Any:
         """New token ids [batch, max_new_tokens] (pad after EOS) for a padded prompt batch."""
         import torch
 
         with torch.inference_mode():
-            st, made = self._start(ids, mask, self.new, 1)
+            st, made = self._start(ids, mask, self.new, 1, items)
             while made < self.new:
                 made = self._steps(st, ids.shape[1], made, min(-(-(made + 1) // SEGMENT) * SEGMENT, self.new) - made)
                 if not self.force and bool(st.finished.all()):
                     break
             return st.out[:, : self.new].clone()
+
+    def stream(self, ids: Any, mask: Any, batch: int, items: Sequence[int] | None = None) -> Iterator[tuple[list[int], Any]]:
+        """Continuous batching of one bucket: `ids`, `mask` [prompts, length] decoded `batch` rows at a
+        time, a row whose sequence ended refilled with the next prompt at a check point (`_Stream`).
+        Yields (sequence numbers: `items`, by default the prompts' own; their new token ids
+        [k, max_new_tokens], pad after EOS, on the host) as sequences end: per prompt the same tokens
+        as `__call__`, up to floating-point ties."""
+        import torch
+
+        numbers = list(range(ids.shape[0])) if items is None else [int(i) for i in items]
+        first = list(range(min(batch, ids.shape[0])))
+        rows = first + first[-1:] * (batch - len(first))  # a short bucket: copies, finished at once
+        with torch.inference_mode():
+            st, made = self._start(ids[rows], mask[rows], self.new, 1, self._device([numbers[j] for j in rows]))
+            st.finished[len(first):] = True
+            run = _Stream(self, st, ids, mask, numbers, made)
+            while True:
+                yield from run.look()
+                run.refill()
+                if not run.live():
+                    break
+                run.advance()
+            yield from run.ready(block=True)
+
+    def _device(self, values: list[int]) -> Any:
+        """`values` on the model's device, copied without a sync (a plain copy would wait for the queued steps)."""
+        import torch
+
+        t = torch.tensor(values, dtype=torch.long)
+        if self.model.device.type == "cuda":
+            return t.pin_memory().to(self.model.device, non_blocking=True)
+        return t
+
+    def _refill(self, st: SimpleNamespace, rows: list[int], ids: Any, mask: Any, items: list[int]) -> None:
+        """Prompts `ids` prefilled into the rows `rows` of the state, reset there; the other rows keep
+        theirs. Chunks of rows are prefilled by the model family's own `prefill` into a scratch state of
+        those rows alone (`_scratch`), copied into the rows through an index; a LLaMA row's first token
+        is chosen by `_emit` with the other rows held (`wait`)."""
+        import torch
+
+        batch, length = st.shape[:2]
+        if len(rows) == batch:  # all rows: in place, as a new batch
+            self._start(ids, mask, st.cap, st.shape[3], self._device(items))
+            return
+        idx = self._device(rows)
+        for t in (st.n, st.gen, st.fed, st.fed_len):
+            t[idx] = 0
+        st.finished[idx] = False
+        st.out[idx] = self.pad
+        st.item[idx] = self._device(items)
+        per_row = length * sum(t[0, :, :1].numel() * t.element_size() for t in st.k + st.v)
+        chunk = max(1, REFILL_BYTES // per_row)
+        first = []
+        for s in range(0, len(rows), chunk):
+            part = idx[s:s + chunk]
+            sub, names = self._scratch(st, part.shape[0])
+            logits = self.arch.prefill(sub, ids[s:s + chunk], mask[s:s + chunk])
+            for name in names:
+                mine, theirs = getattr(sub, name), getattr(st, name)
+                for src, dst in zip(mine, theirs) if isinstance(mine, list) else [(mine, theirs)]:
+                    for dim, size in enumerate(src.shape[1:], 1):
+                        dst = dst.narrow(dim, 0, size)
+                    dst.index_copy_(0, part, src)
+            if logits is not None:
+                first.append(logits)
+        if first:
+            logits = torch.cat(first)
+            full = logits.new_zeros(batch, logits.shape[1]).index_copy_(0, idx, logits)
+            st.wait.fill_(True)
+            st.wait[idx] = False
+            self._emit(st, full)
+            st.wait.fill_(False)
+
+    def _scratch(self, st: SimpleNamespace, rows: int) -> tuple[SimpleNamespace, list[str]]:
+        """A state of `rows` rows for the model family's `prefill` (the cache only over the slots it
+        writes) and the names of what it holds per row: what the prefill writes."""
+        import torch
+
+        k = st.k[0]
+        length, slots = st.shape[1], self.arch.cache_len(st.shape[1], 1)
+        empty = lambda: torch.zeros(rows, k.shape[1], slots, k.shape[3], dtype=k.dtype, device=k.device)
+        sub = SimpleNamespace(k=[empty() for _ in st.k], v=[empty() for _ in st.v],
+                              tok=torch.zeros(rows, 1, dtype=torch.long, device=k.device))
+        before = set(vars(sub))
+        self.arch.allocate(sub, rows, length, st.cap)
+        names = ["k", "v", "tok"] + [name for name in vars(sub) if name not in before]
+        return sub, [name for name in names if _per_row(getattr(sub, name), rows)]
 
     def tools(self, ids: Any, mask: Any, session: ToolSession, tools: Sequence[bool]) -> tuple[list[list[int]], Rows]:
         """Tool-integrated decoding of a padded prompt batch (rows where `tools` is true stop at the
@@ -325,3 +424,98 @@ class _Watch:
 
     def await_output(self) -> None:
         self.take_outputs(block=True)
+
+
+def _per_row(value: Any, rows: int) -> bool:
+    """Whether `value` is a tensor (or a list of them) with one entry per row."""
+    values = value if isinstance(value, list) else [value]
+    return bool(values) and all(hasattr(v, "shape") and v.dim() > 0 and v.shape[0] == rows for v in values)
+
+
+def _to_host(tensors: list[Any]) -> tuple[list[Any], Any]:
+    """Copies of `tensors` on the host, made without a sync on CUDA (pinned; wait on the event)."""
+    import torch
+
+    if not tensors[0].is_cuda:
+        return [t.clone() for t in tensors], None
+    copies = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors]
+    for c, t in zip(copies, tensors):
+        c.copy_(t, non_blocking=True)
+    event = torch.cuda.Event()
+    event.record()
+    return copies, event
+
+
+class _Stream:
+    """The host side of a continuously refilled batch (`GreedyLoop.stream`). Every REFILL_CHECK steps
+    a snapshot of the rows' `finished` flags is copied to the host without a sync and read at the
+    next look, while the steps queued since then run; a row found finished in it (or sure to be: as
+    many steps since its start as new tokens) gives its tokens (gathered on the device, copied
+    without a sync) and is free. Once enough rows are free (REFILL_SHARE), they take the next prompts
+    (`GreedyLoop._refill`) and start again at token 0. A snapshot taken before a row was refilled is
+    ignored for it. The steps attend to the cache up to the segment of the furthest live row."""
+
+    def __init__(self, loop: GreedyLoop, st: SimpleNamespace, ids: Any, mask: Any, numbers: list[int], made: int):
+        batch = st.n.shape[0]
+        self.loop, self.st, self.ids, self.mask, self.numbers, self.made = loop, st, ids, mask, numbers, made
+        self.next = min(batch, ids.shape[0])  # the next prompt to start
+        self.holds = list(range(self.next)) + [-1] * (batch - self.next)  # each row's prompt (-1: free)
+        self.begun = [0] * batch  # steps run when the row started
+        self.changed = [-1] * batch  # id of the last snapshot taken before the row started
+        self.steps = 0
+        self.taken = -1
+        self.pending: tuple[int, Any, Any] | None = None  # (id, finished flags, their copy's event)
+        self.harvests: deque[tuple[list[int], Any, Any]] = deque()  # (sequence numbers, tokens, event)
+
+    def live(self) -> list[int]:
+        return [r for r, p in enumerate(self.holds) if p >= 0]
+
+    def made_by(self, r: int) -> int:
+        """Row r's new tokens: exact while it decodes (one per step), frozen once it ends."""
+        return self.steps - self.begun[r] + self.made
+
+    def look(self) -> Iterator[tuple[list[int], Any]]:
+        """Take a snapshot, free the rows ended in the previous one or by now; yield the tokens that are back."""
+        previous = self.pending
+        copies, event = _to_host([self.st.finished])
+        self.taken += 1
+        self.pending = (self.taken, copies[0], event)
+        ended = {r for r in self.live() if self.made_by(r) >= self.loop.new}
+        if previous is not None:
+            snap, flags, event = previous
+            if event is not None:
+                event.synchronize()
+            finished = flags.tolist()
+            ended |= {r for r in self.live() if finished[r] and snap > self.changed[r]}
+        if ended:
+            rows = sorted(ended)
+            tokens, event = _to_host([self.st.out[self.loop._device(rows), : self.loop.new]])
+            self.harvests.append(([self.numbers[self.holds[r]] for r in rows], tokens[0], event))
+            for r in rows:
+                self.holds[r] = -1
+        return self.ready()
+
+    def ready(self, block: bool = False) -> Iterator[tuple[list[int], Any]]:
+        while self.harvests and (block or self.harvests[0][2] is None or self.harvests[0][2].query()):
+            numbers, tokens, event = self.harvests.popleft()
+            if event is not None:
+                event.synchronize()
+            yield numbers, tokens
+
+    def refill(self) -> None:
+        free = [r for r, p in enumerate(self.holds) if p < 0]
+        left = self.ids.shape[0] - self.next
+        if not left or not (len(free) * REFILL_SHARE >= len(self.holds) or len(free) >= left or not self.live()):
+            return
+        rows, start = free[:left], self.next
+        self.next += len(rows)
+        self.loop._refill(self.st, rows, self.ids[start:self.next], self.mask[start:self.next], self.numbers[start:self.next])
+        for j, r in enumerate(rows):
+            self.holds[r], self.begun[r], self.changed[r] = start + j, self.steps, self.taken
+
+    def advance(self) -> None:
+        """Up to REFILL_CHECK steps (no more than the live rows may still need)."""
+        made = [self.made_by(r) for r in self.live()]
+        steps = min(REFILL_CHECK, self.loop.new - min(made))
+        self.loop._steps(self.st, self.st.shape[1], max(made), steps)
+        self.steps += steps

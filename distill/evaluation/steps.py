@@ -76,7 +76,7 @@ class T5Step:
         st.cross_k, st.cross_v = [empty(length) for _ in self.blocks], [empty(length) for _ in self.blocks]
         st.cross_mask = torch.zeros(batch, 1, 1, length, dtype=m.dtype, device=m.device)
         if self.fused:  # the bias by distance back from the query (the same for every row), source spans
-            back = torch.arange(new, device=m.device)
+            back = torch.arange(new + 1, device=m.device)  # a finished row's query may sit on the sink slot `new`
             bucket = self.rel._relative_position_bucket(-back, bidirectional=False,
                                                         num_buckets=self.rel.relative_attention_num_buckets,
                                                         max_distance=self.rel.relative_attention_max_distance)
