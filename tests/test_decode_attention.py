@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_eval import _tiny
 
 from distill.evaluation import decode_attention
 from distill.evaluation.graphs import GreedyLoop
@@ -41,19 +42,6 @@ def test_kernel_matches_sdpa_over_each_rows_span(heads: int, kv_heads: int, bias
     out = decode_attention.decode_attention(*on[:5], scale, on[5]).cpu()
     assert out.shape == (batch, 1, heads * dim)
     torch.testing.assert_close(out, _reference(q, k, v, lo, hi, scale, table), atol=1e-5, rtol=1e-5)
-
-
-def _tiny(kind: str):
-    from transformers import LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
-
-    torch.manual_seed(0)
-    if kind == "seq2seq":
-        cfg = T5Config(vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, decoder_start_token_id=0,
-                       pad_token_id=0, eos_token_id=1, relative_attention_num_buckets=8, relative_attention_max_distance=16)
-        return T5ForConditionalGeneration(cfg).eval()
-    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, pad_token_id=0, bos_token_id=2, eos_token_id=1)
-    return LlamaForCausalLM(cfg).eval()
 
 
 def _prompts(kind: str, lengths: list[int], width: int) -> tuple[torch.Tensor, torch.Tensor]:

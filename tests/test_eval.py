@@ -179,6 +179,25 @@ class _NoHostSync(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+class _Capture:
+    """A `capture` for GreedyLoop on CPU: runs the step as a CUDA graph would record it (no host sync),
+    then undoes its writes; keeps the steps captured. Set `loop` to the GreedyLoop it serves."""
+
+    def __init__(self) -> None:
+        self.loop: GreedyLoop | None = None
+        self.steps: list = []
+
+    def __call__(self, step, pool):
+        written = [getattr(self.loop.state, name) for name in GreedyLoop.STATE]
+        saved = [t.clone() for t in written]
+        with _NoHostSync():
+            step()
+        for t, value in zip(written, saved):
+            t.copy_(value)
+        self.steps.append(step)
+        return step
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["seq2seq", "causal"])
 @pytest.mark.parametrize("force", [True, False])
@@ -189,19 +208,8 @@ def test_greedy_loop_matches_generate_with_bounded_shapes(kind: str, force: bool
 
     model = _tiny(kind)
     new = SEGMENT + 5  # two segments
-    captured: list = []
-
-    def capture(step, pool):  # runs the step as a CUDA graph would record it, then undoes its writes
-        written = [getattr(loop.state, name) for name in GreedyLoop.STATE]
-        saved = [t.clone() for t in written]
-        with _NoHostSync():
-            step()
-        for t, value in zip(written, saved):
-            t.copy_(value)
-        captured.append(step)
-        return step
-
-    loop = GreedyLoop(model, max_new_tokens=new, pad_token_id=0, force_new_tokens=force, capture=capture, fused=False)
+    capture = _Capture()
+    loop = capture.loop = GreedyLoop(model, max_new_tokens=new, pad_token_id=0, force_new_tokens=force, capture=capture)
     gen = torch.Generator().manual_seed(1)
     lengths = [3 + (i * 7) % 61 for i in range(24)]
     batches = plan_batches(lengths, max_new_tokens=new, samples=1, token_budget=6 * (64 + new), max_batch=64, pad_multiple=16,
@@ -223,7 +231,7 @@ def test_greedy_loop_matches_generate_with_bounded_shapes(kind: str, force: bool
         ref = torch.nn.functional.pad(ref, (0, new - ref.shape[1]), value=0)
         assert torch.equal(ours, ref)
     assert loop.shapes == sorted(shapes, key=lambda s: -s[1])
-    assert len(loop.captured) == len(captured) == len(shapes) * 2  # two segments per shape
+    assert len(loop.captured) == len(capture.steps) == len(shapes) * 2  # two segments per shape
 
 
 QUESTIONS = [{"id": "1", "question": "Tom has 2 apples and gets 2 more. How many?", "answer": "#### 4"},

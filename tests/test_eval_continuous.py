@@ -4,7 +4,7 @@ lengths (`script.Lengths`) so that sequences end at different steps."""
 from __future__ import annotations
 
 import pytest
-from test_eval import _NoHostSync, _tiny
+from test_eval import _Capture, _tiny
 
 from distill.evaluation import decode_attention
 from distill.evaluation.backends import DecodeOptions, HFDecoder
@@ -62,20 +62,9 @@ def test_stream_gives_every_prompt_the_plain_tokens(kind: str, force: bool, fuse
     stops = torch.tensor([(i * 23) % (NEW + 12) for i in range(count)])
     items = [100 + i for i in range(count)]  # sequence numbers: what the hook and the output know a prompt by
     hook = Lengths(torch.cat([torch.zeros(100, dtype=torch.long), stops]), EOS)
-    captured: list = []
-
-    def capture(step, pool):  # runs the step as a CUDA graph would record it, then undoes its writes
-        written = [getattr(loop.state, name) for name in GreedyLoop.STATE]
-        saved = [t.clone() for t in written]
-        with _NoHostSync():
-            step()
-        for t, value in zip(written, saved):
-            t.copy_(value)
-        captured.append(step)
-        return step
-
-    loop = GreedyLoop(model, max_new_tokens=NEW, pad_token_id=0, force_new_tokens=force, capture=capture,
-                      hook=None if force else hook, fused=fused)
+    capture = _Capture()
+    loop = capture.loop = GreedyLoop(model, max_new_tokens=NEW, pad_token_id=0, force_new_tokens=force, capture=capture,
+                                     hook=None if force else hook, fused=fused)
     refills: list[int] = []
     refill = loop._refill
     loop._refill = lambda st, rows, *rest: (refills.append(len(rows)), refill(st, rows, *rest))
@@ -84,7 +73,7 @@ def test_stream_gives_every_prompt_the_plain_tokens(kind: str, force: bool, fuse
         assert tokens.shape == (len(numbers), NEW)
         ours.update(zip(numbers, tokens))
     assert sorted(ours) == items
-    assert len(loop.captured) == len(captured) == 2  # one bucket shape, two segments
+    assert len(loop.captured) == len(capture.steps) == 2  # one bucket shape, two segments
     if force:
         assert refills == [batch, batch, count % batch]  # all rows end together: whole batches (the first: the start)
     else:
