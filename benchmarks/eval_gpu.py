@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import gc
 import json
 import random
@@ -140,8 +141,9 @@ def naive(model, tok, settings, prompts: list[str], batch: int, new: int, n_time
 
 def fast(model, tok, settings, data: str, limit: int | None, new: int, max_batch: int, graphs: bool, workers: int,
          thoughts: tuple[str, ...] = THOUGHTS, script: Script | Lengths | None = None, continuous: bool = True,
-         tokens: int | None = None, attention: str = "auto") -> dict:
-    """`script`: forced tokens (a `Lengths`: sequences end there, else `new` forced tokens each); `tokens`: all new tokens."""
+         tokens: int | None = None, attention: str = "auto", profile: bool = False) -> dict:
+    """`script`: forced tokens (a `Lengths`: sequences end there, else `new` forced tokens each); `tokens`: all new tokens.
+    `profile`: the run under torch.profiler, its GPU time by kind of kernel printed (`gpu_time`)."""
     opts = DecodeOptions(max_new_tokens=new, max_batch=max_batch, loop="static", compile=graphs,
                          force_new_tokens=not isinstance(script, Lengths), continuous=continuous,
                          output_tokens=TIR_OUTPUT_TOKENS, cell_workers=workers, attention=attention)
@@ -163,7 +165,7 @@ def fast(model, tok, settings, data: str, limit: int | None, new: int, max_batch
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as out, _profiler(profile) as prof:
         sync()
         start = time.perf_counter()
         report = evaluate_model("random", data, out, thoughts=",".join(thoughts), vote=len(thoughts) > 1, options=opts,
@@ -176,10 +178,62 @@ def fast(model, tok, settings, data: str, limit: int | None, new: int, max_batch
            "fused": loop.arch.fused,
            "batch": "/".join(str(b) for b, _ in loop.shapes), "shapes": loop.shapes, "graphs": len(loop.captured),
            "tokens_per_s": (tokens or len(preds) * new) / seconds, "peak_gib": _peak(), "failures": overall["failures"]}
+    if prof is not None:
+        row |= {"gpu": gpu_time(prof, seconds)}
     if script is not None:
         cells = [sum("output" in t for t in p["meta"].get("turns", [])) for p in preds]
         row |= {"cells_per_sequence": sum(cells) / max(len(cells), 1)}
     return row
+
+
+KINDS = (("decode attention", ("_decode",)), ("prefill attention", ("flash", "fmha", "attention", "softmax")),
+         ("GEMM", ("gemm", "nvjet", "cutlass", "sm90", "xmma", "splitk")), ("copy", ("copy", "memcpy", "memset", "index")))
+
+
+@contextlib.contextmanager
+def _profiler(on: bool):
+    """torch.profiler over the block (CUDA kernels only; prefills marked), or None."""
+    if not on:
+        yield None
+        return
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from distill.evaluation import steps
+
+    saved = {cls: cls.prefill for cls in (steps.T5Step, steps.LlamaStep)}
+
+    def marked(fn):
+        def prefill(*args, **kwargs):
+            with record_function("distill.prefill"):
+                return fn(*args, **kwargs)
+        return prefill
+
+    for cls, fn in saved.items():
+        cls.prefill = marked(fn)
+    try:
+        with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
+            yield prof
+    finally:
+        for cls, fn in saved.items():
+            cls.prefill = fn
+
+
+def gpu_time(prof, wall: float) -> dict:
+    """Seconds of GPU kernel time by kind (`KINDS`, by kernel name; the rest: elementwise and others),
+    inside prefills, in all; the busiest kernels printed."""
+    kernels = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+    kinds: dict[str, float] = {}
+    for e in kernels:
+        name = e.key.lower()
+        kind = next((k for k, words in KINDS if any(w in name for w in words)), "elementwise, other")
+        kinds[kind] = kinds.get(kind, 0.0) + e.self_device_time_total / 1e6
+    prefill = sum(e.device_time_total for e in prof.key_averages() if e.key == "distill.prefill") / 1e6
+    busy = sum(kinds.values())
+    for e in sorted(kernels, key=lambda e: -e.self_device_time_total)[:12]:
+        print(f"  {e.self_device_time_total / 1e6:7.2f} s {e.count:8d}x  {e.key[:110]}")
+    print(f"  GPU busy {busy:.1f} s of {wall:.1f} s wall; prefills {prefill:.1f} s; " +
+          ", ".join(f"{k} {v:.1f} s" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])), flush=True)
+    return {"busy_s": round(busy, 2), "prefill_s": round(prefill, 2)} | {k: round(v, 2) for k, v in kinds.items()}
 
 
 def rationale_lengths(tok, root: Path) -> dict[str, list[int]]:
@@ -319,6 +373,8 @@ def main() -> None:
     ap.add_argument("--thoughts", default=",".join(THOUGHTS), help="pot,eot,cot (the modes above) or tir (issue 20's bar)")
     ap.add_argument("--kernel-tiles", default="", help="the kernel's launch shapes, DIM:ELEMENTS:WARPS,... "
                     "(decode_step.py --sweep prints the best)")
+    ap.add_argument("--profile", action="store_true", help="the non-naive runs under torch.profiler: GPU time by "
+                    "kind of kernel, in prefills, busiest kernels")
     ap.add_argument("--attention", default="auto", help="decode attention of the non-naive runs, comma-separated: "
                     "auto (the Triton kernel on CUDA), kernel, torch (SDPA)")
     args = ap.parse_args()
@@ -370,7 +426,7 @@ def main() -> None:
                     else:
                         row |= fast(model, tok, settings, args.data, limit, new, fast_batch if not args.smoke else 4,
                                     mode != "eager", args.workers, script=script, continuous=mode != "static", tokens=tokens,
-                                    attention=attention)
+                                    attention=attention, profile=args.profile)
                 except Exception as exc:  # noqa: BLE001 - one failed run must not cost the others (one GPU run is all there is)
                     row["error"] = f"{type(exc).__name__}: {exc}"[:300]
                 print(f"[{shape} {mode} {lengths}] {json.dumps(row)} ({time.perf_counter() - began:.0f} s in)", flush=True)
