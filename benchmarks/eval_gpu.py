@@ -190,6 +190,9 @@ KINDS = (("decode attention", ("_decode",)), ("prefill attention", ("flash", "fm
          ("GEMM", ("gemm", "nvjet", "cutlass", "sm90", "xmma", "splitk")), ("copy", ("copy", "memcpy", "memset", "index")))
 
 
+PREFILL = "distill.prefill"
+
+
 @contextlib.contextmanager
 def _profiler(on: bool):
     """torch.profiler over the block (CUDA kernels only; prefills marked), or None."""
@@ -204,7 +207,7 @@ def _profiler(on: bool):
 
     def marked(fn):
         def prefill(*args, **kwargs):
-            with record_function("distill.prefill"):
+            with record_function(PREFILL):
                 return fn(*args, **kwargs)
         return prefill
 
@@ -221,13 +224,14 @@ def _profiler(on: bool):
 def gpu_time(prof, wall: float) -> dict:
     """Seconds of GPU kernel time by kind (`KINDS`, by kernel name; the rest: elementwise and others),
     inside prefills, in all; the busiest kernels printed."""
-    kernels = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+    cuda, averages = torch.autograd.DeviceType.CUDA, prof.key_averages()
+    kernels = [e for e in averages if e.device_type == cuda and e.key != PREFILL]  # not the range's GPU span
     kinds: dict[str, float] = {}
     for e in kernels:
         name = e.key.lower()
         kind = next((k for k, words in KINDS if any(w in name for w in words)), "elementwise, other")
         kinds[kind] = kinds.get(kind, 0.0) + e.self_device_time_total / 1e6
-    prefill = sum(e.device_time_total for e in prof.key_averages() if e.key == "distill.prefill") / 1e6
+    prefill = sum(e.device_time_total for e in averages if e.key == PREFILL and e.device_type != cuda) / 1e6
     busy = sum(kinds.values())
     for e in sorted(kernels, key=lambda e: -e.self_device_time_total)[:12]:
         print(f"  {e.self_device_time_total / 1e6:7.2f} s {e.count:8d}x  {e.key[:110]}")
@@ -371,7 +375,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=16, help="PoT executor processes")
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--thoughts", default=",".join(THOUGHTS), help="pot,eot,cot (the modes above) or tir (issue 20's bar)")
-    ap.add_argument("--kernel-tiles", default="", help="the kernel's launch shapes, DIM:ELEMENTS:WARPS,... "
+    ap.add_argument("--kernel-tiles", default="", help="the kernel's launch shapes, DIM:ELEMENTS:WARPS[:STAGES],... "
                     "(decode_step.py --sweep prints the best)")
     ap.add_argument("--profile", action="store_true", help="the non-naive runs under torch.profiler: GPU time by "
                     "kind of kernel, in prefills, busiest kernels")
@@ -379,8 +383,8 @@ def main() -> None:
                     "auto (the Triton kernel on CUDA), kernel, torch (SDPA)")
     args = ap.parse_args()
     for spec in filter(None, args.kernel_tiles.split(",")):
-        dim, elements, warps = map(int, spec.split(":"))
-        decode_attention.TILES[dim] = (elements, warps)
+        dim, elements, warps, *stages = map(int, spec.split(":"))
+        decode_attention.TILES[dim] = (elements, warps, stages[0] if stages else 3)
     began = time.perf_counter()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32

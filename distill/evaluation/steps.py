@@ -102,10 +102,13 @@ class T5Step:
 
     def step(self, st: SimpleNamespace, keys: int) -> Any:
         """Token `st.n` of each row: its input written at slot `st.n`, its own relative positions."""
+        import torch
+
         if self.fused:
-            end = st.n + 1
-            attend_self = lambda q, k, v: decode_attention(q, k, v, st.start, end, 1.0, st.bias)
-            attend_cross = lambda q, k, v: decode_attention(q, k, v, st.cross_lo, st.cross_hi, 1.0)
+            idle, end = _idle(st), st.n + 1
+            first, cross_first = torch.where(idle, st.n, st.start), torch.where(idle, st.cross_hi - 1, st.cross_lo)
+            attend_self = lambda q, k, v: decode_attention(q, k, v, first, end, 1.0, st.bias)
+            attend_cross = lambda q, k, v: decode_attention(q, k, v, cross_first, st.cross_hi, 1.0)
         else:
             bias = self._bias(st, keys)
             attend_self = lambda q, k, v: self.self_attention(q, k[:, :, :keys], v[:, :, :keys], bias, 1.0)
@@ -137,6 +140,13 @@ class T5Step:
                                                      max_distance=self.rel.relative_attention_max_distance)
         bias = self.rel.relative_attention_bias(bucket).permute(0, 2, 1)[:, :, None, :]  # [batch, heads, 1, keys]
         return bias + torch.where(slots[None, :] <= st.n[:, None], 0.0, low).to(bias.dtype)[:, None, None, :]
+
+
+def _idle(st: SimpleNamespace) -> Any:
+    """Rows whose step changes nothing (finished, or waiting for their program): the fused kernel reads
+    only the slot each writes, so that their attention costs nothing but stays finite. What a waiting
+    row writes is written again when it resumes; a finished row's tokens are not kept."""
+    return st.finished | st.wait
 
 
 def _span(mask: Any) -> tuple[Any, Any]:
@@ -228,7 +238,8 @@ class LlamaStep:
         x = self.body.embed_tokens(st.tok)
         if self.fused:
             end, scale = slot + 1, st.k[0].shape[-1] ** -0.5
-            attention = lambda q, k, v: decode_attention(q, k, v, st.start, end, scale)
+            first = torch.where(_idle(st), slot, st.start)
+            attention = lambda q, k, v: decode_attention(q, k, v, first, end, scale)
         else:
             allowed = st.valid[..., :keys] & (torch.arange(keys, device=slot.device) <= slot[:, None, None, None])
             mask = torch.where(allowed, 0.0, torch.finfo(x.dtype).min).to(x.dtype)
