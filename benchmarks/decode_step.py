@@ -7,7 +7,6 @@ Random weights of the real shapes; a prompt batch of `--batch` x `--length` toke
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 from pathlib import Path
 
@@ -36,12 +35,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1304)
     ap.add_argument("--length", type=int, default=128)
     ap.add_argument("--variants", default="kernel,one/sdpa,sdpa/sdpa",
-                    help="kernel (decode_attention's Triton kernel), kernel-streams (the same, each half of the rows "
-                         "on its own stream) or, T5, self/cross attention of the torch step (LLaMA: any non-kernel "
-                         "name is SDPA); each timed at every segment's cache fill")
+                    help="kernel (decode_attention's Triton kernel) or, T5, self/cross attention of the torch step "
+                         "(LLaMA: any non-kernel name is SDPA); each timed at every segment's cache fill")
     ap.add_argument("--profile", default="", help="variant whose eager step's top kernels are printed")
     ap.add_argument("--sweep", action="store_true", help="time the kernel alone over launch shapes at the last fill, "
-                    "print the best as DIM:ELEMENTS:WARPS:STAGES (eval_gpu.py --kernel-tiles), then stop")
+                    "print the best as DIM:ELEMENTS:WARPS (eval_gpu.py --kernel-tiles), then stop")
     args = ap.parse_args()
     if args.sweep:
         sweep(args.shape, args.batch, args.length)
@@ -53,7 +51,7 @@ def main() -> None:
     ids = torch.randint(3, 30000, (args.batch, args.length), device="cuda")
     for name in args.variants.split(","):
         loop = GreedyLoop(model, max_new_tokens=new, pad_token_id=0, force_new_tokens=True, capture=cuda_graph,
-                          fused=name.startswith("kernel"))
+                          fused=name == "kernel")
         if name != "kernel" and isinstance(loop.arch, T5Step):
             self_name, cross_name = name.split("/")
             loop.arch.self_attention, loop.arch.cross_attention = ATTENTION[self_name], ATTENTION[cross_name]
@@ -66,7 +64,7 @@ def main() -> None:
             with torch.inference_mode():
                 st.steps.clear()
                 st.n.fill_(end - 2)
-                step = loop._step_fn(st, keys) if name != "kernel-streams" else _two_streams(loop, st, keys)
+                step = loop._step_fn(st, keys)
                 ts = []
                 for _ in range(13):
                     st.n.fill_(end - 2)
@@ -84,37 +82,9 @@ def main() -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def _two_streams(loop: GreedyLoop, st, keys: int):
-    """The step of each half of the rows on its own stream, captured in one graph: while one half reads
-    its cache (memory-bound) the other's GEMMs (compute-bound) may run beside it."""
-    from types import SimpleNamespace
-
-    from distill.evaluation.graphs import _per_row
-
-    batch = st.n.shape[0]
-    halves = []
-    for rows in (slice(0, batch // 2), slice(batch // 2, batch)):
-        cut = lambda v: [t[rows] for t in v] if isinstance(v, list) else v[rows]
-        halves.append(SimpleNamespace(**{k: cut(v) if _per_row(v, batch) else v for k, v in vars(st).items()}))
-    streams = [torch.cuda.Stream() for _ in halves]
-
-    def step() -> None:
-        main = torch.cuda.current_stream()
-        for stream, half in zip(streams, halves):
-            stream.wait_stream(main)
-            with torch.cuda.stream(stream):
-                loop._emit(half, loop.arch.step(half, keys))
-        for stream in streams:
-            main.wait_stream(stream)
-
-    step()
-    torch.cuda.synchronize()
-    return cuda_graph(step, st.pool)
-
-
 def sweep(shape: str, batch: int, length: int, new: int = 256) -> None:
     """decode_attention over each row's span at the last step of a batch (LLaMA: prompt and new tokens;
-    T5: the new tokens with the bias, then the source), for tiles of 4-16k elements, 4 or 8 warps, 1-4 stages."""
+    T5: the new tokens with the bias, then the source), for tiles of 4-16k elements and 4 or 8 warps."""
     from triton.testing import do_bench
 
     from distill.evaluation import decode_attention as da
@@ -129,18 +99,19 @@ def sweep(shape: str, batch: int, length: int, new: int = 256) -> None:
              for _ in range(2)]
     table = torch.randn(heads, new + 1, device="cuda")
     results = []
-    for elements, warps, stages in itertools.product((4096, 8192, 16384), (4, 8), (1, 2, 3, 4)):
-        da.TILES[dim] = (elements, warps, stages)
-        us = 0.0
-        for lo, hi, bias in spans:
-            lo_t = torch.full((batch,), lo, device="cuda", dtype=torch.long)
-            hi_t = torch.full((batch,), hi, device="cuda", dtype=torch.long)
-            us += 1000 * do_bench(lambda: da.decode_attention(q, *cache, lo_t, hi_t, 1.0, table if bias else None))
-        read = sum(batch * heads * (hi - lo) * dim * 2 * 2 for lo, hi, _ in spans)
-        results.append((us, elements, warps, stages))
-        print(f"{shape} tile {elements} warps {warps} stages {stages}: {us:.0f} us, {read / us / 1e6:.2f} TB/s", flush=True)
-    us, elements, warps, stages = min(results)
-    print(f"best {dim}:{elements}:{warps}:{stages}")
+    for elements in (4096, 8192, 16384):
+        for warps in (4, 8):
+            da.TILES[dim] = (elements, warps)
+            us = 0.0
+            for lo, hi, bias in spans:
+                lo_t = torch.full((batch,), lo, device="cuda", dtype=torch.long)
+                hi_t = torch.full((batch,), hi, device="cuda", dtype=torch.long)
+                us += 1000 * do_bench(lambda: da.decode_attention(q, *cache, lo_t, hi_t, 1.0, table if bias else None))
+            read = sum(batch * heads * (hi - lo) * dim * 2 * 2 for lo, hi, _ in spans)
+            results.append((us, elements, warps))
+            print(f"{shape} tile {elements} warps {warps}: {us:.0f} us, {read / us / 1e6:.2f} TB/s", flush=True)
+    us, elements, warps = min(results)
+    print(f"best {dim}:{elements}:{warps}")
 
 
 def _profile(loop: GreedyLoop, st, length: int, new: int) -> None:

@@ -375,7 +375,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=16, help="PoT executor processes")
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--thoughts", default=",".join(THOUGHTS), help="pot,eot,cot (the modes above) or tir (issue 20's bar)")
-    ap.add_argument("--kernel-tiles", default="", help="the kernel's launch shapes, DIM:ELEMENTS:WARPS[:STAGES],... "
+    ap.add_argument("--kernel-tiles", default="", help="the kernel's launch shapes, DIM:ELEMENTS:WARPS,... "
                     "(decode_step.py --sweep prints the best)")
     ap.add_argument("--profile", action="store_true", help="the non-naive runs under torch.profiler: GPU time by "
                     "kind of kernel, in prefills, busiest kernels")
@@ -383,8 +383,8 @@ def main() -> None:
                     "auto (the Triton kernel on CUDA), kernel, torch (SDPA)")
     args = ap.parse_args()
     for spec in filter(None, args.kernel_tiles.split(",")):
-        dim, elements, warps, *stages = map(int, spec.split(":"))
-        decode_attention.TILES[dim] = (elements, warps, stages[0] if stages else 3)
+        dim, elements, warps = map(int, spec.split(":"))
+        decode_attention.TILES[dim] = (elements, warps)
     began = time.perf_counter()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32

@@ -69,10 +69,9 @@ if triton is not None:
         tl.store(O + b * sob + h * soh + d, (acc / total).to(O.dtype.element_ty))
 
 
-# Launch shape by head dim: (elements of a K tile, warps, pipeline stages of the key loop);
-# `benchmarks/decode_step.py --sweep` measures others.
-TILES: dict[int, tuple[int, int, int]] = {128: (16384, 4, 3), 64: (8192, 4, 3)}  # best of the H200 sweep, 2026-12-02
-DEFAULT_TILE = (8192, 4, 3)  # 3 stages: Triton's default
+# Launch shape by head dim: (elements of a K tile, warps); `benchmarks/decode_step.py --sweep` measures others.
+TILES: dict[int, tuple[int, int]] = {128: (16384, 4), 64: (8192, 4)}  # best of the H200 sweep, 2026-12-02
+DEFAULT_TILE = (8192, 4)
 
 
 def decode_attention(q: Any, k: Any, v: Any, lo: Any, hi: Any, scale: float, bias: Any = None) -> Any:
@@ -83,12 +82,12 @@ def decode_attention(q: Any, k: Any, v: Any, lo: Any, hi: Any, scale: float, bia
     batch, heads, _, dim = q.shape
     out = torch.empty(batch, heads, dim, dtype=q.dtype, device=q.device)
     assert k.stride(-1) == v.stride(-1) == q.stride(-1) == 1 and dim & (dim - 1) == 0, "unit-stride, power-of-2 heads"
-    elements, warps, stages = TILES.get(dim, DEFAULT_TILE)
+    elements, warps = TILES.get(dim, DEFAULT_TILE)
     block = max(16, elements // dim)  # keys per iteration
     table = bias if bias is not None else out  # any pointer: the kernel reads it only with HAS_BIAS
     _decode_kernel[(batch * heads,)](
         q, k, v, out, lo, hi, table, scale, heads, heads // k.shape[1],
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
         out.stride(0), out.stride(1), table.stride(0) if bias is not None else 0,
-        D=dim, BLOCK=block, HAS_BIAS=bias is not None, num_warps=warps, num_stages=stages)
+        D=dim, BLOCK=block, HAS_BIAS=bias is not None, num_warps=warps)
     return out.view(batch, 1, heads * dim)

@@ -23,12 +23,21 @@ REFILL_BYTES = 1 << 30  # bound on the scratch state of one chunk of a refill's 
 
 
 def cuda_graph(fn: Callable[[], None], pool: Any) -> Callable[[], None]:
-    """`fn` (already warmed up) captured in a CUDA graph; returns its replay."""
+    """`fn` (already warmed up) captured in a CUDA graph on a side stream; returns its replay. Unlike
+    `torch.cuda.graph`, with no device sync and no emptied memory caches first: the steps queued before
+    go on running while the host captures, and the pinned host memory the loop copies through stays
+    cached (freeing it would sync again)."""
     import torch
 
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, pool=pool):
-        fn()
+    graph, side = torch.cuda.CUDAGraph(), torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        graph.capture_begin(pool)
+        try:
+            fn()
+        finally:
+            graph.capture_end()
+    torch.cuda.current_stream().wait_stream(side)
     return graph.replay
 
 
