@@ -141,12 +141,14 @@ def naive(model, tok, settings, prompts: list[str], batch: int, new: int, n_time
 
 def fast(model, tok, settings, data: str, limit: int | None, new: int, max_batch: int, graphs: bool, workers: int,
          thoughts: tuple[str, ...] = THOUGHTS, script: Script | Lengths | None = None, continuous: bool = True,
-         tokens: int | None = None, attention: str = "auto", profile: bool = False) -> dict:
+         tokens: int | None = None, attention: str = "auto", profile: bool = False, expected: float | None = None) -> dict:
     """`script`: forced tokens (a `Lengths`: sequences end there, else `new` forced tokens each); `tokens`: all new tokens.
-    `profile`: the run under torch.profiler, its GPU time by kind of kernel printed (`gpu_time`)."""
+    `profile`: the run under torch.profiler, its GPU time by kind of kernel printed (`gpu_time`); `expected`: the
+    plan's prior of mean new tokens (`DecodeOptions.expected_new_tokens`)."""
     opts = DecodeOptions(max_new_tokens=new, max_batch=max_batch, loop="static", compile=graphs,
                          force_new_tokens=not isinstance(script, Lengths), continuous=continuous,
-                         output_tokens=TIR_OUTPUT_TOKENS, cell_workers=workers, attention=attention)
+                         output_tokens=TIR_OUTPUT_TOKENS, cell_workers=workers, attention=attention,
+                         expected_new_tokens=expected)
     decoder = HFDecoder(model, tok, settings, opts, script=script)
     decoding = [0.0]  # seconds spent inside the decoder (the rest: prompts, checking not overlapped, reports)
     decode = decoder.decode
@@ -174,7 +176,7 @@ def fast(model, tok, settings, data: str, limit: int | None, new: int, max_batch
         preds = [json.loads(line) for line in open(Path(out) / "predictions.jsonl")]
     overall = report["datasets"]["overall"]
     loop = decoder.loop
-    row = {"seconds": seconds, "decode_seconds": decoding[0], "sequences": len(preds), "attention": attention,
+    row = {"seconds": seconds, "decode_seconds": decoding[0], "sequences": len(preds), "attention": attention, "prior": expected,
            "fused": loop.arch.fused,
            "batch": "/".join(str(b) for b, _ in loop.shapes), "shapes": loop.shapes, "graphs": len(loop.captured),
            "tokens_per_s": (tokens or len(preds) * new) / seconds, "peak_gib": _peak(), "failures": overall["failures"]}
@@ -377,6 +379,8 @@ def main() -> None:
     ap.add_argument("--thoughts", default=",".join(THOUGHTS), help="pot,eot,cot (the modes above) or tir (issue 20's bar)")
     ap.add_argument("--kernel-tiles", default="", help="the kernel's launch shapes, DIM:ELEMENTS:WARPS,... "
                     "(decode_step.py --sweep prints the best)")
+    ap.add_argument("--plan-prior", default="mean", help="realistic non-naive runs: the batch plan's prior of mean new "
+                    "tokens, mean (the drawn lengths': DecodeOptions.expected_new_tokens) or none (all tokens), or both: mean,none")
     ap.add_argument("--profile", action="store_true", help="the non-naive runs under torch.profiler: GPU time by "
                     "kind of kernel, in prefills, busiest kernels")
     ap.add_argument("--attention", default="auto", help="decode attention of the non-naive runs, comma-separated: "
@@ -393,8 +397,8 @@ def main() -> None:
         return
     limit, new = (4, 8) if args.smoke else (None, FULL_NEW)
     modes, length_modes = args.modes.split(","), args.lengths.split(",")
-    if not set(modes) <= set(RUNNABLE) or not set(length_modes) <= set(LENGTHS):
-        ap.error(f"--modes: some of {', '.join(RUNNABLE)}; --lengths: some of {', '.join(LENGTHS)}")
+    if not set(modes) <= set(RUNNABLE) or not set(length_modes) <= set(LENGTHS) or not set(args.plan_prior.split(",")) <= {"mean", "none"}:
+        ap.error(f"--modes: some of {', '.join(RUNNABLE)}; --lengths: some of {', '.join(LENGTHS)}; --plan-prior: mean, none")
     questions = load(args.data, limit=limit).records
     corpus = [q.question for q in load(args.data).records]
     tok = train_tokenizer(corpus + [student_input("", t) for t in THOUGHTS], min(k["vocab_size"] for _, k, _, _ in SHAPES.values()))
@@ -410,8 +414,10 @@ def main() -> None:
         for shape in args.shapes.split(","):
             kind, _, naive_batch, fast_batch = SHAPES[shape]
             model = None
-            for lengths, attention in [(n, a) for n in length_modes
-                                       for a in (args.attention.split(",") if mode != "naive" else ["-"])]:
+            priors = args.plan_prior.split(",") if mode != "naive" else ["none"]
+            for lengths, attention, prior in [(n, a, p) for n in length_modes
+                                              for a in (args.attention.split(",") if mode != "naive" else ["-"])
+                                              for p in (priors if n == "realistic" else ["none"])]:
                 row = {"shape": shape, "mode": mode, "lengths": lengths}
                 rows.append(row)
                 if time.perf_counter() - began > args.deadline:
@@ -430,7 +436,8 @@ def main() -> None:
                     else:
                         row |= fast(model, tok, settings, args.data, limit, new, fast_batch if not args.smoke else 4,
                                     mode != "eager", args.workers, script=script, continuous=mode != "static", tokens=tokens,
-                                    attention=attention, profile=args.profile)
+                                    attention=attention, profile=args.profile,
+                                    expected=row["mean_new"] if prior == "mean" else None)
                 except Exception as exc:  # noqa: BLE001 - one failed run must not cost the others (one GPU run is all there is)
                     row["error"] = f"{type(exc).__name__}: {exc}"[:300]
                 print(f"[{shape} {mode} {lengths}] {json.dumps(row)} ({time.perf_counter() - began:.0f} s in)", flush=True)
@@ -478,6 +485,8 @@ def markdown(rows: list[dict]) -> str:
         decoding = f" ({r['decode_seconds']:.1f})" if "decode_seconds" in r else ""
         new = f"{r['mean_new']:.1f} (mean)" if lengths == "realistic" else f"{r['mean_new']:.0f}"
         kernel = "fused decode attention" if r.get("fused") else "SDPA attention"
+        if r.get("prior"):
+            kernel += f", plan for {r['prior']:.0f} new tokens"
         lines.append(f"| {r['shape']} | {lengths} | {RUNS[r['mode']].format(**r, kernel=kernel)} | {r['batch']} | {r['seconds']:.1f}{decoding} "
                      f"| {new} | {r['tokens_per_s']:,.0f} | {r['peak_gib']:.1f} | {speedup} |")
     return "\n".join(lines) + "\n"

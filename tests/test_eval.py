@@ -112,13 +112,17 @@ def _partitions(n: int):
         yield list(zip(cuts, cuts[1:]))
 
 
-@pytest.mark.parametrize("step_cost", [0.0, 50.0, 400.0, 5000.0])
-def test_plan_batches_finds_the_cheapest_buckets(step_cost: float) -> None:
-    """Against brute force over every bucketing of the length-sorted prompts."""
+@pytest.mark.parametrize("step_cost,expected", [(0.0, None), (50.0, None), (400.0, None), (5000.0, None),
+                                                (400.0, 8.0), (5000.0, 8.0)])
+def test_plan_batches_finds_the_cheapest_buckets(step_cost: float, expected: float | None) -> None:
+    """Against brute force over every bucketing of the length-sorted prompts; also under the
+    continuous-batching model (`expected`: sequences end early, one tail per bucket, prefill paid)."""
     lengths = [300, 12, 40, 33, 35, 90, 8, 41, 64, 20, 38]
     new, budget, pad = 32, 600, 8
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     kw = dict(max_new_tokens=new, samples=1, step_cost=step_cost)
+    if expected is not None:
+        kw |= dict(expected=expected, prefill=30.0)
 
     def bucketed(spans):  # batches per bucket
         out = []
@@ -140,6 +144,18 @@ def test_plan_batches_finds_the_cheapest_buckets(step_cost: float) -> None:
     assert all(lengths[i] <= b.length and b.capacity * (b.length + new) <= budget for b in plan for i in b.indices)
     if step_cost == 0:  # nothing to gain from one batch more: the 300-token outlier pads no one else
         assert [b.indices for b in plan if b.length == 304] == [[0]]
+
+
+def test_the_continuous_plan_pays_one_tail_per_bucket() -> None:
+    """Sequences that end early: each bucket's tail costs a whole batch's steps, so fewer buckets than
+    when every sequence makes all its tokens, but prefill keeps a long outlier apart."""
+    lengths = [(i * 37) % 120 + 8 for i in range(2_000)] + [500]
+    kw = dict(max_new_tokens=256, samples=1, token_budget=200_000, max_batch=512, pad_multiple=16, step_cost=50_000)
+    forced = plan_batches(lengths, **kw)
+    early = plan_batches(lengths, expected=60, prefill=100.0, **kw)
+    shapes = lambda plan: {(b.capacity, b.length) for b in plan}
+    assert 1 < len(shapes(early)) < len(shapes(forced))
+    assert 2_000 in [i for b in early if b.length == 512 for i in b.indices] and sum(b.length == 512 for b in early) == 1
 
 
 def test_plan_batches_scales_to_many_prompts() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from distill.cues import student_input
 from distill.evaluation import decode_attention
 from distill.evaluation.graphs import GreedyLoop, cuda_graph
-from distill.evaluation.plan import Batch, memory_token_budget, plan_batches, step_cost
+from distill.evaluation.plan import Batch, memory_token_budget, plan_batches, prefill_cost, step_cost
 from distill.evaluation.tools import OUTPUT_TOKENS, Said, ToolPrompt, ToolSession, generate_rounds, text_rounds
 from distill.records import InputError
 from distill.students import StudentSettings, format_prompt, load_student
@@ -41,6 +41,7 @@ class DecodeOptions:
     compile: bool = True  # capture GreedyLoop's decode step in CUDA graphs (on CUDA)
     attention: str = "auto"  # GreedyLoop's step: "kernel" (decode_attention's Triton kernel), "torch" (SDPA), "auto"
     continuous: bool = True  # GreedyLoop: a row whose sequence ended takes its bucket's next prompt (plain prompts)
+    expected_new_tokens: float | None = None  # with continuous: the mean new tokens the plan assumes (None: all)
     force_new_tokens: bool = False  # ignore EOS (benchmarks: a fixed amount of work)
     max_rounds: int = 4  # tool-integrated thoughts: decoding rounds per sample (cells run between them)
     output_tokens: int = OUTPUT_TOKENS  # tokens of a cell's output fed back at most
@@ -127,8 +128,15 @@ class HFDecoder:
             batches += [Batch([group[j] for j in b.indices], b.capacity, b.length)
                         for b in plan_batches([lengths[i] for i in group], max_new_tokens=new, samples=o.samples,
                                               token_budget=budget, max_batch=o.max_batch, pad_multiple=o.pad_multiple,
-                                              step_cost=step_cost(self.model))]
+                                              step_cost=step_cost(self.model), **self._continuous_plan(tools))]
         return batches
+
+    def _continuous_plan(self, tools: bool) -> dict[str, float]:
+        """`plan_batches`' continuous-batching model, where it applies and a mean length is given."""
+        o = self.options
+        if tools or o.expected_new_tokens is None or not (self.loop is not None and o.continuous):
+            return {}
+        return {"expected": min(o.expected_new_tokens, o.max_new_tokens), "prefill": prefill_cost(self.model)}
 
     def decode(self, prompts: Sequence[str], batches: Sequence[Batch] | None = None) -> Iterator[tuple[list[int], list[list[Any]]]]:
         """(prompt indices, their `samples` texts each) per batch; a `Trace` for each sample of a
@@ -277,6 +285,13 @@ class VllmDecoder:
 
     def _said(self, c: Any) -> Said:
         return Said(c.text, c.finish_reason == "stop" and c.stop_reason == STOP, len(c.token_ids))
+
+    def _continuous_plan(self, tools: bool) -> dict[str, float]:
+        """`plan_batches`' continuous-batching model, where it applies and a mean length is given."""
+        o = self.options
+        if tools or o.expected_new_tokens is None or not (self.loop is not None and o.continuous):
+            return {}
+        return {"expected": min(o.expected_new_tokens, o.max_new_tokens), "prefill": prefill_cost(self.model)}
 
     def decode(self, prompts: Sequence[str], batches: Sequence[Batch] | None = None) -> Iterator[tuple[list[int], list[list[Any]]]]:
         session: ToolSession | None = None

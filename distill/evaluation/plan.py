@@ -20,6 +20,7 @@ RESERVE_BYTES = 4 << 30  # prefill activations, logits, CUDA graph pools
 # graphs): cache reads at the copy bandwidth, and a floor of launches and small kernels.
 BANDWIDTH = 2.9e12  # bytes/s
 STEP_FLOOR_S = 5e-3
+PREFILL_FLOPS = 5e14  # FLOP/s a prefill reaches (bf16 GEMMs of a few thousand tokens on an H100/H200)
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,8 @@ class Batch:
 
 
 def plan_batches(lengths: Sequence[int], *, max_new_tokens: int, samples: int, token_budget: int,
-                 max_batch: int, pad_multiple: int = 1, step_cost: float = 0.0) -> list[Batch]:
+                 max_batch: int, pad_multiple: int = 1, step_cost: float = 0.0, expected: float | None = None,
+                 prefill: float = 0.0) -> list[Batch]:
     """Length buckets and batches that minimise `plan_cost` within the memory budget.
 
     The prompts, longest first, are cut into buckets (runs of neighbours); a bucket pads to its longest
@@ -39,7 +41,8 @@ def plan_batches(lengths: Sequence[int], *, max_new_tokens: int, samples: int, t
     loop's graphs serve all its batches. Dynamic programming over at most 257 cut points (every
     prompt, or an even grid): a long outlier gets a small bucket of its own when that is cheaper than
     padding a big batch to its length. A prompt's samples share its batch, so a batch holds at least
-    one prompt's `samples` sequences even where they alone exceed the budget."""
+    one prompt's `samples` sequences even where they alone exceed the budget. `expected`, `prefill`:
+    the continuous-batching model of `_shape_cost`."""
     if not lengths:
         return []
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
@@ -51,7 +54,8 @@ def plan_batches(lengths: Sequence[int], *, max_new_tokens: int, samples: int, t
         fit = max(1, min(max_batch, token_budget // (padded[i] + max_new_tokens)) // samples)
         count = math.ceil((j - i) / fit)
         size = math.ceil((j - i) / count)
-        return _shape_cost(count, size, padded[i], max_new_tokens=max_new_tokens, samples=samples, step_cost=step_cost), size
+        return _shape_cost(count, size, padded[i], max_new_tokens=max_new_tokens, samples=samples, step_cost=step_cost,
+                           expected=expected, prefill=prefill), size
 
     best: list[tuple[float, int, int]] = [(0.0, 0, 0)]  # per cut: (cost up to it, previous cut, batch size)
     for b in range(1, len(cuts)):
@@ -67,20 +71,30 @@ def plan_batches(lengths: Sequence[int], *, max_new_tokens: int, samples: int, t
     return batches
 
 
-def plan_cost(batches: Sequence[Batch], *, max_new_tokens: int, samples: int, step_cost: float) -> float:
+def plan_cost(batches: Sequence[Batch], *, max_new_tokens: int, samples: int, step_cost: float,
+              expected: float | None = None, prefill: float = 0.0) -> float:
     """Modelled decoding cost of a plan, in KV-cache token reads (a decode step is bound by memory
     traffic): per step, `step_cost` (weights and the launch floor) plus the cache each sequence reads,
     its padded prompt and on average half the new tokens; each batch shape also warms up and
-    captures its graphs, about two steps per segment."""
+    captures its graphs, about two steps per segment. `expected`, `prefill`: see `_shape_cost`."""
     shapes = Counter((b.capacity, b.length) for b in batches)
-    return sum(_shape_cost(count, size, length, max_new_tokens=max_new_tokens, samples=samples, step_cost=step_cost)
+    return sum(_shape_cost(count, size, length, max_new_tokens=max_new_tokens, samples=samples, step_cost=step_cost,
+                           expected=expected, prefill=prefill)
                for (size, length), count in shapes.items())
 
 
-def _shape_cost(count: int, size: int, length: int, *, max_new_tokens: int, samples: int, step_cost: float) -> float:
-    """`plan_cost` of `count` batches of one shape (`size` prompts padded to `length`)."""
-    steps = count * max_new_tokens + 2 * math.ceil(max_new_tokens / SEGMENT)
-    return steps * (step_cost + size * samples * (length + max_new_tokens / 2))
+def _shape_cost(count: int, size: int, length: int, *, max_new_tokens: int, samples: int, step_cost: float,
+                expected: float | None = None, prefill: float = 0.0) -> float:
+    """`plan_cost` of `count` batches of one shape (`size` prompts padded to `length`). With `expected`
+    (the mean new tokens of a sequence that ends at EOS) the shape is one continuously refilled batch:
+    its steps are its sequences' share of the tokens, then one tail as long as the longest, run at the
+    whole batch's fixed cost; and each padded prompt token costs `prefill` (`prefill_cost`), a share that
+    grows as sequences get shorter. Without, every sequence makes all `max_new_tokens`."""
+    if expected is None:
+        steps = count * max_new_tokens + 2 * math.ceil(max_new_tokens / SEGMENT)
+        return steps * (step_cost + size * samples * (length + max_new_tokens / 2))
+    steps = count * expected + (max_new_tokens - expected) + 2 * math.ceil(max_new_tokens / SEGMENT)
+    return steps * (step_cost + size * samples * (length + expected / 2)) + count * size * samples * length * prefill
 
 
 def step_cost(model: Any) -> float:
@@ -89,6 +103,14 @@ def step_cost(model: Any) -> float:
     element = model.dtype.itemsize
     weights = sum(p.numel() for p in model.parameters()) * element
     return (weights + STEP_FLOOR_S * BANDWIDTH) / kv_bytes_per_token(model.config, element)
+
+
+def prefill_cost(model: Any) -> float:
+    """A padded prompt token's prefill for `_shape_cost`, in KV-cache token reads: 2 FLOPs per weight
+    the prompt goes through (a seq2seq model's encoder; all of a causal one) at PREFILL_FLOPS."""
+    body = getattr(model, "encoder", None) or model
+    flops = 2 * sum(p.numel() for p in body.parameters())
+    return flops / PREFILL_FLOPS * BANDWIDTH / kv_bytes_per_token(model.config, model.dtype.itemsize)
 
 
 def kv_bytes_per_token(config: Any, element_size: int) -> int:
