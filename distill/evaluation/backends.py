@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -206,7 +206,8 @@ class HFDecoder:
         def texts() -> list[list[str]]:
             return [[t] for t in self.tokenizer.batch_decode(torch.cat(tokens), skip_special_tokens=True)]
 
-        for numbers, out in self.loop.stream(enc["input_ids"], enc["attention_mask"], run[0].capacity, items=indices):
+        stream = self.loop.stream(enc["input_ids"], enc["attention_mask"], run[0].capacity, items=indices)
+        for numbers, out in _in_background(stream, self.model.device):
             done += numbers
             tokens.append(out)
             if len(done) >= run[0].capacity:
@@ -250,6 +251,48 @@ class HFDecoder:
                                            pad=self.tokenizer.pad_token_id, **extra)
         return [rows.trace(r, tokens[r], session.decode) if tools[r] else session.decode(tokens[r])
                 for r in range(len(tokens))]
+
+
+def _in_background(items: Generator[Any, None, None], device: Any) -> Iterator[Any]:
+    """A generator's `items`, made ahead in a thread of their own (on `device`, CUDA's current device
+    being per thread): while the caller works on one (detokenising, checking answers, writing), the
+    thread keeps the GPU's queue of decode steps filled. Its exceptions are raised here; a caller that
+    stops early stops it, and it has finished before this returns."""
+    import contextlib
+    import queue
+    import threading
+
+    import torch
+
+    done, stop = object(), threading.Event()
+    ready: queue.Queue[Any] = queue.Queue()
+
+    def run() -> None:
+        try:
+            with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+                for item in items:
+                    ready.put((item, None))
+                    if stop.is_set():
+                        break
+            ready.put((done, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            ready.put((done, exc))
+        finally:
+            items.close()
+
+    thread = threading.Thread(target=run, name="distill-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc = ready.get()
+            if exc is not None:
+                raise exc
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 class VllmDecoder:

@@ -32,7 +32,7 @@ def cuda_graph(fn: Callable[[], None], pool: Any) -> Callable[[], None]:
     graph, side = torch.cuda.CUDAGraph(), torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
-        graph.capture_begin(pool)
+        graph.capture_begin(pool, capture_error_mode="thread_local")  # the caller may decode in a thread
         try:
             fn()
         finally:
