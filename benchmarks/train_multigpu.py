@@ -50,6 +50,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 from train_gpu import BUCKETS, PEAK_TFLOPS, Shape, build_model, model_flops, real_tokens, synthetic  # noqa: E402
 
 from distill.train.data import Collator, bucket_shape, length, plan_batches, plan_buckets  # noqa: E402
+from distill.train.distributed import before_process_group  # noqa: E402
 from distill.train.loop import loss_sum, target_tokens  # noqa: E402
 
 RESULTS = HERE / "results" / "train_multigpu.md"
@@ -94,6 +95,7 @@ def setup(threads: int | None) -> tuple[int, int, torch.device]:
     import torch.distributed as dist
 
     local = int(os.environ.get("LOCAL_RANK", "0"))
+    before_process_group()
     if torch.cuda.is_available():
         torch.cuda.set_device(local)
         device = torch.device("cuda", local)

@@ -37,6 +37,7 @@ from distill.train.data import (
     plan_buckets,
     tokenize,
 )
+from distill.train.distributed import before_process_group
 from distill.train.log import MetricsLog, StepProgress, trackers, truncate_metrics
 from distill.train.loop import Loop, Plan, kd_loss
 from distill.train.model import count_parameters, load_model, load_tokenizer
@@ -126,6 +127,7 @@ def _start(config: TrainConfig, out: Path, on_gpu: bool, clear: bool) -> Any:
     precision = config.mixed_precision
     if precision == "auto":
         precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "no"
+    before_process_group()
     # cpu=True without CUDA: processes launched by torchrun (`--num-processes N`) then join one gloo group
     # instead of each training alone as its own main process.
     accelerator = Accelerator(mixed_precision=precision, log_with=trackers(config) or None, project_dir=str(out),
