@@ -375,6 +375,12 @@ def worker(args: argparse.Namespace) -> None:
             Path(args.result).write_text(json.dumps(asdict(outcome)))
     finally:
         dist.destroy_process_group()
+    # FSDP2's device meshes stay referenced from DTensor's caches and keep the default group, and its gloo
+    # threads, alive past destroy_process_group; exiting with them running now and then aborts ("terminate
+    # called without an active exception"). The result is written: end without the C++ teardown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 # --- launcher --------------------------------------------------------------------------------
