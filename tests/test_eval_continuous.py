@@ -114,3 +114,28 @@ def test_decoder_streams_each_bucket_with_the_tokens_of_generate(kind: str) -> N
     streamed = texts(loop="static")
     assert sorted(streamed) == list(range(len(prompts)))
     assert streamed == texts(loop="static", continuous=False) == texts(loop="generate")
+
+
+def test_a_stream_made_in_the_background_keeps_order_errors_and_early_stops() -> None:
+    from distill.evaluation.backends import _in_background
+
+    import torch
+
+    cpu = torch.device("cpu")
+    closed = []
+
+    def items(fail: bool):
+        try:
+            yield from range(5)
+            if fail:
+                raise RuntimeError("step failed")
+        finally:
+            closed.append(fail)
+
+    assert list(_in_background(items(False), cpu)) == [0, 1, 2, 3, 4]
+    with pytest.raises(RuntimeError, match="step failed"):
+        list(_in_background(items(True), cpu))
+    early = _in_background(items(False), cpu)
+    assert next(early) == 0
+    early.close()  # the caller stops: the thread stops and the generator is closed before close returns
+    assert closed == [False, True, False]
