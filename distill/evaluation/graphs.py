@@ -23,21 +23,15 @@ REFILL_BYTES = 1 << 30  # bound on the scratch state of one chunk of a refill's 
 
 
 def cuda_graph(fn: Callable[[], None], pool: Any) -> Callable[[], None]:
-    """`fn` (already warmed up) captured in a CUDA graph on a side stream; returns its replay. Unlike
-    `torch.cuda.graph`, with no device sync and no emptied memory caches first: the steps queued before
-    go on running while the host captures, and the pinned host memory the loop copies through stays
-    cached (freeing it would sync again)."""
+    """`fn` (already warmed up) captured in a CUDA graph; returns its replay. `torch.cuda.graph` empties
+    the memory cache first: during a capture the allocator cannot free cached blocks to make room (an
+    H200 run without that ran out of memory there). Thread-local capture: the caller may decode in a
+    thread while other threads work (`backends._in_background`)."""
     import torch
 
-    graph, side = torch.cuda.CUDAGraph(), torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        graph.capture_begin(pool, capture_error_mode="thread_local")  # the caller may decode in a thread
-        try:
-            fn()
-        finally:
-            graph.capture_end()
-    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+        fn()
     return graph.replay
 
 
