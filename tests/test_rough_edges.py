@@ -123,7 +123,7 @@ def test_a_failed_train_leaves_no_output_behind(tmp_path: Path, monkeypatch: pyt
     card = (out / "README.md").read_text()
     assert "base_model: tiny-t5" in card and "steps: 1" in card and "Not evaluated yet" in card
     res = CliRunner().invoke(main, ["eval", "--model", str(out), "--data", "world:test?n=2", "--thoughts", "cot",
-                                    "--max-new-tokens", "4", "-o", str(tmp_path / "ev")])
+                                    "--max-new-tokens", "4", "--expected-new-tokens", "2", "-o", str(tmp_path / "ev")])
     assert res.exit_code == 0, res.output
     card = (out / "README.md").read_text()
     assert "Not evaluated yet" not in card and "| data set | cot |" in card and "world:test" in card
@@ -133,6 +133,13 @@ def test_eval_with_a_missing_model_dir_fails_at_once(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["eval", "--model", "runs/no/such_dir", "--data", "world:test?n=2",
                                     "-o", str(tmp_path / "ev")])
     assert res.exit_code == 2 and "'runs/no/such_dir': no such directory" in res.output
+
+
+def test_eval_refuses_an_expected_length_of_zero(tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["eval", "--model", "runs/no/such_dir", "--expected-new-tokens", "0",
+                                    "-o", str(tmp_path / "ev")])
+    assert res.exit_code == 2 and "expected_new_tokens must be above 0, got 0.0" in res.output
+    assert not (tmp_path / "ev").exists()
 
 
 def test_piped_output_gets_plain_progress_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,6 +31,10 @@ from distill.thoughts import parse_thoughts
               help="Tool-integrated thoughts (tir): decoding rounds per sample; the code cells run between them.")
 @click.option("--batch-tokens", type=int, default=None, help="KV-cache tokens per batch (default: from free GPU memory).")
 @click.option("--max-batch", default=1024, show_default=True, help="Sequences per batch at most.")
+@click.option("--expected-new-tokens", type=float, default=None,
+              help="Mean tokens a rationale is expected to take: the batch plan then counts continuous batching's "
+                   "one tail per bucket and the prefill, and makes fewer buckets (default: every rationale all "
+                   "--max-new-tokens).")
 @click.option("--device", default=None, help="cuda, cpu, cuda:1 ... (default: cuda when available).")
 @click.option("--gpus", type=int, default=None,
               help="Data parallel: shard the questions over N processes, one per GPU (with --device cpu: N CPU processes).")

@@ -41,7 +41,8 @@ class DecodeOptions:
     compile: bool = True  # capture GreedyLoop's decode step in CUDA graphs (on CUDA)
     attention: str = "auto"  # GreedyLoop's step: "kernel" (decode_attention's Triton kernel), "torch" (SDPA), "auto"
     continuous: bool = True  # GreedyLoop: a row whose sequence ended takes its bucket's next prompt (plain prompts)
-    expected_new_tokens: float | None = None  # with continuous: the mean new tokens the plan assumes (None: all)
+    expected_new_tokens: float | None = None  # with continuous: the mean new tokens the plan assumes (None: all;
+    # `plan._shape_cost`: one tail per bucket and the prefill counted, so fewer buckets where sequences end early)
     force_new_tokens: bool = False  # ignore EOS (benchmarks: a fixed amount of work)
     max_rounds: int = 4  # tool-integrated thoughts: decoding rounds per sample (cells run between them)
     output_tokens: int = OUTPUT_TOKENS  # tokens of a cell's output fed back at most
@@ -57,6 +58,8 @@ class DecodeOptions:
             raise ValueError("several samples need a temperature above 0 (greedy decoding repeats itself)")
         if self.loop not in ("auto", "static", "generate"):
             raise ValueError(f"loop must be auto, static or generate, got {self.loop!r}")
+        if self.expected_new_tokens is not None and not 0 < self.expected_new_tokens:
+            raise ValueError(f"expected_new_tokens must be above 0, got {self.expected_new_tokens}")
         if self.attention not in ("auto", "kernel", "torch"):
             raise ValueError(f"attention must be auto, kernel or torch, got {self.attention!r}")
 

@@ -30,6 +30,7 @@ class EvalOptions:
     max_rounds: int = 4  # tool-integrated thoughts (tir): decoding rounds, cells run between them
     batch_tokens: int | None = None
     max_batch: int = 1024
+    expected_new_tokens: float | None = None  # the batch plan's prior (DecodeOptions.expected_new_tokens)
     device: str | None = None
     gpus: int | None = None  # data parallel over this many processes (distill.evaluation.shards)
     engine: str = "auto"
@@ -60,7 +61,8 @@ def run(opts: EvalOptions) -> EvalResult:
         decode = DecodeOptions(max_new_tokens=opts.max_new_tokens, samples=opts.samples, temperature=opts.temperature,
                                top_p=opts.top_p, seed=opts.seed, token_budget=opts.batch_tokens,
                                max_batch=opts.max_batch, compile=not opts.no_compile, max_rounds=opts.max_rounds,
-                               cell_timeout=opts.timeout, cell_workers=opts.workers)
+                               cell_timeout=opts.timeout, cell_workers=opts.workers,
+                               expected_new_tokens=opts.expected_new_tokens)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     out = Path(opts.output or Path("runs/eval") / Path(opts.model.replace(":", "_")).name)
