@@ -176,7 +176,7 @@ def fast(model, tok, settings, data: str, limit: int | None, new: int, max_batch
         preds = [json.loads(line) for line in open(Path(out) / "predictions.jsonl")]
     overall = report["datasets"]["overall"]
     loop = decoder.loop
-    row = {"seconds": seconds, "decode_seconds": decoding[0], "sequences": len(preds), "attention": attention, "prior": expected,
+    row = {"seconds": seconds, "decode_seconds": decoding[0], "sequences": len(preds), "attention": attention, "expected": expected,
            "fused": loop.arch.fused,
            "batch": "/".join(str(b) for b, _ in loop.shapes), "shapes": loop.shapes, "graphs": len(loop.captured),
            "tokens_per_s": (tokens or len(preds) * new) / seconds, "peak_gib": _peak(), "failures": overall["failures"]}
@@ -216,7 +216,8 @@ def _profiler(on: bool):
     for cls, fn in saved.items():
         cls.prefill = marked(fn)
     try:
-        with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
+        threads = torch._C._profiler._ExperimentalConfig(profile_all_threads=True)  # the decode runs in a thread
+        with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU], experimental_config=threads) as prof:
             yield prof
     finally:
         for cls, fn in saved.items():
@@ -414,11 +415,11 @@ def main() -> None:
         for shape in args.shapes.split(","):
             kind, _, naive_batch, fast_batch = SHAPES[shape]
             model = None
-            priors = args.plan_prior.split(",") if mode != "naive" else ["none"]
+            priors = args.plan_prior.split(",") if mode in ("graph", "eager") else ["none"]  # continuous batching
             for lengths, attention, prior in [(n, a, p) for n in length_modes
                                               for a in (args.attention.split(",") if mode != "naive" else ["-"])
                                               for p in (priors if n == "realistic" else ["none"])]:
-                row = {"shape": shape, "mode": mode, "lengths": lengths}
+                row = {"shape": shape, "mode": mode, "lengths": lengths, "prior": prior}
                 rows.append(row)
                 if time.perf_counter() - began > args.deadline:
                     row["error"] = f"skipped: past the {args.deadline:.0f} s deadline"
@@ -440,7 +441,7 @@ def main() -> None:
                                     expected=row["mean_new"] if prior == "mean" else None)
                 except Exception as exc:  # noqa: BLE001 - one failed run must not cost the others (one GPU run is all there is)
                     row["error"] = f"{type(exc).__name__}: {exc}"[:300]
-                print(f"[{shape} {mode} {lengths}] {json.dumps(row)} ({time.perf_counter() - began:.0f} s in)", flush=True)
+                print(f"[{shape} {mode} {lengths} prior {prior}] {json.dumps(row)} ({time.perf_counter() - began:.0f} s in)", flush=True)
                 if device == "cuda":
                     torch.cuda.empty_cache()
                 write(out, rows)
@@ -479,14 +480,15 @@ def markdown(rows: list[dict]) -> str:
     for r in rows:
         lengths = r.get("lengths", "forced")
         if "seconds" not in r:
-            lines.append(f"| {r['shape']} | {lengths} | {r['mode']}: {r.get('error', 'not run')} | | | | | | |")
+            prior = f" (plan prior: {r['prior']})" if r.get("prior") == "mean" else ""
+            lines.append(f"| {r['shape']} | {lengths} | {r['mode']}{prior}: {r.get('error', 'not run')} | | | | | | |")
             continue
         speedup = f"{base[key(r)] / r['seconds']:.1f}x" if key(r) in base else "-"
         decoding = f" ({r['decode_seconds']:.1f})" if "decode_seconds" in r else ""
         new = f"{r['mean_new']:.1f} (mean)" if lengths == "realistic" else f"{r['mean_new']:.0f}"
         kernel = "fused decode attention" if r.get("fused") else "SDPA attention"
-        if r.get("prior"):
-            kernel += f", plan for {r['prior']:.0f} new tokens"
+        if r.get("expected"):
+            kernel += f", plan for {r['expected']:.0f} new tokens"
         lines.append(f"| {r['shape']} | {lengths} | {RUNS[r['mode']].format(**r, kernel=kernel)} | {r['batch']} | {r['seconds']:.1f}{decoding} "
                      f"| {new} | {r['tokens_per_s']:,.0f} | {r['peak_gib']:.1f} | {speedup} |")
     return "\n".join(lines) + "\n"

@@ -34,7 +34,7 @@ from distill.thoughts import parse_thoughts
 @click.option("--expected-new-tokens", type=float, default=None,
               help="Mean tokens a rationale is expected to take: the batch plan then counts continuous batching's "
                    "one tail per bucket and the prefill, and makes fewer buckets (default: every rationale all "
-                   "--max-new-tokens).")
+                   "--max-new-tokens). Greedy decoding of T5 and LLaMA students only (the static loop).")
 @click.option("--device", default=None, help="cuda, cpu, cuda:1 ... (default: cuda when available).")
 @click.option("--gpus", type=int, default=None,
               help="Data parallel: shard the questions over N processes, one per GPU (with --device cpu: N CPU processes).")

@@ -10,6 +10,7 @@ stops them at the marker, runs their cells in the sandbox and resumes (`tools`),
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
@@ -139,7 +140,7 @@ class HFDecoder:
         o = self.options
         if tools or o.expected_new_tokens is None or not (self.loop is not None and o.continuous):
             return {}
-        return {"expected": min(o.expected_new_tokens, o.max_new_tokens), "prefill": prefill_cost(self.model)}
+        return {"expected": o.expected_new_tokens, "prefill": prefill_cost(self.model)}
 
     def decode(self, prompts: Sequence[str], batches: Sequence[Batch] | None = None) -> Iterator[tuple[list[int], list[list[Any]]]]:
         """(prompt indices, their `samples` texts each) per batch; a `Trace` for each sample of a
@@ -210,12 +211,13 @@ class HFDecoder:
             return [[t] for t in self.tokenizer.batch_decode(torch.cat(tokens), skip_special_tokens=True)]
 
         stream = self.loop.stream(enc["input_ids"], enc["attention_mask"], run[0].capacity, items=indices)
-        for numbers, out in _in_background(stream, self.model.device):
-            done += numbers
-            tokens.append(out)
-            if len(done) >= run[0].capacity:
-                yield done, texts()
-                done, tokens = [], []
+        with contextlib.closing(_in_background(stream, self.model.device)) as made:  # closed here, not by the GC
+            for numbers, out in made:
+                done += numbers
+                tokens.append(out)
+                if len(done) >= run[0].capacity:
+                    yield done, texts()
+                    done, tokens = [], []
         if done:
             yield done, texts()
 
@@ -261,7 +263,6 @@ def _in_background(items: Generator[Any, None, None], device: Any) -> Iterator[A
     being per thread): while the caller works on one (detokenising, checking answers, writing), the
     thread keeps the GPU's queue of decode steps filled. Its exceptions are raised here; a caller that
     stops early stops it, and it has finished before this returns."""
-    import contextlib
     import queue
     import threading
 
@@ -331,13 +332,6 @@ class VllmDecoder:
 
     def _said(self, c: Any) -> Said:
         return Said(c.text, c.finish_reason == "stop" and c.stop_reason == STOP, len(c.token_ids))
-
-    def _continuous_plan(self, tools: bool) -> dict[str, float]:
-        """`plan_batches`' continuous-batching model, where it applies and a mean length is given."""
-        o = self.options
-        if tools or o.expected_new_tokens is None or not (self.loop is not None and o.continuous):
-            return {}
-        return {"expected": min(o.expected_new_tokens, o.max_new_tokens), "prefill": prefill_cost(self.model)}
 
     def decode(self, prompts: Sequence[str], batches: Sequence[Batch] | None = None) -> Iterator[tuple[list[int], list[list[Any]]]]:
         session: ToolSession | None = None

@@ -93,6 +93,9 @@ def _shape_cost(count: int, size: int, length: int, *, max_new_tokens: int, samp
     if expected is None:
         steps = count * max_new_tokens + 2 * math.ceil(max_new_tokens / SEGMENT)
         return steps * (step_cost + size * samples * (length + max_new_tokens / 2))
+    # The tail's steps are charged as full ones: its ended rows read one cache slot each, but they still pay
+    # their rows of every GEMM, which this model does not count otherwise.
+    expected = min(expected, max_new_tokens)
     steps = count * expected + (max_new_tokens - expected) + 2 * math.ceil(max_new_tokens / SEGMENT)
     return steps * (step_cost + size * samples * (length + expected / 2)) + count * size * samples * length * prefill
 
@@ -107,9 +110,12 @@ def step_cost(model: Any) -> float:
 
 def prefill_cost(model: Any) -> float:
     """A padded prompt token's prefill for `_shape_cost`, in KV-cache token reads: 2 FLOPs per weight
-    the prompt goes through (a seq2seq model's encoder; all of a causal one) at PREFILL_FLOPS."""
+    the prompt goes through (a seq2seq model's encoder; all of a causal one) at PREFILL_FLOPS. Not the
+    embeddings (a lookup) nor the output head (the last position only)."""
     body = getattr(model, "encoder", None) or model
-    flops = 2 * sum(p.numel() for p in body.parameters())
+    lookups = {id(p) for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None
+               for p in m.parameters()}
+    flops = 2 * sum(p.numel() for p in body.parameters() if id(p) not in lookups)
     return flops / PREFILL_FLOPS * BANDWIDTH / kv_bytes_per_token(model.config, model.dtype.itemsize)
 
 
