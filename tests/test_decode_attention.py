@@ -60,8 +60,9 @@ def _prompts(kind: str, lengths: list[int], width: int) -> tuple[torch.Tensor, t
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_greedy_loop_with_the_kernel_makes_the_sdpa_steps_tokens(kind: str, device: str) -> None:
     """Same tokens as the SDPA step, prompts of several lengths, EOS allowed (rows end at different steps);
-    on CUDA inside CUDA graphs (and the SDPA step without them). A T5 row of padding only (the kernel's source span (0, 1)) decodes to
-    something finite; its tokens are not compared (CUDA's SDPA gives such a row zeros)."""
+    on CUDA inside CUDA graphs (and the SDPA step without them). A T5 row of padding only (the kernel's
+    source span (0, 1)) decodes to something finite; its tokens are not compared (CUDA's SDPA gives such
+    a row zeros)."""
     if device == "cuda" and not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     if device == "cpu" and not decode_attention.runs(torch.device("cpu")):

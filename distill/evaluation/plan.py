@@ -90,14 +90,11 @@ def _shape_cost(count: int, size: int, length: int, *, max_new_tokens: int, samp
     its steps are its sequences' share of the tokens, then one tail as long as the longest, run at the
     whole batch's fixed cost; and each padded prompt token costs `prefill` (`prefill_cost`), a share that
     grows as sequences get shorter. Without, every sequence makes all `max_new_tokens`."""
-    if expected is None:
-        steps = count * max_new_tokens + 2 * math.ceil(max_new_tokens / SEGMENT)
-        return steps * (step_cost + size * samples * (length + max_new_tokens / 2))
     # The tail's steps are charged as full ones: its ended rows read one cache slot each, but they still pay
-    # their rows of every GEMM, which this model does not count otherwise.
-    expected = min(expected, max_new_tokens)
-    steps = count * expected + (max_new_tokens - expected) + 2 * math.ceil(max_new_tokens / SEGMENT)
-    return steps * (step_cost + size * samples * (length + expected / 2)) + count * size * samples * length * prefill
+    # their rows of every GEMM, which this model does not count otherwise. Without `expected` it is empty.
+    made = max_new_tokens if expected is None else min(expected, max_new_tokens)
+    steps = count * made + (max_new_tokens - made) + 2 * math.ceil(max_new_tokens / SEGMENT)
+    return steps * (step_cost + size * samples * (length + made / 2)) + count * size * samples * length * prefill
 
 
 def step_cost(model: Any) -> float:
