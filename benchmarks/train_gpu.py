@@ -9,7 +9,8 @@ Examples are ETD-like: 40-200 source tokens, 60-300 target tokens (uniform), ran
 
 naive: random batches padded to the longest (16 for (a); 8 for (b) with gradient checkpointing),
        fp32 weights under bf16 autocast, torch.optim.AdamW defaults, the model's own loss.
-ours:  the `distill train` pieces: micro-batches of fixed shapes under a token budget (`length_buckets`),
+ours:  the `distill train` pieces: micro-batches of fixed shapes under a token budget (`length_buckets`;
+       causal: packed rows without padding instead, where flash-attn or torch's varlen attention runs),
        compiled blocks (`compile: true`; eager when that fails or exceeds --compile-limit), bf16
        frozen base for LoRA, fused AdamW, loss on target positions only (the causal LM head only
        sees target positions).
@@ -32,9 +33,10 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from distill.train import varlen  # noqa: E402
 from distill.train.compile import block_lists, compile_blocks  # noqa: E402
 from distill.train.data import IGNORE, Collator, bucket_shape, length, plan_batches, plan_buckets  # noqa: E402
-from distill.train.loop import loss_sum, target_tokens  # noqa: E402
+from distill.train.loop import loss_sum, target_tokens, to_device  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_gpu.md"
 PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.0}  # dense bf16 tensor-core peaks
@@ -223,9 +225,10 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=2e-5, fused=on_gpu or None)
     flash = importlib.util.find_spec("flash_attn") is not None and on_gpu
-    packed = shape.kind == "causal" and (flash if pack == "auto" else pack == "yes")
-    if packed and flash:
-        model.set_attn_implementation("flash_attention_2")
+    packed = shape.kind == "causal" and ((flash or varlen.available()) if pack == "auto" else pack == "yes")
+    kernel = "flash_attention_2" if flash else varlen.NAME if varlen.available() else None
+    if packed and kernel:  # as `distill train` chooses (distill.train.model.attention)
+        model.set_attn_implementation(kernel)
     flex = shape.kind == "seq2seq" and t5_attention == "t5-flex" and compile_model
     if flex:
         import distill.train.t5_flex  # noqa: F401 - registers the implementation
@@ -246,19 +249,25 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
         compile_blocks(model, graph_bound=2 * len(block_lists(model)) * shapes * 2)
 
     def step(examples: list[Example]) -> None:
-        batch = {k: v.to(device, non_blocking=True) for k, v in collate(examples).items()}
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_gpu):
-            loss = loss_sum(model, batch) / target_tokens(batch)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        with phase("collate"):
+            batch = collate(examples)
+            n_targets = target_tokens(batch)  # on the host: no device sync
+        with phase("to device"):
+            batch = to_device(batch, device)
+        with phase("forward"), torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_gpu):
+            loss = loss_sum(model, batch) / n_targets
+        with phase("backward"):
+            loss.backward()
+        with phase("optimizer"):
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
 
     if compile_model:  # one step per batch shape of the run, so that no compile falls into the timed steps
         started = time.perf_counter()
         seen = {}
         for b in batches[:warmup + steps]:
-            seen.setdefault(tuple(v.shape for v in collate(b).values()), b)
+            seen.setdefault(tuple(getattr(v, "shape", v) for v in collate(b).values()), b)
         for b in seen.values():
             step(b)
         if on_gpu:
@@ -269,18 +278,62 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
         from torch.profiler import ProfilerActivity
         from torch.profiler import profile as profiler
 
-        with profiler(activities=[ProfilerActivity.CUDA]) as prof:
+        with profiler(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             for b in batches[:2]:
                 step(b)
             torch.cuda.synchronize()
         table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=40, max_name_column_width=100)
+        table += "\n" + idle_report(prof.events())
         print(table, file=sys.stderr)
         profile.write_text(table)
-    attention = ("flash-attn varlen" if flash else "SDPA block mask") + ", packed" if packed else "SDPA, length-grouped padding"
+    names = {"flash_attention_2": "flash-attn varlen", varlen.NAME: "torch varlen FlashAttention", None: "SDPA block mask"}
+    attention = f"{names[kernel]}, packed" if packed else "SDPA, length-grouped padding"
     if buckets:
         attention = f"{'FlexAttention (t5-flex)' if flex else 'SDPA'}, padded to {len(buckets)} length buckets"
     note = f"token budget {max_tokens:,}, {attention}, fused AdamW" + (", bf16 base" if dtype == torch.bfloat16 else "")
     return seconds, timed, note + (f", compiled blocks (compile + first steps {compile_s:.0f} s)" if compile_model else "")
+
+
+def phase(name: str) -> Any:
+    """A named span of the step, for `idle_report`."""
+    return torch.profiler.record_function(PHASE + name)
+
+
+PHASE = "phase: "
+
+
+def idle_report(events: Any, shortest_us: float = 20.0) -> str:
+    """When the GPU waits for the host: its idle time between the first and last kernel, by the step phase and
+    the innermost host op running in the middle of each gap (a device sync shows up as the op that waits)."""
+    import bisect
+
+    cuda, cpu = torch.autograd.DeviceType.CUDA, torch.autograd.DeviceType.CPU
+    kernels = sorted((e.time_range.start, e.time_range.end) for e in events if e.device_type == cuda)
+    spans = {True: [], False: []}  # phases, ops: (start, end, name) by start
+    for e in events:
+        if e.device_type == cpu:
+            spans[e.name.startswith(PHASE)].append((e.time_range.start, e.time_range.end, e.name.removeprefix(PHASE)))
+    for v in spans.values():
+        v.sort()
+    starts = {k: [e[0] for e in v] for k, v in spans.items()}
+
+    def innermost(is_phase: bool, t: float, default: str) -> str:
+        i = bisect.bisect(starts[is_phase], t)
+        return next((e[2] for e in reversed(spans[is_phase][max(0, i - 5000):i]) if e[1] >= t), default)
+
+    by: dict[tuple[str, str], float] = {}
+    busy_until, idle, span = kernels[0][1], 0.0, kernels[-1][1] - kernels[0][0]
+    for start, end in kernels[1:]:
+        if start - busy_until >= shortest_us:
+            middle = (start + busy_until) / 2
+            key = innermost(True, middle, "outside the step"), innermost(False, middle, "none")
+            by[key] = by.get(key, 0.0) + start - busy_until
+            idle += start - busy_until
+        busy_until = max(busy_until, end)
+    lines = [f"GPU idle {idle / 1e3:.1f} ms of {span / 1e3:.1f} ms ({idle / span:.1%}) in gaps of {shortest_us:.0f} us or more;"
+             " by step phase and the host op in the gap's middle:"]
+    lines += [f"  {ms / 1e3:8.1f} ms  {p_} / {op}" for (p_, op), ms in sorted(by.items(), key=lambda x: -x[1])[:15]]
+    return "\n".join(lines)
 
 
 def free(device: torch.device) -> None:
@@ -341,13 +394,13 @@ def ours_with_fallback(shape: Shape, data: list[Example], device: torch.device, 
     return run
 
 
-def speedups(results: list[Result]) -> list[float]:
+def speedups(results: list[Result]) -> list[float | None]:
     base = {r.shape: r.tokens_per_s for r in results if r.recipe == "naive"}
-    return [r.tokens_per_s / base[r.shape] for r in results]
+    return [r.tokens_per_s / base[r.shape] if r.shape in base else None for r in results]
 
 
 def rows(results: list[Result]) -> list[list[str]]:
-    return [[r.shape, r.recipe, f"{r.tokens_per_s:,.0f}", f"{x:.2f}x", f"{r.mfu:.1%}" if r.mfu is not None else "n/a",
+    return [[r.shape, r.recipe, f"{r.tokens_per_s:,.0f}", f"{x:.2f}x" if x else "n/a", f"{r.mfu:.1%}" if r.mfu is not None else "n/a",
              f"{r.peak_gb:.1f}", f"{r.step_s:.3f}", f"{r.tokens_per_step:,.0f}", r.note]
             for r, x in zip(results, speedups(results))]
 
@@ -399,6 +452,7 @@ def main() -> None:
                         help="ours: seconds a compiled run may take (compile included) before eager is measured instead")
     parser.add_argument("--buckets-a", default="", help="ours, shape (a): padded widths, e.g. 128,256,320 "
                         f"(fewer shapes to compile; default {','.join(map(str, BUCKETS['seq2seq']))})")
+    parser.add_argument("--recipes", default="naive,ours", help="which recipes to run (a table without naive has no speed-up)")
     parser.add_argument("--peak-tflops", type=float, help="bf16 dense peak of this GPU (default: from its name)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -425,6 +479,8 @@ def main() -> None:
                             ("ours", ours_with_fallback(shape, data, device, args.warmup, args.steps, budget, not args.eager,
                                                        args.pack, args.compile_limit, profile,
                                                        args.t5_attention))):
+            if recipe not in args.recipes.split(","):
+                continue
             started = time.perf_counter()
             results.append(measure(shape, recipe, device, peak, run))
             console.print(f"{shape.name} {recipe}: {results[-1].tokens_per_s:,.0f} tokens/s "

@@ -91,3 +91,33 @@ def test_prompts_padded_on_the_wrong_side_are_refused() -> None:
     loop = GreedyLoop(model, max_new_tokens=2, pad_token_id=0, force_new_tokens=True, fused=True)
     with pytest.raises(ValueError, match="left-padded"):
         loop(ids, mask)
+
+
+def test_a_capture_out_of_memory_is_captured_again_on_an_emptied_cache() -> None:
+    """The cache is kept through captures (`cuda_graph`); a capture that needs memory the allocator holds
+    cached but cannot free mid-capture runs out, and is captured again after emptying the cache."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from distill.evaluation.graphs import cuda_graph
+
+    gib = 1 << 30
+    torch.cuda.empty_cache()
+    cap = torch.cuda.memory_reserved() + 2 * gib
+    torch.cuda.set_per_process_memory_fraction(cap / torch.cuda.get_device_properties(0).total_memory)
+    try:
+        cached = torch.empty(3 * gib // 2, dtype=torch.uint8, device="cuda")
+        del cached  # 1.5 GiB reserved but free: only 0.5 GiB more can be taken
+        out = torch.zeros(4, device="cuda")
+        attempts = []
+
+        def step() -> None:
+            attempts.append(1)
+            scratch = torch.ones(gib // 4, device="cuda")  # 1 GiB, inside the capture
+            out.copy_(scratch[:4] * 2)
+
+        replay = cuda_graph(step, torch.cuda.graph_pool_handle())
+        replay()
+        torch.cuda.synchronize()
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+    assert len(attempts) == 2 and out.tolist() == [2.0] * 4

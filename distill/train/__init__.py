@@ -182,7 +182,7 @@ def _batches(config: TrainConfig, splits: Any, tokenizer: Any, model: Any, setti
              accelerator: Any, on_gpu: bool) -> tuple[Collator, Plan, list[Any] | None]:
     """The collator, this process's plan of training batches and its share of the validation batches."""
     kind = settings.kind
-    auto_pack = getattr(model.config, "_attn_implementation", None) == "flash_attention_2"
+    auto_pack = getattr(model.config, "_attn_implementation", None) in ("flash_attention_2", "varlen")
     packed = kind == "causal" and (auto_pack if config.packing == "auto" else config.packing)
     collate = Collator(kind, tokenizer.pad_token_id, decoder_start_id=getattr(model.config, "decoder_start_token_id", None),
                        packing=packed, pad_to_multiple_of=config.pad_to_multiple_of or (8 if on_gpu else 1),

@@ -16,11 +16,15 @@ from distill.train.data import IGNORE, Collator, bucket_shape, length, plan_batc
 from distill.train.kd import topk_kl
 from distill.train.log import MetricsLog, StepProgress
 
-Batch = dict[str, torch.Tensor]
+Batch = dict[str, Any]  # tensors, and the ints of a packed batch (`max_length_q`)
 
 
 LossFn = Callable[[Any, Batch], torch.Tensor]
 TEACHER_KEYS = ("labels", "kd_ids", "kd_lp")  # batch entries that are not model inputs
+
+
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def model_targets(model: Any, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,7 +135,7 @@ class Loop:
     rewrite: Callable[[list[dict[str, Any]], int], list[dict[str, Any]]] | None = None
 
     def to_device(self, batch: Batch) -> Batch:
-        return {k: v.to(self.accelerator.device, non_blocking=True) for k, v in batch.items()}
+        return to_device(batch, self.accelerator.device)
 
     def step(self, micro: list[Batch]) -> torch.Tensor:
         """One optimizer step; returns the summed target loss (a device tensor: no host sync here)."""

@@ -40,13 +40,25 @@ def load_tokenizer(config: TrainConfig, rows: Iterable[dict[str, str]] = (), *,
 
 
 def attention(config: TrainConfig, on_gpu: bool, kind: str) -> str:
-    """FlashAttention-2 keeps packed examples apart at no cost (varlen kernels); SDPA does it with a
-    dense block-diagonal mask, so packed rows cost attention over their whole length. `t5-flex` is
-    opt-in: equal to SDPA on a GPU, but its speed is not measured yet (its compile outran 150 s)."""
+    """FlashAttention-2 keeps packed examples apart at no cost (varlen kernels), and so does PyTorch's own
+    `varlen` (distill/train/varlen.py) where flash-attn is not installed; SDPA does it with a dense
+    block-diagonal mask, so packed rows cost attention over their whole length. `t5-flex` is opt-in:
+    equal to SDPA on a GPU, and slower than it on the CodeT5-large shape (benchmarks/results/train_gpu.md)."""
+    from distill.train import varlen
+
     name = config.attn_implementation
     if name == "auto":
-        flash = kind == "causal" and on_gpu and importlib.util.find_spec("flash_attn") is not None  # T5 has no FA2 path
-        name = "flash_attention_2" if flash else "sdpa"
+        causal = kind == "causal" and on_gpu  # T5 has no varlen path
+        half = config.mixed_precision != "no" or config.dtype in ("bfloat16", "float16")  # FlashAttention's dtypes
+        if causal and importlib.util.find_spec("flash_attn") is not None:
+            name = "flash_attention_2"
+        elif causal and half and config.packing is not False and varlen.available():
+            name = varlen.NAME
+        else:
+            name = "sdpa"
+    if name == varlen.NAME and (kind != "causal" or not on_gpu or config.packing is False):
+        raise InputError(f"key 'attn_implementation': varlen trains packed causal students on a GPU, not a {kind} "
+                         f"student{'' if on_gpu else ' on CPU'}{' with packing: false' if config.packing is False else ''}")
     if name == "t5-flex":
         if kind != "seq2seq" or not on_gpu:
             raise InputError(f"key 'attn_implementation': t5-flex trains T5-family students on a GPU (FlexAttention "
