@@ -23,6 +23,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_gpu import instantiate  # noqa: E402
+
 from distill.train.compile import compile_blocks  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "layer_costs.md"
@@ -49,15 +52,7 @@ def lora_layers(device: torch.device, smoke: bool) -> list[tuple[str, str]]:
     for name, dropout in (("frozen base, no LoRA", None), ("LoRA r16, dropout 0.05", 0.05), ("LoRA r16, no dropout", 0.0)):
         config = LlamaConfig(vocab_size=32000, hidden_size=d, intermediate_size=ff, num_hidden_layers=layers,
                              num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=4096)
-        config._attn_implementation = "sdpa"
-        previous = torch.get_default_dtype()
-        torch.set_default_dtype(torch.bfloat16)
-        try:
-            with torch.device(device):
-                model = LlamaModel(config)
-        finally:
-            torch.set_default_dtype(previous)
-        model.config.use_cache = False
+        model = instantiate(LlamaModel, config, torch.bfloat16, device)
         model.requires_grad_(False)
         if dropout is not None:
             model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=dropout, target_modules="all-linear"))

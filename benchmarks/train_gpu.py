@@ -77,6 +77,20 @@ def smoke_shapes() -> list[Shape]:
             Shape("b) tiny Llama, LoRA r4", "causal", 2, 64, 256, 4, 384, lora_r=4)]
 
 
+def instantiate(cls: Any, config: Any, dtype: torch.dtype, device: torch.device) -> Any:
+    """`cls(config)` on SDPA, built straight in `dtype` on `device` (no fp32 copy of a bf16 7B), no KV cache."""
+    config._attn_implementation = "sdpa"
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = cls(config)
+    finally:
+        torch.set_default_dtype(previous)
+    model.config.use_cache = False
+    return model
+
+
 def build_model(shape: Shape, dtype: torch.dtype, device: torch.device, checkpointing: bool) -> Any:
     from transformers import LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
 
@@ -91,15 +105,7 @@ def build_model(shape: Shape, dtype: torch.dtype, device: torch.device, checkpoi
                              num_hidden_layers=shape.layers, num_attention_heads=shape.heads,
                              num_key_value_heads=shape.heads, max_position_embeddings=4096, pad_token_id=0)
         cls = LlamaForCausalLM
-    config._attn_implementation = "sdpa"
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)  # build straight in the target dtype: no fp32 copy of a bf16 7B
-    try:
-        with torch.device(device):
-            model = cls(config)
-    finally:
-        torch.set_default_dtype(previous)
-    model.config.use_cache = False
+    model = instantiate(cls, config, dtype, device)
     if checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if shape.lora_r:
@@ -308,7 +314,9 @@ def idle_report(events: Any, shortest_us: float = 20.0) -> str:
     import bisect
 
     cuda, cpu = torch.autograd.DeviceType.CUDA, torch.autograd.DeviceType.CPU
-    kernels = sorted((e.time_range.start, e.time_range.end) for e in events if e.device_type == cuda)
+    # The phases' ranges also come back as device-side annotation events spanning their kernels: not kernels.
+    kernels = sorted((e.time_range.start, e.time_range.end) for e in events
+                     if e.device_type == cuda and not e.is_user_annotation and not e.name.startswith(PHASE))
     spans = {True: [], False: []}  # phases, ops: (start, end, name) by start
     for e in events:
         if e.device_type == cpu:

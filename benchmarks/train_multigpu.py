@@ -51,7 +51,7 @@ from train_gpu import BUCKETS, PEAK_TFLOPS, Shape, build_model, model_flops, rea
 
 from distill.train.data import Collator, bucket_shape, length, plan_batches, plan_buckets  # noqa: E402
 from distill.train.distributed import before_process_group  # noqa: E402
-from distill.train.loop import loss_sum, target_tokens  # noqa: E402
+from distill.train.loop import loss_sum, target_tokens, to_device  # noqa: E402
 
 RESULTS = HERE / "results" / "train_multigpu.md"
 # NVLink multicast stays off wherever these benchmarks start processes (see the device notes).
@@ -165,7 +165,7 @@ def make_step(model: Any, optimizer: Any, scheduler: Any, device: torch.device, 
     def step(cpu_batch: dict[str, torch.Tensor]) -> torch.Tensor:
         n_target = target_tokens(cpu_batch)  # counted on the host copy
         targets.append(n_target)
-        batch = {k: v.to(device, non_blocking=True) for k, v in cpu_batch.items()}
+        batch = to_device(cpu_batch, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             loss = loss_sum(engine or model, batch)
         scaled = loss / max(n_target, 1)
@@ -185,8 +185,8 @@ def make_step(model: Any, optimizer: Any, scheduler: Any, device: torch.device, 
 
 
 def use_packing(args: argparse.Namespace, on_gpu: bool) -> bool:
-    """Packed rows where the attention keeps examples apart without dense masks (flash-attn), as the
-    recipe's `packing: auto`; length buckets otherwise."""
+    """Packed rows where flash-attn keeps examples apart without dense masks; length buckets otherwise.
+    (`distill train`'s `packing: auto` also packs on torch's varlen kernels; not measured here.)"""
     return args.pack == "yes" or (args.pack == "auto" and on_gpu and importlib.util.find_spec("flash_attn") is not None)
 
 

@@ -43,7 +43,7 @@ def test_packed_rows_carry_the_example_bounds() -> None:
 
 @pytest.mark.parametrize(("overrides", "on_gpu", "message"), [
     ({"student": "tiny-llama"}, False, "on CPU"),
-    ({"student": "tiny-llama", "packing": False}, True, "with packing: false"),
+    ({"student": "tiny-llama", "packing": False}, True, "packing: false"),
     ({"student": "tiny-t5"}, True, "not a seq2seq student"),
 ])
 def test_varlen_is_refused_where_it_cannot_run(overrides: dict, on_gpu: bool, message: str) -> None:
@@ -58,6 +58,49 @@ def test_auto_stays_on_sdpa_without_a_gpu_or_packing() -> None:
     assert attention(config, False, "causal") == "sdpa"
     unpacked = load_config(None, {"student": "tiny-llama", "data": "x", "output_dir": "y", "packing": False})
     assert attention(unpacked, True, "causal") in ("sdpa", "flash_attention_2")
+
+
+@pytest.mark.parametrize(("overrides", "want"), [
+    ({}, "varlen"),
+    ({"packing": True}, "varlen"),
+    ({"packing": False}, "sdpa"),
+    ({"mixed_precision": "no"}, "sdpa"),  # fp32 compute: FlashAttention takes bf16/fp16 only
+    ({"tiny": {"dropout": 0.1}}, "sdpa"),  # attention dropout: varlen has none
+])
+def test_auto_picks_varlen_on_a_capable_gpu(monkeypatch: pytest.MonkeyPatch, overrides: dict, want: str) -> None:
+    from distill.train import varlen
+
+    monkeypatch.setattr(varlen, "available", lambda: True)  # an Ampere+ GPU, as seen from the selection
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == "flash_attn" else object())
+    config = load_config(None, {"student": "tiny-llama", "data": "x", "output_dir": "y", **overrides})
+    assert attention(config, True, "causal") == want
+
+
+def test_generate_runs_on_sdpa_while_padded() -> None:
+    """gkd samples with HF generate (padded rows): varlen.padded switches a varlen student to SDPA and back."""
+    from distill.train import varlen
+    from distill.train.tiny import default_tokenizer, tiny_causal
+
+    tokenizer = default_tokenizer()
+    model = tiny_causal(tokenizer, d_model=32, layers=1, heads=2).eval()
+    model.set_attn_implementation(varlen.NAME)
+    ids = torch.tensor([[5, 6, 7]])
+    with pytest.raises(ValueError, match="varlen attention needs packed batches"):
+        model.generate(input_ids=ids, max_new_tokens=2, do_sample=False, pad_token_id=0)
+    with varlen.padded(model):
+        assert model.config._attn_implementation == "sdpa"
+        out = model.generate(input_ids=ids, max_new_tokens=2, do_sample=False, pad_token_id=0)
+    assert out.shape == (1, 5) and model.config._attn_implementation == varlen.NAME
+
+
+def test_features_varlen_lacks_are_refused() -> None:
+    from distill.train.varlen import varlen_attention
+
+    x = torch.zeros(1, 2, 4, 8)
+    with pytest.raises(ValueError, match="does not implement softcap"):
+        varlen_attention(torch.nn.Module(), x, x, x, None, cu_seq_lens_q=torch.tensor([0, 4]), max_length_q=4, softcap=30.0)
+    with pytest.raises(ValueError, match="no dropout"):
+        varlen_attention(torch.nn.Module(), x, x, x, None, dropout=0.1, cu_seq_lens_q=torch.tensor([0, 4]), max_length_q=4)
 
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="varlen attention runs on CUDA only")

@@ -34,33 +34,40 @@ def cuda_graph(fn: Callable[[], None], pool: Any) -> Callable[[], None]:
     may decode in a thread while other threads work (`backends._in_background`)."""
     import torch
 
-    try:
-        return _capture(fn, pool).replay
-    except torch.cuda.OutOfMemoryError:
+    graph, complete = _capture(fn, pool)
+    if not complete:  # the failed graph stays referenced until the retry is done: its pool stays in use
         torch.cuda.empty_cache()
-        return _capture(fn, pool).replay
+        graph, complete = _capture(fn, pool)
+        if not complete:
+            raise torch.cuda.OutOfMemoryError("a CUDA graph capture ran out of memory, on an emptied cache too")
+    return graph.replay
 
 
-def _capture(fn: Callable[[], None], pool: Any) -> Any:
+def _capture(fn: Callable[[], None], pool: Any) -> tuple[Any, bool]:
+    """(graph, False) when the capture ran out of memory: caught here, so that the frames of the failed
+    attempt (its tensors in the pool) are gone before the caller empties the cache."""
     import torch
 
     torch.cuda.synchronize()
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.stream(_capture_stream()):
+    complete = True
+    with torch.cuda.stream(_capture_stream(torch.cuda.current_device())):
         graph.capture_begin(pool=pool, capture_error_mode="thread_local")
         try:
             fn()
+        except torch.cuda.OutOfMemoryError:
+            complete = False
         finally:
             graph.capture_end()
-    return graph
+    return graph, complete
 
 
 @functools.cache
-def _capture_stream() -> Any:
-    """One side stream for every capture (a capture cannot run on the default stream)."""
+def _capture_stream(device: int) -> Any:
+    """One side stream per device for every capture (a capture cannot run on the default stream)."""
     import torch
 
-    return torch.cuda.Stream()
+    return torch.cuda.Stream(device)
 
 
 class GreedyLoop:

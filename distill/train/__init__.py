@@ -16,6 +16,7 @@ import torch
 from distill.cues import load_cues
 from distill.records import InputError
 from distill.students import StudentSettings, model_kind, pretrained_tokenizer
+from distill.train import varlen
 from distill.train.card import write_model_card
 from distill.train.checkpoint import (
     CONFIG_FILE,
@@ -182,7 +183,7 @@ def _batches(config: TrainConfig, splits: Any, tokenizer: Any, model: Any, setti
              accelerator: Any, on_gpu: bool) -> tuple[Collator, Plan, list[Any] | None]:
     """The collator, this process's plan of training batches and its share of the validation batches."""
     kind = settings.kind
-    auto_pack = getattr(model.config, "_attn_implementation", None) in ("flash_attention_2", "varlen")
+    auto_pack = getattr(model.config, "_attn_implementation", None) in ("flash_attention_2", varlen.NAME)
     packed = kind == "causal" and (auto_pack if config.packing == "auto" else config.packing)
     collate = Collator(kind, tokenizer.pad_token_id, decoder_start_id=getattr(model.config, "decoder_start_token_id", None),
                        packing=packed, pad_to_multiple_of=config.pad_to_multiple_of or (8 if on_gpu else 1),
@@ -230,7 +231,10 @@ def _objective(loop: Loop, config: TrainConfig, settings: StudentSettings, token
     elif config.objective == "gkd":
         from distill.train.gkd import OnPolicy, load_teacher
 
-        teacher = load_teacher(config.teacher or "", settings.kind, loop.accelerator.device, on_gpu)
+        from accelerate.utils import extract_model_from_parallel
+
+        student = getattr(extract_model_from_parallel(loop.model).config, "_attn_implementation", None)
+        teacher = load_teacher(config.teacher or "", settings.kind, loop.accelerator.device, on_gpu, student)
         gkd = OnPolicy(teacher, settings.kind, config.beta, config.on_policy_fraction,
                        config.gkd_max_new_tokens or config.max_target_len, config.gkd_temperature, tokenizer.pad_token_id,
                        tokenizer.eos_token_id, config.seed, student=loop.model, device=loop.accelerator.device)

@@ -89,14 +89,15 @@ class TrainConfig:
     grad_accum: int = 1
     group_by_length: bool = True
     # Causal students: padding-free micro-batches (position_ids, no cross-sample attention). auto: when
-    # the attention is flash_attention_2 (varlen kernels); under SDPA a packed row pays dense attention
-    # over its whole length, and length-grouped padding is cheaper.
+    # the attention is flash_attention_2 or varlen (varlen kernels); under SDPA a packed row pays dense
+    # attention over its whole length, and length-grouped padding is cheaper.
     packing: bool | str = "auto"
     # Precision and speed.
     mixed_precision: str = "auto"  # auto: bf16 where the GPU supports it, else none
     dtype: str = "auto"  # weights; auto: float32 for full fine-tuning, bfloat16 LoRA base on GPU
-    # auto: flash_attention_2 (causal) when flash-attn is installed and a GPU is there, else sdpa; t5-flex:
-    # T5 on a GPU by FlexAttention (no dropout on attention probabilities; distill/train/t5_flex.py)
+    # auto: flash_attention_2 (causal) when flash-attn is installed and a GPU is there; else varlen (causal,
+    # torch's varlen FlashAttention on an Ampere+ GPU in bf16, packing not false; distill/train/varlen.py);
+    # else sdpa. t5-flex: T5 on a GPU by FlexAttention (no dropout on attention probabilities; t5_flex.py)
     attn_implementation: str = "auto"
     gradient_checkpointing: bool = False
     compile: bool = False  # torch.compile each repeated block (encoder/decoder layers), dynamic shapes

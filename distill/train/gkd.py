@@ -21,6 +21,7 @@ from accelerate.utils import extract_model_from_parallel
 
 from distill.records import InputError
 from distill.students import model_kind, pretrained
+from distill.train import varlen
 from distill.train.data import IGNORE
 from distill.train.kd import generalized_jsd
 from distill.train.loop import Batch, model_targets
@@ -37,8 +38,9 @@ def teacher_path(spec: str) -> str:
     return spec
 
 
-def load_teacher(spec: str, kind: str, device: Any, on_gpu: bool) -> Any:
-    """The teacher, frozen, in eval mode (bf16 on a GPU); it must be of the student's kind."""
+def load_teacher(spec: str, kind: str, device: Any, on_gpu: bool, attention: str | None = None) -> Any:
+    """The teacher, frozen, in eval mode (bf16 on a GPU); it must be of the student's kind. `attention`:
+    the student's, when it is varlen (the teacher then scores the same packed rows without a dense mask)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     path = teacher_path(spec)
@@ -49,6 +51,10 @@ def load_teacher(spec: str, kind: str, device: Any, on_gpu: bool) -> Any:
     auto = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
     model = auto.from_pretrained(path, torch_dtype=torch.bfloat16 if on_gpu else torch.float32).to(device).eval()
     model.requires_grad_(False)
+    if attention == varlen.NAME:
+        from distill.train.model import set_attention
+
+        set_attention(model, varlen.NAME)
     return model
 
 
@@ -106,11 +112,12 @@ class OnPolicy:
         was_training = model.training
         model.eval()
         try:
-            out = model.generate(input_ids=torch.tensor(rows, device=self.device),
-                                 attention_mask=torch.tensor(mask, device=self.device), do_sample=True, top_k=0,
-                                 top_p=1.0, temperature=self.temperature, max_new_tokens=self.max_new_tokens,
-                                 pad_token_id=self.pad_id, eos_token_id=self.eos_id,
-                                 min_new_tokens=self.max_new_tokens if self.force_length else None)
+            with varlen.padded(model):  # generate runs padded batches
+                out = model.generate(input_ids=torch.tensor(rows, device=self.device),
+                                     attention_mask=torch.tensor(mask, device=self.device), do_sample=True, top_k=0,
+                                     top_p=1.0, temperature=self.temperature, max_new_tokens=self.max_new_tokens,
+                                     pad_token_id=self.pad_id, eos_token_id=self.eos_id,
+                                     min_new_tokens=self.max_new_tokens if self.force_length else None)
         finally:
             model.train(was_training)
         return out[:, width:] if left else out[:, 1:]  # seq2seq: drop the decoder start token

@@ -50,15 +50,16 @@ def attention(config: TrainConfig, on_gpu: bool, kind: str) -> str:
     if name == "auto":
         causal = kind == "causal" and on_gpu  # T5 has no varlen path
         half = config.mixed_precision != "no" or config.dtype in ("bfloat16", "float16")  # FlashAttention's dtypes
+        no_dropout = config.student not in TINY_STUDENTS or not config.tiny.dropout  # varlen has no attention dropout
         if causal and importlib.util.find_spec("flash_attn") is not None:
             name = "flash_attention_2"
-        elif causal and half and config.packing is not False and varlen.available():
+        elif causal and half and no_dropout and config.packing is not False and varlen.available():
             name = varlen.NAME
         else:
             name = "sdpa"
     if name == varlen.NAME and (kind != "causal" or not on_gpu or config.packing is False):
-        raise InputError(f"key 'attn_implementation': varlen trains packed causal students on a GPU, not a {kind} "
-                         f"student{'' if on_gpu else ' on CPU'}{' with packing: false' if config.packing is False else ''}")
+        where = f"a {kind} student" + ("" if on_gpu else " on CPU") + (", packing: false" if config.packing is False else "")
+        raise InputError(f"key 'attn_implementation': varlen trains packed causal students on a GPU, not {where}")
     if name == "t5-flex":
         if kind != "seq2seq" or not on_gpu:
             raise InputError(f"key 'attn_implementation': t5-flex trains T5-family students on a GPU (FlexAttention "

@@ -10,7 +10,9 @@ know. Importing this module registers the implementation (`set_attn_implementati
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -20,16 +22,37 @@ NAME = "varlen"
 
 
 def available() -> bool:
-    """PyTorch has varlen attention (2.10 and later) and a GPU to run it on."""
-    return torch.cuda.is_available() and importlib.util.find_spec("torch.nn.attention.varlen") is not None
+    """PyTorch has varlen attention (2.10 and later) and a GPU its FlashAttention kernels run on (Ampere, sm80,
+    or newer: bf16 there too)."""
+    return (torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 0)
+            and importlib.util.find_spec("torch.nn.attention.varlen") is not None)
+
+
+@contextlib.contextmanager
+def padded(model: Any) -> Iterator[None]:
+    """SDPA while a model that trains on varlen runs padded batches (HF `generate`), varlen again after."""
+    from distill.train.model import set_attention
+
+    if getattr(model.config, "_attn_implementation", None) != NAME:
+        yield
+        return
+    set_attention(model, "sdpa")
+    try:
+        yield
+    finally:
+        set_attention(model, NAME)
 
 
 def varlen_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                      attention_mask: Any, scaling: float | None = None, dropout: float = 0.0,
                      cu_seq_lens_q: torch.Tensor | None = None, max_length_q: int | None = None,
-                     **kwargs: Any) -> tuple[torch.Tensor, None]:
+                     sliding_window: int | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
     """[1, heads, tokens, dim] in, [1, tokens, heads, dim] out (HF's attention-interface contract)."""
     from torch.nn.attention.varlen import varlen_attn
+
+    unsupported = [k for k in ("softcap", "s_aux") if kwargs.get(k) is not None]
+    if unsupported:
+        raise ValueError(f"varlen attention does not implement {', '.join(unsupported)}: use sdpa for this model")
 
     if cu_seq_lens_q is None or max_length_q is None or query.shape[0] != 1:
         raise ValueError("varlen attention needs packed batches (one row, cu_seq_lens_q and max_length_q from "
@@ -44,7 +67,9 @@ def varlen_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
     q, k, v = (t[0].transpose(0, 1).to(dtype) for t in (query, key, value))  # [tokens, heads, dim]
     if k.shape[1] != q.shape[1]:  # grouped-query attention: each key/value head serves a group of query heads
         k, v = (t.repeat_interleave(q.shape[1] // t.shape[1], dim=1) for t in (k, v))
-    window = (-1, 0) if getattr(module, "is_causal", True) else (-1, -1)
+    causal = getattr(module, "is_causal", True)
+    # (left, right) keys a query sees; HF's sliding window of w counts the query itself (w - 1 to its left).
+    window = (sliding_window - 1 if sliding_window else -1, 0 if causal else -1)
     scale = {} if scaling is None else {"scale": scaling}
     out = varlen_attn(q, k, v, cu_seq_lens_q, cu_seq_lens_q, max_length_q, max_length_q, window_size=window, **scale)
     return out[None], None

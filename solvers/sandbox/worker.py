@@ -435,6 +435,11 @@ class Zygote:
 
     def _child(self, kind: int, size: int, result_w: int, limit: int, zygote: int) -> None:
         try:
+            # The children still running when this one was forked may have written part of their result
+            # into the zygote's buffers already: this child's copy of them goes before its program runs
+            # (a full-suite run caught a hostile program reading a neighbour's result there, under load).
+            for other in set(self.children.values()):
+                other.buffer[:other.got] = bytes(other.got)
             # Every descriptor goes but the result pipe: the pool's pipes (and the next jobs queued in
             # them), the other children's pipes and pidfds.
             os.closerange(0, result_w)
