@@ -232,9 +232,11 @@ def test_hf_teacher_generates_with_a_tiny_random_model(tmp_path):
 
     results = asyncio.run(go())
     assert [len(r) for r in results] == [2, 2, 2]
-    for row in results:
-        assert row[0].prompt_tokens > 0 and all(0 < c.completion_tokens <= 6 for c in row)
+    for row in results:  # a random model may sample EOS first: an empty completion that stopped
+        assert row[0].prompt_tokens > 0 and all(0 <= c.completion_tokens <= 6 for c in row)
         assert all(isinstance(c.text, str) and c.finish_reason in ("stop", "length") for c in row)
+        assert all(c.finish_reason == "stop" for c in row if c.completion_tokens == 0)
+    assert sum(c.completion_tokens for row in results for c in row) > 0
 
 
 def test_local_teachers_continue_the_prefix(tmp_path):
