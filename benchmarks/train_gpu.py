@@ -231,8 +231,8 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=2e-5, fused=on_gpu or None)
     flash = importlib.util.find_spec("flash_attn") is not None and on_gpu
-    packed = shape.kind == "causal" and ((flash or varlen.available()) if pack == "auto" else pack == "yes")
     kernel = "flash_attention_2" if flash else varlen.NAME if varlen.available() else None
+    packed = shape.kind == "causal" and (kernel is not None if pack == "auto" else pack == "yes")
     if packed and kernel:  # as `distill train` chooses (distill.train.model.attention)
         model.set_attn_implementation(kernel)
     flex = shape.kind == "seq2seq" and t5_attention == "t5-flex" and compile_model

@@ -28,10 +28,11 @@ def cuda_graph(fn: Callable[[], None], pool: Any) -> Callable[[], None]:
 
     `torch.cuda.graph` empties the device and pinned-host memory caches before every capture, and the
     allocations after it pay for fresh cudaMalloc/cudaHostAlloc calls (the 770M shape's realistic run of
-    `benchmarks/eval_gpu.py`, 8 captures: 15.6 s with it, 14.4 s with this, on two H200 machines). So the
-    capture goes ahead on the cache as it is, and only one that runs out of memory (during a capture the allocator cannot free cached blocks
-    to make room) is captured again after emptying the device cache. Thread-local capture: the caller
-    may decode in a thread while other threads work (`backends._in_background`)."""
+    `benchmarks/eval_gpu.py`, 8 captures: 15.6 s with it, 13.5-14.4 s with this, on H200 machines). So
+    the capture goes ahead on the cache as it is, and only one that runs out of memory (during a capture
+    the allocator cannot free cached blocks to make room) is captured again after emptying the device
+    cache. Thread-local capture: the caller may decode in a thread while other threads work
+    (`backends._in_background`)."""
     import torch
 
     graph, complete = _capture(fn, pool)

@@ -328,12 +328,12 @@ class Collator:
             # One row, position ids restarting per example: the attention backend keeps examples apart
             # (varlen kernels read the examples' bounds, HF's FlashAttention keywords; SDPA the position ids).
             lengths = [len(e["ids"]) for e in examples]
-            bounds = torch.tensor([0, *lengths], dtype=torch.int32).cumsum(0, dtype=torch.int32)
+            bounds, longest = torch.tensor([0, *lengths], dtype=torch.int32).cumsum(0, dtype=torch.int32), max(lengths)
             return {
                 "input_ids": torch.tensor([[t for e in examples for t in e["ids"]]]),
                 "position_ids": torch.tensor([[p for n in lengths for p in range(n)]]),
                 "labels": torch.tensor([[t for e in examples for t in e["labels"]]]),
-                "cu_seq_lens_q": bounds, "cu_seq_lens_k": bounds, "max_length_q": max(lengths), "max_length_k": max(lengths),
+                "cu_seq_lens_q": bounds, "cu_seq_lens_k": bounds, "max_length_q": longest, "max_length_k": longest,
             }
         ids = [e["ids"] for e in examples]
         return {
