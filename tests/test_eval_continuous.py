@@ -139,3 +139,66 @@ def test_a_stream_made_in_the_background_keeps_order_errors_and_early_stops() ->
     assert next(early) == 0
     early.close()  # the caller stops: the thread stops and the generator is closed before close returns
     assert closed == [False, True, False]
+
+
+def test_prefixes_follow_a_leader_and_rejoin_when_it_is_refilled() -> None:
+    """Rows whose prompts begin alike follow one leader; a refilled leader's followers follow another."""
+    from distill.evaluation.prefixes import MIN_SHARED, Prefixes
+
+    q, r = list(range(10, 10 + MIN_SHARED + 4)), list(range(50, 50 + MIN_SHARED + 2))
+    p = Prefixes(5, 40)
+    p.assign(range(5), [q + [1], r + [2, 3], q + [2, 2], q[:MIN_SHARED - 1], q + [3]])
+    src, src_lo, shared, order = p.tables()
+    assert src == [0, 1, 0, 3, 0] and shared == [0, 0, len(q), 0, len(q)]
+    assert src_lo == [40 - len(q) - 1, 40 - len(r) - 2, 40 - len(q) - 1, 40 - MIN_SHARED + 1, 40 - len(q) - 1]  # leaders' first slots
+    assert order == [0, 2, 4, 1, 3]  # followers launched beside their leader
+    p.assign([0], [r + [9]])  # the leader's row takes another prompt: row 2 leads, row 4 follows it
+    src, src_lo, shared, order = p.tables()
+    assert src == [1, 1, 2, 3, 2] and shared == [len(r), 0, 0, 0, len(q)]
+    assert src_lo[0] == 40 - len(r) - 2 and src_lo[4] == 40 - len(q) - 2 and order == [0, 1, 2, 4, 3]
+    p.assign([2, 4], [q[:MIN_SHARED] + [7], q + [8]])  # a common prefix of MIN_SHARED tokens is enough
+    assert p.tables()[0] == [1, 1, 2, 3, 2] and p.tables()[2] == [len(r), 0, 0, 0, MIN_SHARED]
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_rows_sharing_prompt_prefixes_make_the_tokens_of_the_plain_step(device: str) -> None:
+    """Groups of three prompts that begin alike (a question's thoughts), streamed 5 rows at a time with
+    EOS at chosen lengths: leaders end and are refilled while their followers decode. Every prompt gets
+    the tokens of the SDPA step batch by batch, and prefixes were read from other rows."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    if device == "cpu" and not decode_attention.runs(torch.device("cpu")):
+        pytest.skip("the fused decode attention on CPU needs Triton and TRITON_INTERPRET=1")
+    from distill.evaluation.graphs import cuda_graph
+    from distill.evaluation.prefixes import MIN_SHARED
+
+    model = _tiny("causal").to(device)
+    gen = torch.Generator().manual_seed(3)
+    width, count, batch = 32, 12, 5
+    ids, mask = torch.zeros(count, width, dtype=torch.long), torch.zeros(count, width, dtype=torch.long)
+    for g in range(0, count, 3):
+        question = torch.randint(2, 64, (MIN_SHARED + 4 + g,), generator=gen)
+        for i in range(g, g + 3):
+            prompt = torch.cat([question, torch.randint(2, 64, (1 + i % 3,), generator=gen)])
+            ids[i, width - len(prompt):], mask[i, width - len(prompt):] = prompt, 1
+    stops = torch.tensor([(i * 7) % 20 + 1 for i in range(count)])
+    hook = Lengths(stops, EOS)
+    ids, mask = ids.to(device), mask.to(device)
+    capture = cuda_graph if device == "cuda" else None
+    loop = GreedyLoop(model, max_new_tokens=NEW, pad_token_id=0, force_new_tokens=False, capture=capture, hook=hook,
+                      fused=True)
+    followed: list[int] = []
+    share = loop._share
+    loop._share = lambda st, *rest: (share(st, *rest), followed.append(sum(st.prefixes.shared)))
+    ours = {}
+    for numbers, tokens in loop.stream(ids, mask, batch):
+        ours.update(zip(numbers, tokens.cpu()))
+    assert sorted(ours) == list(range(count)) and len(followed) > 2 and min(followed[1:]) > 0
+    plain = GreedyLoop(model, max_new_tokens=NEW, pad_token_id=0, force_new_tokens=False, capture=capture, hook=hook,
+                       fused=False)
+    for s in range(0, count, batch):
+        rows = list(range(s, min(s + batch, count)))
+        for r, want in zip(rows, plain(ids[rows], mask[rows], torch.tensor(rows, device=device)).cpu()):
+            assert torch.equal(ours[r], want), r
