@@ -44,28 +44,6 @@ def test_kernel_matches_sdpa_over_each_rows_span(heads: int, kv_heads: int, bias
     torch.testing.assert_close(out, _reference(q, k, v, lo, hi, scale, table), atol=1e-5, rtol=1e-5)
 
 
-def test_rows_sharing_a_prefix_read_it_from_the_source_rows_cache() -> None:
-    """With `share`, row b's first `shared[b]` keys come from row `src[b]`'s slots at `src_lo[b]` and the
-    rest from its own span after them, launched in `order`: the same as SDPA over those keys put in place."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    gen = torch.Generator().manual_seed(2)
-    batch, heads, slots, dim = 5, 4, 300, 64
-    q = torch.randn(batch, heads, 1, dim, generator=gen)
-    k, v = torch.randn(2, batch, heads, slots, dim, generator=gen)
-    lo, hi = torch.tensor([10, 0, 40, 5, 0]), torch.tensor([200, 290, 60, 300, 1])
-    src, src_lo = torch.tensor([0, 0, 0, 1, 4]), torch.tensor([10, 10, 10, 150, 0])
-    shared, order = torch.tensor([0, 140, 20, 130, 0]), torch.tensor([4, 0, 2, 1, 3])
-    k_in, v_in = k.clone(), v.clone()  # the keys each row attends to, in its own slots
-    for b in range(batch):
-        own, theirs = slice(int(lo[b]), int(lo[b] + shared[b])), slice(int(src_lo[b]), int(src_lo[b] + shared[b]))
-        k_in[b, :, own], v_in[b, :, own] = k[src[b], :, theirs], v[src[b], :, theirs]
-    on = [t.to(device) for t in (q, k, v, lo, hi, src, src_lo, shared, order)]
-    out = decode_attention.decode_attention(*on[:5], dim ** -0.5, share=tuple(on[5:])).cpu()
-    torch.testing.assert_close(out, _reference(q, k_in, v_in, lo, hi, dim ** -0.5), atol=1e-5, rtol=1e-5)
-    plain = decode_attention.decode_attention(*on[:5], dim ** -0.5).cpu()
-    assert not torch.allclose(plain, out, atol=1e-3)  # the shared keys differ from the rows' own
-
-
 def _prompts(kind: str, lengths: list[int], width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Padded prompts: on the left for the causal model (as HFDecoder pads them), on the right for T5."""
     gen = torch.Generator().manual_seed(1)

@@ -41,7 +41,6 @@ class DecodeOptions:
     loop: str = "auto"  # "static": GreedyLoop; "generate": HF generate; "auto": GreedyLoop where it applies
     compile: bool = True  # capture GreedyLoop's decode step in CUDA graphs (on CUDA)
     attention: str = "auto"  # GreedyLoop's step: "kernel" (decode_attention's Triton kernel), "torch" (SDPA), "auto"
-    share_prefixes: bool = True  # with the kernel, a causal row reads a prompt prefix it shares from one row's cache
     continuous: bool = True  # GreedyLoop: a row whose sequence ended takes its bucket's next prompt (plain prompts)
     expected_new_tokens: float | None = None  # with continuous: the mean new tokens the plan assumes (None: all;
     # `plan._shape_cost`: one tail per bucket and the prefill counted, so fewer buckets where sequences end early)
@@ -100,8 +99,7 @@ class HFDecoder:
                 raise InputError("attention 'kernel' needs Triton and a CUDA model (or TRITON_INTERPRET=1)")
             self.loop = GreedyLoop(model, max_new_tokens=options.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
                                    force_new_tokens=options.force_new_tokens, capture=cuda_graph if graphs else None,
-                                   hook=script, fused={"auto": None, "kernel": True, "torch": False}[options.attention],
-                                   share_prefixes=options.share_prefixes)
+                                   hook=script, fused={"auto": None, "kernel": True, "torch": False}[options.attention])
 
     def prompt(self, question: str, thought: str) -> str:
         text = format_prompt(self.tokenizer, student_input(question, thought, self.settings.cues), self.settings)
@@ -205,8 +203,6 @@ class HFDecoder:
 
         assert self.loop is not None
         indices = [i for b in run for i in b.indices]
-        if self.loop.shares:  # prompts that begin alike (a question's thoughts) decode side by side
-            indices.sort(key=lambda i: prompts[i])
         enc = self._encode(prompts, indices, run[0].length)
         done: list[int] = []
         tokens: list[Any] = []

@@ -6,9 +6,6 @@ cross-attention: the source tokens), once, with the softmax done online in fp32:
 tensor is written, no key beyond a row's own length is read. T5's relative-position bias enters as
 a per-head table over distances (`bias[h, hi - 1 - slot]`), built once per cache.
 
-Rows whose prompts begin alike (`prefixes.Prefixes`: a question's thoughts) may read that prefix
-from one row's cache (`share`): launched side by side, all but the first read it from L2.
-
 Why not SDPA: with a mask (left padding, T5's bias) PyTorch's fused kernels either refuse a single
 query or read every slot of the cache up to the batch's longest row; decode is bound by reading the
 cache, so the slots a row does not need are most of the cost late in a segment.
@@ -41,10 +38,19 @@ def runs(device: Any) -> bool:
 if triton is not None:
 
     @triton.jit
-    def _read_span(q, k_row, v_row, lo, hi, m, total, acc, bias_row, skn, svn,
-                   D: tl.constexpr, BLOCK: tl.constexpr, HAS_BIAS: tl.constexpr):
-        """The online softmax (running max `m`, sum `total`, output `acc`) taken over slots [lo, hi)."""
+    def _decode_kernel(Q, K, V, O, LO, HI, BIAS, scale, heads, group,
+                       sqb, sqh, skb, skh, skn, svb, svh, svn, sob, soh, sbh,
+                       D: tl.constexpr, BLOCK: tl.constexpr, HAS_BIAS: tl.constexpr):
+        pid = tl.program_id(0)
+        b, h = pid // heads, pid % heads
+        kv = h // group
+        lo, hi = tl.load(LO + b), tl.load(HI + b)
         d = tl.arange(0, D)
+        q = tl.load(Q + b * sqb + h * sqh + d).to(tl.float32) * scale
+        k_row, v_row = K + b * skb + kv * skh, V + b * svb + kv * svh
+        m = tl.max(tl.full([BLOCK], float("-inf"), tl.float32), 0)  # running max, sum and output
+        total = tl.sum(tl.zeros([BLOCK], tl.float32), 0)
+        acc = tl.zeros([D], tl.float32)
         for start in range(lo, hi, BLOCK):
             n = start + tl.arange(0, BLOCK)
             inside = n < hi
@@ -52,7 +58,7 @@ if triton is not None:
             v = tl.load(v_row + n[:, None] * svn + d[None, :], mask=inside[:, None], other=0.0)  # both reads in flight
             s = tl.sum(k.to(tl.float32) * q[None, :], 1)
             if HAS_BIAS:
-                s += tl.load(bias_row + (hi - 1 - n), mask=inside, other=0.0)
+                s += tl.load(BIAS + h * sbh + (hi - 1 - n), mask=inside, other=0.0)
             s = tl.where(inside, s, float("-inf"))
             new_m = tl.maximum(m, tl.max(s, 0))
             p = tl.exp(s - new_m)
@@ -60,30 +66,6 @@ if triton is not None:
             acc = acc * alpha + tl.sum(p[:, None] * v.to(tl.float32), 0)
             total = total * alpha + tl.sum(p, 0)
             m = new_m
-        return m, total, acc
-
-    @triton.jit
-    def _decode_kernel(Q, K, V, O, LO, HI, BIAS, SRC, SRC_LO, SHARED, ORDER, scale, heads, group,
-                       sqb, sqh, skb, skh, skn, svb, svh, svn, sob, soh, sbh,
-                       D: tl.constexpr, BLOCK: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_SHARE: tl.constexpr):
-        pid = tl.program_id(0)
-        h = pid % heads
-        b = tl.load(ORDER + pid // heads) if HAS_SHARE else pid // heads  # rows sharing a prefix side by side
-        kv = h // group
-        lo, hi = tl.load(LO + b), tl.load(HI + b)
-        d = tl.arange(0, D)
-        q = tl.load(Q + b * sqb + h * sqh + d).to(tl.float32) * scale
-        m = tl.max(tl.full([BLOCK], float("-inf"), tl.float32), 0)  # running max, sum and output
-        total = tl.sum(tl.zeros([BLOCK], tl.float32), 0)
-        acc = tl.zeros([D], tl.float32)
-        if HAS_SHARE:  # the first SHARED[b] slots of the span, from row SRC[b]'s cache at SRC_LO[b]
-            src, src_lo = tl.load(SRC + b), tl.load(SRC_LO + b)
-            shared = tl.load(SHARED + b)
-            m, total, acc = _read_span(q, K + src * skb + kv * skh, V + src * svb + kv * svh, src_lo, src_lo + shared,
-                                       m, total, acc, BIAS, skn, svn, D, BLOCK, False)
-            lo += shared
-        m, total, acc = _read_span(q, K + b * skb + kv * skh, V + b * svb + kv * svh, lo, hi, m, total, acc,
-                                   BIAS + h * sbh, skn, svn, D, BLOCK, HAS_BIAS)
         tl.store(O + b * sob + h * soh + d, (acc / total).to(O.dtype.element_ty))
 
 
@@ -92,27 +74,20 @@ TILES: dict[int, tuple[int, int]] = {128: (16384, 4), 64: (8192, 4)}  # best of 
 DEFAULT_TILE = (8192, 4)
 
 
-def decode_attention(q: Any, k: Any, v: Any, lo: Any, hi: Any, scale: float, bias: Any = None, share: Any = None) -> Any:
+def decode_attention(q: Any, k: Any, v: Any, lo: Any, hi: Any, scale: float, bias: Any = None) -> Any:
     """q [batch, heads, 1, dim]; k, v [batch, kv heads, slots, dim] (any slot stride); lo, hi [batch]
-    (int); bias None or [heads, distances] fp32. Returns [batch, 1, heads * dim], as `steps.attend`.
-
-    `share` (no bias): (src, src_lo, shared, order), ints [batch]: row b's span begins with `shared[b]`
-    slots read from row `src[b]`'s cache at `src_lo[b]`, then its own slots [lo[b] + shared[b], hi[b]);
-    `order` lists the rows in launch order (a permutation: rows reading one cache go side by side, so
-    that the reads after the first come from L2)."""
+    (int); bias None or [heads, distances] fp32. Returns [batch, 1, heads * dim], as `steps.attend`."""
     import torch
 
     batch, heads, _, dim = q.shape
     out = torch.empty(batch, heads, dim, dtype=q.dtype, device=q.device)
     assert k.stride(-1) == v.stride(-1) == q.stride(-1) == 1 and dim & (dim - 1) == 0, "unit-stride, power-of-2 heads"
-    assert bias is None or share is None, "a shared prefix has no per-row bias"
     elements, warps = TILES.get(dim, DEFAULT_TILE)
     block = max(16, elements // dim)  # keys per iteration
     table = bias if bias is not None else out  # any pointer: the kernel reads it only with HAS_BIAS
-    src, src_lo, shared, order = share if share is not None else (lo,) * 4  # read only with HAS_SHARE
     _decode_kernel[(batch * heads,)](
-        q, k, v, out, lo, hi, table, src, src_lo, shared, order, scale, heads, heads // k.shape[1],
+        q, k, v, out, lo, hi, table, scale, heads, heads // k.shape[1],
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
         out.stride(0), out.stride(1), table.stride(0) if bias is not None else 0,
-        D=dim, BLOCK=block, HAS_BIAS=bias is not None, HAS_SHARE=share is not None, num_warps=warps)
+        D=dim, BLOCK=block, HAS_BIAS=bias is not None, num_warps=warps)
     return out.view(batch, 1, heads * dim)

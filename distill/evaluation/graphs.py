@@ -13,7 +13,6 @@ from types import SimpleNamespace
 from typing import Any
 
 from distill.evaluation import decode_attention
-from distill.evaluation.prefixes import Prefixes
 from distill.evaluation.steps import LlamaStep, T5Step
 from distill.evaluation.tools import WINDOW, Rows, ToolSession
 
@@ -91,9 +90,6 @@ class GreedyLoop:
     `stream` decodes a whole bucket with continuous batching: a row whose sequence ended takes the
     bucket's next prompt, prefilled into that row alone while the others keep their state.
 
-    With `share_prefixes` (LLaMA with the fused kernel), a row whose prompt begins as another row's
-    reads that prefix from the other row's cache (`prefixes.Prefixes`).
-
     Each row's cache has one slot more than it can fill: a finished row's steps write there (they go
     on writing the slot of its next token until it is refilled or the batch ends)."""
 
@@ -107,17 +103,14 @@ class GreedyLoop:
 
     def __init__(self, model: Any, *, max_new_tokens: int, pad_token_id: int, force_new_tokens: bool,
                  capture: Callable[[Callable[[], None], Any], Callable[[], None]] | None = None,
-                 hook: Callable[[SimpleNamespace, Any], Any] | None = None, fused: bool | None = None,
-                 share_prefixes: bool = True):
-        """`fused`: the step's attention by `decode_attention`'s kernel (None: where it runs, i.e. CUDA);
-        `share_prefixes`: where the kernel reads a causal model's cache."""
+                 hook: Callable[[SimpleNamespace, Any], Any] | None = None, fused: bool | None = None):
+        """`fused`: the step's attention by `decode_attention`'s kernel (None: where it runs, i.e. CUDA)."""
         import torch
         from transformers import T5ForConditionalGeneration
 
         self.model, self.new, self.force, self.capture, self.hook = model, max_new_tokens, force_new_tokens, capture, hook
         fused = decode_attention.available(model.device) if fused is None else fused
         self.arch = (T5Step if isinstance(model, T5ForConditionalGeneration) else LlamaStep)(model, fused)
-        self.shares = share_prefixes and fused and isinstance(self.arch, LlamaStep)
         eos = model.generation_config.eos_token_id
         self.eos = torch.tensor([eos] if isinstance(eos, int) else list(eos or []), device=model.device)
         self.pad = pad_token_id
@@ -143,19 +136,8 @@ class GreedyLoop:
                              feed=torch.zeros(batch, feed, dtype=torch.long, device=m.device), fed=rows(), fed_len=rows(),
                              pool=torch.cuda.graph_pool_handle() if self.capture is cuda_graph else None)
         st.v = [empty() for _ in st.k]
-        if self.shares:  # decode_attention's share: src, src_lo, shared, order (rows), from `st.prefixes`
-            st.share = torch.zeros(4, batch, dtype=torch.long, device=m.device)
         arch.allocate(st, batch, length, cap)
         return st
-
-    def _share(self, st: SimpleNamespace, rows: Sequence[int], tokens: Sequence[Sequence[int]]) -> None:
-        """`rows` now hold prompts `tokens`: who reads whose prefix, on the device (after the queued steps)."""
-        if not self.shares:
-            return
-        if len(rows) == st.n.shape[0]:
-            st.prefixes = Prefixes(len(rows), st.shape[1])
-        st.prefixes.assign(rows, tokens)
-        st.share.copy_(self._device([v for table in st.prefixes.tables() for v in table]).view(4, -1))
 
     def _emit(self, st: SimpleNamespace, logits: Any) -> None:
         """Each row's next token from `logits` (a fed output token where the row takes one; EOS barred
@@ -203,11 +185,9 @@ class GreedyLoop:
             self.captured.append((*st.shape[:2], keys))
         return st.steps[keys]
 
-    def _start(self, ids: Any, mask: Any, cap: int, feed: int, items: Any = None,
-               tokens: Sequence[Sequence[int]] | None = None) -> tuple[SimpleNamespace, int]:
+    def _start(self, ids: Any, mask: Any, cap: int, feed: int, items: Any = None) -> tuple[SimpleNamespace, int]:
         """The state for this batch shape, reset and prefilled; the new tokens made so far (0 or 1).
-        `items`: the sequence numbers of the rows (`st.item`; by default the rows' own); `tokens`: the
-        rows' prompts on the host (by default read from `ids`)."""
+        `items`: the sequence numbers of the rows (`st.item`; by default the rows' own)."""
         import torch
 
         shape = (ids.shape[0], ids.shape[1], cap, feed)
@@ -221,8 +201,6 @@ class GreedyLoop:
         st.out.fill_(self.pad)
         st.item.copy_(torch.arange(ids.shape[0], device=ids.device) if items is None else items)
         first = self.arch.prefill(st, ids, mask)
-        if self.shares:
-            self._share(st, range(ids.shape[0]), tokens if tokens is not None else _prompt_tokens(ids, mask))
         if first is not None:
             self._emit(st, first)
         return st, int(first is not None)
@@ -259,12 +237,10 @@ class GreedyLoop:
         numbers = list(range(ids.shape[0])) if items is None else [int(i) for i in items]
         first = list(range(min(batch, ids.shape[0])))
         rows = first + first[-1:] * (batch - len(first))  # a short bucket: copies, finished at once
-        tokens = _prompt_tokens(ids, mask) if self.shares else None  # read once: refills do not wait for the device
         with torch.inference_mode():
-            st, made = self._start(ids[rows], mask[rows], self.new, 1, self._device([numbers[j] for j in rows]),
-                                   tokens and [tokens[j] for j in rows])
+            st, made = self._start(ids[rows], mask[rows], self.new, 1, self._device([numbers[j] for j in rows]))
             st.finished[len(first):] = True
-            run = _Stream(self, st, ids, mask, numbers, made, tokens)
+            run = _Stream(self, st, ids, mask, numbers, made)
             while True:
                 yield from run.look()
                 run.refill()
@@ -282,17 +258,16 @@ class GreedyLoop:
             return t.pin_memory().to(self.model.device, non_blocking=True)
         return t
 
-    def _refill(self, st: SimpleNamespace, rows: list[int], ids: Any, mask: Any, items: list[int],
-                tokens: Sequence[Sequence[int]] | None = None) -> None:
-        """Prompts `ids` (on the host: `tokens`, where prefixes are shared) prefilled into the rows `rows`
-        of the state, reset there; the other rows keep theirs. Chunks of rows are prefilled by the model family's own `prefill` into a scratch state of
+    def _refill(self, st: SimpleNamespace, rows: list[int], ids: Any, mask: Any, items: list[int]) -> None:
+        """Prompts `ids` prefilled into the rows `rows` of the state, reset there; the other rows keep
+        theirs. Chunks of rows are prefilled by the model family's own `prefill` into a scratch state of
         those rows alone (`_scratch`), copied into the rows through an index; a LLaMA row's first token
         is chosen by `_emit` with the other rows held (`wait`)."""
         import torch
 
         batch, length = st.shape[:2]
         if len(rows) == batch:  # all rows: in place, as a new batch
-            self._start(ids, mask, st.cap, st.shape[3], self._device(items), tokens)
+            self._start(ids, mask, st.cap, st.shape[3], self._device(items))
             return
         idx = self._device(rows)
         for t in (st.n, st.gen, st.fed, st.fed_len):
@@ -315,8 +290,6 @@ class GreedyLoop:
                     dst.index_copy_(0, part, src)
             if logits is not None:
                 first.append(logits)
-        if self.shares:
-            self._share(st, rows, tokens if tokens is not None else _prompt_tokens(ids, mask))
         if first:
             logits = torch.cat(first)
             full = logits.new_zeros(batch, logits.shape[1]).index_copy_(0, idx, logits)
@@ -492,11 +465,6 @@ class _Watch:
         self.take_outputs(block=True)
 
 
-def _prompt_tokens(ids: Any, mask: Any) -> list[list[int]]:
-    """Each row's prompt tokens without padding, on the host."""
-    return [[t for t, on in zip(row, on_row) if on] for row, on_row in zip(ids.tolist(), mask.tolist())]
-
-
 def _per_row(value: Any, rows: int) -> bool:
     """Whether `value` is a tensor (or a list of them) with one entry per row."""
     values = value if isinstance(value, list) else [value]
@@ -526,11 +494,9 @@ class _Stream:
     (`GreedyLoop._refill`) and start again at token 0. A snapshot taken before a row was refilled is
     ignored for it. The steps attend to the cache up to the segment of the furthest live row."""
 
-    def __init__(self, loop: GreedyLoop, st: SimpleNamespace, ids: Any, mask: Any, numbers: list[int], made: int,
-                 tokens: list[list[int]] | None = None):
+    def __init__(self, loop: GreedyLoop, st: SimpleNamespace, ids: Any, mask: Any, numbers: list[int], made: int):
         batch = st.n.shape[0]
         self.loop, self.st, self.ids, self.mask, self.numbers, self.made = loop, st, ids, mask, numbers, made
-        self.tokens = tokens  # the prompts on the host, where rows share prefixes
         self.next = min(batch, ids.shape[0])  # the next prompt to start
         self.holds = list(range(self.next)) + [-1] * (batch - self.next)  # each row's prompt (-1: free)
         self.begun = [0] * batch  # steps run when the row started
@@ -582,8 +548,7 @@ class _Stream:
             return
         rows, start = free[:left], self.next
         self.next += len(rows)
-        self.loop._refill(self.st, rows, self.ids[start:self.next], self.mask[start:self.next], self.numbers[start:self.next],
-                          self.tokens and self.tokens[start:self.next])
+        self.loop._refill(self.st, rows, self.ids[start:self.next], self.mask[start:self.next], self.numbers[start:self.next])
         for j, r in enumerate(rows):
             self.holds[r], self.begun[r], self.changed[r] = start + j, self.steps, self.taken
 

@@ -237,11 +237,9 @@ class LlamaStep:
         slot = st.length + st.n - 1
         x = self.body.embed_tokens(st.tok)
         if self.fused:
-            end, scale, idle = slot + 1, st.k[0].shape[-1] ** -0.5, _idle(st)
-            first, share = torch.where(idle, slot, st.start), getattr(st, "share", None)
-            if share is not None:  # rows reading a prefix from another row's cache (`prefixes.Prefixes`)
-                share = (share[0], share[1], share[2].masked_fill(idle, 0), share[3])
-            attention = lambda q, k, v: decode_attention(q, k, v, first, end, scale, share=share)
+            end, scale = slot + 1, st.k[0].shape[-1] ** -0.5
+            first = torch.where(_idle(st), slot, st.start)
+            attention = lambda q, k, v: decode_attention(q, k, v, first, end, scale)
         else:
             allowed = st.valid[..., :keys] & (torch.arange(keys, device=slot.device) <= slot[:, None, None, None])
             mask = torch.where(allowed, 0.0, torch.finfo(x.dtype).min).to(x.dtype)
