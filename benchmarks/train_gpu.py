@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.util
 import random
 import signal
 import sys
@@ -36,7 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from distill.train import varlen  # noqa: E402
 from distill.train.compile import block_lists, compile_blocks  # noqa: E402
 from distill.train.data import IGNORE, Collator, bucket_shape, length, plan_batches, plan_buckets  # noqa: E402
+from distill.train.config import TrainConfig  # noqa: E402
 from distill.train.loop import loss_sum, target_tokens, to_device  # noqa: E402
+from distill.train.model import attention, set_attention  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_gpu.md"
 PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.0}  # dense bf16 tensor-core peaks
@@ -230,15 +231,15 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
     model = build_model(shape, dtype, device, checkpointing=False)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=2e-5, fused=on_gpu or None)
-    flash = importlib.util.find_spec("flash_attn") is not None and on_gpu
-    kernel = "flash_attention_2" if flash else varlen.NAME if varlen.available() else None
+    # The kernel `distill train` chooses for this student (distill.train.model.attention).
+    chosen = attention(TrainConfig(student=shape.name, packing=pack != "no"), on_gpu, shape.kind)
+    kernel = chosen if chosen in ("flash_attention_2", varlen.NAME) else None
     packed = shape.kind == "causal" and (kernel is not None if pack == "auto" else pack == "yes")
-    if packed and kernel:  # as `distill train` chooses (distill.train.model.attention)
+    if packed and kernel:
         model.set_attn_implementation(kernel)
     flex = shape.kind == "seq2seq" and t5_attention == "t5-flex" and compile_model
     if flex:
         import distill.train.t5_flex  # noqa: F401 - registers the implementation
-        from distill.train.model import set_attention
 
         set_attention(model, "t5-flex")
     buckets = [] if packed else BUCKETS[shape.kind]
@@ -293,10 +294,10 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
         print(table, file=sys.stderr)
         profile.write_text(table)
     names = {"flash_attention_2": "flash-attn varlen", varlen.NAME: "torch varlen FlashAttention", None: "SDPA block mask"}
-    attention = f"{names[kernel]}, packed" if packed else "SDPA, length-grouped padding"
+    route = f"{names[kernel]}, packed" if packed else "SDPA, length-grouped padding"
     if buckets:
-        attention = f"{'FlexAttention (t5-flex)' if flex else 'SDPA'}, padded to {len(buckets)} length buckets"
-    note = f"token budget {max_tokens:,}, {attention}, fused AdamW" + (", bf16 base" if dtype == torch.bfloat16 else "")
+        route = f"{'FlexAttention (t5-flex)' if flex else 'SDPA'}, padded to {len(buckets)} length buckets"
+    note = f"token budget {max_tokens:,}, {route}, fused AdamW" + (", bf16 base" if dtype == torch.bfloat16 else "")
     return seconds, timed, note + (f", compiled blocks (compile + first steps {compile_s:.0f} s)" if compile_model else "")
 
 
