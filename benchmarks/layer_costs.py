@@ -15,9 +15,11 @@ t5:   one T5 self-attention call with a learned relative-position bias (CodeT5-l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 import torch
@@ -43,7 +45,21 @@ def seconds(fn: Callable[[], None], device: torch.device, warmup: int = 3, n: in
     return (time.perf_counter() - start) / n
 
 
-def lora_layers(device: torch.device, smoke: bool) -> list[tuple[str, str]]:
+def kernel_table(step: Callable[[], None], device: torch.device, rows: int = 25) -> str:
+    """The GPU kernels of two steps, by total time (`--profile`)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(2):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    sort = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+    return prof.key_averages().table(sort_by=sort, row_limit=rows, max_name_column_width=90)
+
+
+def lora_layers(device: torch.device, smoke: bool, profile: Any = None) -> list[tuple[str, str]]:
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaModel
 
@@ -68,6 +84,8 @@ def lora_layers(device: torch.device, smoke: bool) -> list[tuple[str, str]]:
             hidden.backward(grad)
 
         s = seconds(step, device)
+        if profile is not None:
+            profile.write(f"## lora: {name}\n{kernel_table(step, device)}\n")
         flops = rows * width * layers * (4 * (4 * d * d + 3 * d * ff) + 12 * d * (width + 1) / 2)
         out.append((f"lora: {name}", f"{s / layers * 1e3:.2f} ms a layer, {flops / s / 1e12:.0f} TFLOP/s"))
         del model, x, grad
@@ -132,6 +150,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on CPU")
     parser.add_argument("--only", choices=["lora", "t5"])
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--profile", type=Path, help="lora: write each variant's kernel table (two steps) here")
     args = parser.parse_args()
     from rich.console import Console
     from rich.table import Table
@@ -141,9 +160,11 @@ def main() -> None:
         parser.error("the real shapes need a CUDA GPU (--smoke runs tiny ones on CPU)")
     torch.backends.cuda.matmul.allow_tf32 = True
     rows = []
-    for part, run in (("lora", lora_layers), ("t5", t5_attention)):
-        if args.only in (None, part):
-            rows += run(device, args.smoke)
+    with open(args.profile, "w") if args.profile else contextlib.nullcontext() as profile:
+        if args.only in (None, "lora"):
+            rows += lora_layers(device, args.smoke, profile)
+    if args.only in (None, "t5"):
+        rows += t5_attention(device, args.smoke)
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU (smoke)"
     title = f"Layer costs, forward + backward: {name}, torch {torch.__version__}"
     table = Table(title=title)

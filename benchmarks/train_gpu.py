@@ -112,7 +112,7 @@ def build_model(shape: Shape, dtype: torch.dtype, device: torch.device, checkpoi
     if shape.lora_r:
         from peft import LoraConfig, get_peft_model
 
-        model = get_peft_model(model, LoraConfig(r=shape.lora_r, lora_alpha=2 * shape.lora_r, lora_dropout=0.05,
+        model = get_peft_model(model, LoraConfig(r=shape.lora_r, lora_alpha=2 * shape.lora_r, lora_dropout=LORA_DROPOUT[0],
                                                  target_modules="all-linear", task_type="CAUSAL_LM"))
     return model.train()
 
@@ -218,6 +218,7 @@ def naive(shape: Shape, data: list[Example], device: torch.device, warmup: int, 
     return seconds, timed, note
 
 
+LORA_DROPOUT = [0.05]  # the students' presets (recipes/students/*-lora.yaml); --lora-dropout sets it
 BUCKETS = {"seq2seq": [64, 128, 192, 256, 320], "causal": [128, 192, 256, 320, 384, 448, 512]}
 
 
@@ -297,7 +298,7 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
     route = f"{names[kernel]}, packed" if packed else "SDPA, length-grouped padding"
     if buckets:
         route = f"{'FlexAttention (t5-flex)' if flex else 'SDPA'}, padded to {len(buckets)} length buckets"
-    note = f"token budget {max_tokens:,}, {route}, fused AdamW" + (", bf16 base" if dtype == torch.bfloat16 else "")
+    note = f"token budget {max_tokens:,}, {route}, fused AdamW" + (f", LoRA dropout {LORA_DROPOUT[0]}" if shape.lora_r else "") + (", bf16 base" if dtype == torch.bfloat16 else "")
     return seconds, timed, note + (f", compiled blocks (compile + first steps {compile_s:.0f} s)" if compile_model else "")
 
 
@@ -457,6 +458,7 @@ def main() -> None:
     parser.add_argument("--t5-attention", choices=["sdpa", "t5-flex"], default="sdpa",
                         help="ours, shape (a) compiled: SDPA (distill train's default) or t5-flex (FlexAttention, "
                              "the bias as a score modifier; raise --compile-limit)")
+    parser.add_argument("--lora-dropout", type=float, default=LORA_DROPOUT[0], help="shape (b), both recipes")
     parser.add_argument("--compile-limit", type=int, default=150,
                         help="ours: seconds a compiled run may take (compile included) before eager is measured instead")
     parser.add_argument("--buckets-a", default="", help="ours, shape (a): padded widths, e.g. 128,256,320 "
@@ -468,6 +470,7 @@ def main() -> None:
     from rich.console import Console
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    LORA_DROPOUT[0] = args.lora_dropout
     if args.buckets_a:
         BUCKETS["seq2seq"] = [int(w) for w in args.buckets_a.split(",")]
     if args.smoke:

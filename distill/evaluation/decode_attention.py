@@ -16,6 +16,8 @@ imported, the same kernel runs on CPU tensors (the tests' equivalence check wher
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from typing import Any
 
 try:
@@ -77,17 +79,61 @@ DEFAULT_TILE = (8192, 4)
 def decode_attention(q: Any, k: Any, v: Any, lo: Any, hi: Any, scale: float, bias: Any = None) -> Any:
     """q [batch, heads, 1, dim]; k, v [batch, kv heads, slots, dim] (any slot stride); lo, hi [batch]
     (int); bias None or [heads, distances] fp32. Returns [batch, 1, heads * dim], as `steps.attend`."""
+    wait()
+    out = _launch(q, k, v, lo, hi, scale, bias)
+    return out.view(q.shape[0], 1, q.shape[1] * q.shape[3])
+
+
+def _launch(q: Any, k: Any, v: Any, lo: Any, hi: Any, scale: float, bias: Any, out: Any = None,
+            warmup: bool = False) -> Any:
     import torch
 
     batch, heads, _, dim = q.shape
-    out = torch.empty(batch, heads, dim, dtype=q.dtype, device=q.device)
+    out = torch.empty(batch, heads, dim, dtype=q.dtype, device=q.device) if out is None else out
     assert k.stride(-1) == v.stride(-1) == q.stride(-1) == 1 and dim & (dim - 1) == 0, "unit-stride, power-of-2 heads"
     elements, warps = TILES.get(dim, DEFAULT_TILE)
     block = max(16, elements // dim)  # keys per iteration
     table = bias if bias is not None else out  # any pointer: the kernel reads it only with HAS_BIAS
-    _decode_kernel[(batch * heads,)](
-        q, k, v, out, lo, hi, table, scale, heads, heads // k.shape[1],
-        q.stride(0), q.stride(1), k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
-        out.stride(0), out.stride(1), table.stride(0) if bias is not None else 0,
-        D=dim, BLOCK=block, HAS_BIAS=bias is not None, num_warps=warps)
-    return out.view(batch, 1, heads * dim)
+    args = (q, k, v, out, lo, hi, table, scale, heads, heads // k.shape[1],
+            q.stride(0), q.stride(1), k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
+            out.stride(0), out.stride(1), table.stride(0) if bias is not None else 0)
+    options = {"D": dim, "BLOCK": block, "HAS_BIAS": bias is not None, "num_warps": warps}
+    if warmup:
+        _decode_kernel.warmup(*args, grid=(1,), **options)
+    else:
+        _decode_kernel[(batch * heads,)](*args, **options)
+    return out
+
+
+_compiling: list[threading.Thread] = []
+
+
+def ahead(compile: Callable[[], Any]) -> None:
+    """Run `compile` (Triton warm-ups: compiling, launching nothing) in a thread while the caller goes on."""
+    thread = threading.Thread(target=compile, name="triton-compile", daemon=True)
+    thread.start()
+    _compiling.append(thread)
+
+
+def wait() -> None:
+    """Let what `ahead` compiles finish (a kernel's first call, rather than compiling it a second time)."""
+    while _compiling:
+        _compiling.pop().join()
+
+
+def compile_ahead(device: Any, dtype: Any, heads: int, kv_heads: int, dim: int, bias: bool = False) -> None:
+    """Compile the kernel for a model's attention shape in a thread, while the caller goes on (loading,
+    planning, prefilling): on a machine that has not run it, Triton's compile (1.2 s for the 7B shape on
+    an H200) would otherwise stall the first decode step. Triton specialises on whether each integer
+    argument is a multiple of 16: the cache is made with 16 slots and with 17 (its strides, where the head
+    dim is not a multiple of 16), and with `bias` the position-bias table likewise (its row stride). The
+    tensors are made on the caller's thread; the thread only compiles, launching and allocating nothing."""
+    import torch
+
+    if not available(device):
+        return
+    q = torch.empty(1, heads, 1, dim, dtype=dtype, device=device)
+    caches = [torch.empty(1, kv_heads, n, dim, dtype=dtype, device=device) for n in (16, 17)]  # slot strides too
+    out, span = torch.empty(1, heads, dim, dtype=dtype, device=device), torch.zeros(1, dtype=torch.long, device=device)
+    tables = [None] + ([torch.empty(heads, n, device=device) for n in (16, 17)] if bias else [])
+    ahead(lambda: [_launch(q, k, k, span, span, 1.0, t, out, warmup=True) for k in caches for t in tables])

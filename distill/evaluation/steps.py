@@ -5,7 +5,9 @@ that `graphs.GreedyLoop` can capture a step in a CUDA graph. The state `st` is a
 loop allocates (`k`, `v` per layer, each row's current token `tok` and its count of new tokens `n`:
 rows advance on their own, a row waiting for its program does not) and `allocate` completes with
 what the model family needs. With `fused` a step's attention is `decode_attention`'s kernel (each
-row reads only its filled slots); without it, SDPA or `attend_one` over the first `keys` slots.
+row reads only its filled slots), and the residual adds with the norms after them, LLaMA's RoPE and
+SwiGLU are `decode_ops`' kernels; without it, SDPA or `attend_one` over the first `keys` slots, and HF's
+modules.
 """
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-from distill.evaluation.decode_attention import decode_attention
+from distill.evaluation import decode_ops
+from distill.evaluation.decode_attention import compile_ahead, decode_attention
 
 PREFILL_TOKENS = 32_768  # prompt tokens per prefill chunk (bounds its activations)
 
@@ -58,6 +61,9 @@ class T5Step:
         self.blocks = model.decoder.block
         self.rel = self.blocks[0].layer[0].SelfAttention  # holds the relative attention bias
         self.heads = self.config.num_heads
+        if fused:
+            compile_ahead(model.device, model.dtype, self.heads, self.heads, self.config.d_kv, bias=True)
+            decode_ops.compile_ahead(model.device, model.dtype, self.config.d_model)
 
     self_attention = staticmethod(attend_one)  # class attributes: benchmarks/decode_step.py swaps them
     cross_attention = staticmethod(attend)
@@ -114,20 +120,20 @@ class T5Step:
             attend_self = lambda q, k, v: self.self_attention(q, k[:, :, :keys], v[:, :, :keys], bias, 1.0)
             attend_cross = lambda q, k, v: self.cross_attention(q, k, v, st.cross_mask, 1.0)
         at = st.n.view(-1, 1, 1, 1).expand(-1, self.heads, 1, self.config.d_kv)
-        x = self.model.decoder.embed_tokens(st.tok)
-        for block, k, v, ck, cv in zip(self.blocks, st.k, st.v, st.cross_k, st.cross_v):
-            layer, attn = block.layer[0], block.layer[0].SelfAttention
-            h = layer.layer_norm(x)
+        norm, blocks = _add_norm(self.fused), self.blocks
+        x, h = norm(self.model.decoder.embed_tokens(st.tok), None, blocks[0].layer[0].layer_norm)
+        for i, (block, k, v, ck, cv) in enumerate(zip(blocks, st.k, st.v, st.cross_k, st.cross_v)):
+            attn = block.layer[0].SelfAttention
             k.scatter_(2, at, _heads(attn.k(h), self.heads))
             v.scatter_(2, at, _heads(attn.v(h), self.heads))
-            x = x + attn.o(attend_self(_heads(attn.q(h), self.heads), k, v))
-            layer, attn = block.layer[1], block.layer[1].EncDecAttention
-            x = x + attn.o(attend_cross(_heads(attn.q(layer.layer_norm(x)), self.heads), ck, cv))
-            x = block.layer[2](x)
-        x = self.model.decoder.final_layer_norm(x)
+            x, h = norm(x, attn.o(attend_self(_heads(attn.q(h), self.heads), k, v)), block.layer[1].layer_norm)
+            attn = block.layer[1].EncDecAttention
+            x, h = norm(x, attn.o(attend_cross(_heads(attn.q(h), self.heads), ck, cv)), block.layer[2].layer_norm)
+            following = blocks[i + 1].layer[0].layer_norm if i + 1 < len(blocks) else self.model.decoder.final_layer_norm
+            x, h = norm(x, block.layer[2].DenseReluDense(h), following)  # T5LayerFF, then the next norm
         if self.config.tie_word_embeddings:
-            x = x * self.config.d_model ** -0.5
-        return self.model.lm_head(x)[:, -1]
+            h = h * self.config.d_model ** -0.5
+        return self.model.lm_head(h)[:, -1]
 
     def _bias(self, st: SimpleNamespace, keys: int) -> Any:
         """Relative-position bias and causal mask of each row's query over the first `keys` slots."""
@@ -140,6 +146,19 @@ class T5Step:
                                                      max_distance=self.rel.relative_attention_max_distance)
         bias = self.rel.relative_attention_bias(bucket).permute(0, 2, 1)[:, :, None, :]  # [batch, heads, 1, keys]
         return bias + torch.where(slots[None, :] <= st.n[:, None], 0.0, low).to(bias.dtype)[:, None, None, :]
+
+
+def _add_norm(fused: bool) -> Callable[[Any, Any, Any], tuple[Any, Any]]:
+    """`norm(x, delta, module)`: `(s, module(s))`, `s = x + delta` (the residual add; `delta` None: `s = x`)
+    and `module` an RMS norm (LLaMA's, T5's); one `decode_ops` kernel where `fused`."""
+    if fused:
+        return lambda x, delta, module: decode_ops.add_rms_norm(x, delta, module.weight, module.variance_epsilon)
+
+    def norm(x: Any, delta: Any, module: Any) -> tuple[Any, Any]:
+        x = x if delta is None else x + delta
+        return x, module(x)
+
+    return norm
 
 
 def _idle(st: SimpleNamespace) -> Any:
@@ -173,6 +192,12 @@ class LlamaStep:
         self.model, self.body, self.config, self.fused = model, model.model, model.config, fused
         self.heads = self.config.num_attention_heads
         self.kv_heads = getattr(self.config, "num_key_value_heads", None) or self.heads
+        if fused:
+            c = self.config
+            dim = getattr(c, "head_dim", None) or c.hidden_size // self.heads
+            compile_ahead(model.device, model.dtype, self.heads, self.kv_heads, dim)
+            decode_ops.compile_ahead(model.device, model.dtype, c.hidden_size, c.intermediate_size,
+                                     (self.heads * dim, self.kv_heads * dim, dim))
 
     def cache_len(self, length: int, new: int) -> int:
         return length + new - 1  # the prompt and all new tokens but the last
@@ -197,15 +222,32 @@ class LlamaStep:
         def write(cache: Any, new: Any) -> None:
             cache.index_copy_(2, slots, new) if slots.dim() == 1 else cache.scatter_(2, slots, new)
 
+        norm = _add_norm(self.fused)
+        if self.fused:  # decode_ops' kernels; the same arithmetic as HF's modules below
+            def rotated(attn: Any, h: Any) -> tuple[Any, Any]:
+                return (_heads(decode_ops.rope(attn.q_proj(h), cos, sin), self.heads),
+                        _heads(decode_ops.rope(attn.k_proj(h), cos, sin), self.kv_heads))
+
+            swiglu = self.config.hidden_act == "silu"
+            mlp = lambda m, h: m.down_proj(decode_ops.silu_mul(m.gate_proj(h), m.up_proj(h))) if swiglu else m(h)
+        else:
+            def rotated(attn: Any, h: Any) -> tuple[Any, Any]:
+                return apply_rotary_pos_emb(_heads(attn.q_proj(h), self.heads), _heads(attn.k_proj(h), self.kv_heads),
+                                            cos, sin)
+
+            mlp = lambda m, h: m(h)
         cos, sin = self.body.rotary_emb(x, positions)
-        for layer, k, v in zip(self.body.layers, st.k, st.v):
-            attn, h = layer.self_attn, layer.input_layernorm(x)
-            q, kk = apply_rotary_pos_emb(_heads(attn.q_proj(h), self.heads), _heads(attn.k_proj(h), self.kv_heads), cos, sin)
+        layers = self.body.layers
+        x, h = norm(x, None, layers[0].input_layernorm)
+        for i, (layer, k, v) in enumerate(zip(layers, st.k, st.v)):
+            attn = layer.self_attn
+            q, kk = rotated(attn, h)
             write(k[rows], kk)
             write(v[rows], _heads(attn.v_proj(h), self.kv_heads))
-            x = x + attn.o_proj(attention(q, k[rows], v[rows]))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
-        return self.body.norm(x)
+            x, h = norm(x, attn.o_proj(attention(q, k[rows], v[rows])), layer.post_attention_layernorm)
+            following = layers[i + 1].input_layernorm if i + 1 < len(layers) else self.body.norm
+            x, h = norm(x, mlp(layer.mlp, h), following)  # the residual add, then the next norm
+        return h
 
     def prefill(self, st: SimpleNamespace, ids: Any, mask: Any) -> Any:
         import torch
