@@ -87,19 +87,23 @@ def test_greedy_loop_with_the_kernel_makes_the_sdpa_steps_tokens(kind: str, devi
 
 @pytest.mark.parametrize("kind", ["seq2seq", "causal"])
 def test_compile_ahead_compiles_every_kernel_the_loop_launches(kind: str) -> None:
-    """Building the loop compiles the kernel's variants in a thread; decoding then compiles none (head dim
-    8: the cache's strides are multiples of 16 or not by its length; T5's bias table's row stride is
-    `new + 1`: 13, then 16)."""
+    """Building the loop compiles the kernels' variants in a thread (decode_attention's, decode_ops');
+    decoding, prefill included, then compiles none (head dim 8: the cache's strides are multiples of 16
+    or not by its length; T5's bias table's row stride is `new + 1`: 13, then 16)."""
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    kernel = decode_attention._decode_kernel
-    kernel.device_caches.clear()  # forget what earlier tests compiled in this process
-    compiled = lambda: len(kernel.device_caches[torch.cuda.current_device()][0])
+    from distill.evaluation import decode_ops
+
+    kernels = [decode_attention._decode_kernel, decode_ops._add_rms_norm_kernel, decode_ops._rope_kernel,
+               decode_ops._silu_mul_kernel]
+    for kernel in kernels:
+        kernel.device_caches.clear()  # forget what earlier tests compiled in this process
+    compiled = lambda: [len(kernel.device_caches[torch.cuda.current_device()][0]) for kernel in kernels]
     model = _tiny(kind).to("cuda")
     loops = [GreedyLoop(model, max_new_tokens=new, pad_token_id=0, force_new_tokens=True, fused=True) for new in (12, 15)]
     decode_attention.wait()
     ahead = compiled()
-    assert ahead > 0
+    assert ahead[0] > 0 and ahead[1] > 0 and (min(ahead) > 0) == (kind == "causal")  # T5: attention, norms only
     ids, mask = _prompts(kind, [9, 2, 5, 1], 9)
     for loop in loops:
         loop(ids.cuda(), mask.cuda())

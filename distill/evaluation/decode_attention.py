@@ -106,19 +106,29 @@ def _launch(q: Any, k: Any, v: Any, lo: Any, hi: Any, scale: float, bias: Any, o
 
 
 _compiling: list[threading.Thread] = []
+_lock = threading.Lock()  # decoding threads may wait at once
 
 
-def ahead(compile: Callable[[], Any]) -> None:
-    """Run `compile` (Triton warm-ups: compiling, launching nothing) in a thread while the caller goes on."""
-    thread = threading.Thread(target=compile, name="triton-compile", daemon=True)
+def ahead(device: Any, compile: Callable[[], Any]) -> None:
+    """Run `compile` (Triton warm-ups: compiling, launching nothing) in a thread while the caller goes on;
+    on `device`, which Triton's cache is keyed by (a new thread's current device is the first GPU)."""
+    import torch
+
+    def run() -> None:
+        with torch.cuda.device(device):
+            compile()
+
+    thread = threading.Thread(target=run, name="triton-compile", daemon=True)
     thread.start()
-    _compiling.append(thread)
+    with _lock:
+        _compiling.append(thread)
 
 
 def wait() -> None:
     """Let what `ahead` compiles finish (a kernel's first call, rather than compiling it a second time)."""
-    while _compiling:
-        _compiling.pop().join()
+    with _lock:
+        while _compiling:
+            _compiling.pop().join()
 
 
 def compile_ahead(device: Any, dtype: Any, heads: int, kv_heads: int, dim: int, bias: bool = False) -> None:
@@ -136,4 +146,4 @@ def compile_ahead(device: Any, dtype: Any, heads: int, kv_heads: int, dim: int, 
     caches = [torch.empty(1, kv_heads, n, dim, dtype=dtype, device=device) for n in (16, 17)]  # slot strides too
     out, span = torch.empty(1, heads, dim, dtype=dtype, device=device), torch.zeros(1, dtype=torch.long, device=device)
     tables = [None] + ([torch.empty(heads, n, device=device) for n in (16, 17)] if bias else [])
-    ahead(lambda: [_launch(q, k, k, span, span, 1.0, t, out, warmup=True) for k in caches for t in tables])
+    ahead(device, lambda: [_launch(q, k, k, span, span, 1.0, t, out, warmup=True) for k in caches for t in tables])

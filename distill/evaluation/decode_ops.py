@@ -5,7 +5,8 @@ HF's modules run these as chains of small kernels (RMSNorm: a cast, a square, a 
 multiplies and a cast back; RoPE: slices, a negation, a concatenation, two multiplies and an add, for q
 and for k), about 30 a layer: at a decode step's few rows each costs a launch and a pass over memory, and
 together they took about 5 ms of a 46 ms 7B step (benchmarks/results/eval_gpu.md). Each kernel rounds to
-the model's dtype where HF's chain does, so only RMSNorm's fp32 sum may differ from it, in its order.
+the model's dtype where HF's chain does; in fp32, the sum's order in RMSNorm and the rsqrt and exp
+intrinsics may differ from PyTorch's in the last bit.
 """
 from __future__ import annotations
 
@@ -90,7 +91,9 @@ def rope(x: Any, cos: Any, sin: Any) -> Any:
 
 
 def _rope(x: Any, cos: Any, sin: Any, out: Any, warmup: bool = False) -> None:
-    args, options = (x, cos, sin, out, x.numel(), x.shape[-1]), {"DIM": cos.shape[-1], "BLOCK": BLOCK}
+    # no fused multiply-add: HF rounds x * cos before adding (in fp32 too, where the casts do not round)
+    args = (x, cos, sin, out, x.numel(), x.shape[-1])
+    options = {"DIM": cos.shape[-1], "BLOCK": BLOCK, "enable_fp_fusion": False}
     _rope_kernel.warmup(*args, grid=(1,), **options) if warmup else \
         _rope_kernel[(triton.cdiv(x.numel(), BLOCK),)](*args, **options)
 
@@ -114,7 +117,7 @@ def _silu_mul(gate: Any, up: Any, out: Any, warmup: bool = False) -> None:
 def compile_ahead(device: Any, dtype: Any, hidden: int, ff: int = 0, rope: tuple[int, int, int] | None = None) -> None:
     """Compile the kernels a model's step uses in a thread (see `decode_attention.compile_ahead`): the norm
     over `hidden`, SwiGLU over `ff` (0: none), RoPE over (q width, k width, head dim) (None: none). With 1
-    row and with 17: sizes Triton tells apart by whether they are multiples of 16, where a width is not."""
+    row and with 16: sizes Triton tells apart by whether they are multiples of 16, where a width is not."""
     import torch
 
     if not available(device):
@@ -122,7 +125,7 @@ def compile_ahead(device: Any, dtype: Any, hidden: int, ff: int = 0, rope: tuple
     empty = lambda *shape: torch.empty(*shape, dtype=dtype, device=device)
     weight = empty(hidden)
     calls: list[Callable[[], None]] = []
-    for rows in (1, 17):
+    for rows in (1, 16):
         x = empty(rows, hidden)
         calls += [lambda x=x, delta=delta: _norm(x, delta, weight, 1e-6, x, x, warmup=True) for delta in (None, x)]
         if ff:
@@ -132,4 +135,4 @@ def compile_ahead(device: Any, dtype: Any, hidden: int, ff: int = 0, rope: tuple
             trig = empty(rows, rope[2])
             calls += [lambda proj=empty(rows, width), trig=trig: _rope(proj, trig, trig, proj, warmup=True)
                       for width in rope[:2]]
-    ahead(lambda: [call() for call in calls])
+    ahead(device, lambda: [call() for call in calls])

@@ -151,14 +151,16 @@ class T5Step:
 def _add_norm(fused: bool) -> Callable[[Any, Any, Any], tuple[Any, Any]]:
     """`norm(x, delta, module)`: `(s, module(s))`, `s = x + delta` (the residual add; `delta` None: `s = x`)
     and `module` an RMS norm (LLaMA's, T5's); one `decode_ops` kernel where `fused`."""
-    if fused:
-        return lambda x, delta, module: decode_ops.add_rms_norm(x, delta, module.weight, module.variance_epsilon)
-
     def norm(x: Any, delta: Any, module: Any) -> tuple[Any, Any]:
         x = x if delta is None else x + delta
         return x, module(x)
 
-    return norm
+    def kernel(x: Any, delta: Any, module: Any) -> tuple[Any, Any]:
+        if module.weight.dtype != x.dtype or (delta is not None and delta.dtype != x.dtype):
+            return norm(x, delta, module)  # e.g. fp16 T5, whose `wo` stays fp32: the sum is promoted
+        return decode_ops.add_rms_norm(x, delta, module.weight, module.variance_epsilon)
+
+    return kernel if fused else norm
 
 
 def _idle(st: SimpleNamespace) -> Any:
@@ -196,7 +198,8 @@ class LlamaStep:
             c = self.config
             dim = getattr(c, "head_dim", None) or c.hidden_size // self.heads
             compile_ahead(model.device, model.dtype, self.heads, self.kv_heads, dim)
-            decode_ops.compile_ahead(model.device, model.dtype, c.hidden_size, c.intermediate_size,
+            decode_ops.compile_ahead(model.device, model.dtype, c.hidden_size,
+                                     c.intermediate_size if c.hidden_act == "silu" else 0,
                                      (self.heads * dim, self.kv_heads * dim, dim))
 
     def cache_len(self, length: int, new: int) -> int:
