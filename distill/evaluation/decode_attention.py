@@ -80,11 +80,11 @@ def decode_attention(q: Any, k: Any, v: Any, lo: Any, hi: Any, scale: float, bia
     """q [batch, heads, 1, dim]; k, v [batch, kv heads, slots, dim] (any slot stride); lo, hi [batch]
     (int); bias None or [heads, distances] fp32. Returns [batch, 1, heads * dim], as `steps.attend`."""
     wait()
-    out = _launch(q, k, v, lo, hi, scale, bias)
+    out = _attend(q, k, v, lo, hi, scale, bias)
     return out.view(q.shape[0], 1, q.shape[1] * q.shape[3])
 
 
-def _launch(q: Any, k: Any, v: Any, lo: Any, hi: Any, scale: float, bias: Any, out: Any = None,
+def _attend(q: Any, k: Any, v: Any, lo: Any, hi: Any, scale: float, bias: Any, out: Any = None,
             warmup: bool = False) -> Any:
     import torch
 
@@ -98,11 +98,16 @@ def _launch(q: Any, k: Any, v: Any, lo: Any, hi: Any, scale: float, bias: Any, o
             q.stride(0), q.stride(1), k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
             out.stride(0), out.stride(1), table.stride(0) if bias is not None else 0)
     options = {"D": dim, "BLOCK": block, "HAS_BIAS": bias is not None, "num_warps": warps}
-    if warmup:
-        _decode_kernel.warmup(*args, grid=(1,), **options)
-    else:
-        _decode_kernel[(batch * heads,)](*args, **options)
+    launch(_decode_kernel, (batch * heads,), args, options, warmup)
     return out
+
+
+def launch(kernel: Any, grid: tuple[int, ...], args: tuple[Any, ...], options: dict[str, Any], warmup: bool) -> None:
+    """Launch `kernel` over `grid`; with `warmup`, only compile it for these arguments (`compile_ahead`)."""
+    if warmup:
+        kernel.warmup(*args, grid=grid, **options)
+    else:
+        kernel[grid](*args, **options)
 
 
 _compiling: list[threading.Thread] = []
@@ -146,4 +151,4 @@ def compile_ahead(device: Any, dtype: Any, heads: int, kv_heads: int, dim: int, 
     caches = [torch.empty(1, kv_heads, n, dim, dtype=dtype, device=device) for n in (16, 17)]  # slot strides too
     out, span = torch.empty(1, heads, dim, dtype=dtype, device=device), torch.zeros(1, dtype=torch.long, device=device)
     tables = [None] + ([torch.empty(heads, n, device=device) for n in (16, 17)] if bias else [])
-    ahead(device, lambda: [_launch(q, k, k, span, span, 1.0, t, out, warmup=True) for k in caches for t in tables])
+    ahead(device, lambda: [_attend(q, k, k, span, span, 1.0, t, out, warmup=True) for k in caches for t in tables])

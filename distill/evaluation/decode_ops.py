@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from distill.evaluation.decode_attention import ahead, available, triton, wait
+from distill.evaluation.decode_attention import ahead, available, launch, triton, wait
 
 BLOCK = 1024  # elements per program of the elementwise kernels
 
@@ -75,8 +75,7 @@ def _norm(x: Any, delta: Any, weight: Any, eps: float, total: Any, out: Any, war
     n = x.shape[-1]
     args = (x, delta if delta is not None else x, weight, total, out, eps, n)
     options = {"HAS_DELTA": delta is not None, "WIDTH": triton.next_power_of_2(n), "num_warps": 8}
-    _add_rms_norm_kernel.warmup(*args, grid=(1,), **options) if warmup else \
-        _add_rms_norm_kernel[(x.numel() // n,)](*args, **options)
+    launch(_add_rms_norm_kernel, (x.numel() // n,), args, options, warmup)
 
 
 def rope(x: Any, cos: Any, sin: Any) -> Any:
@@ -94,8 +93,7 @@ def _rope(x: Any, cos: Any, sin: Any, out: Any, warmup: bool = False) -> None:
     # no fused multiply-add: HF rounds x * cos before adding (in fp32 too, where the casts do not round)
     args = (x, cos, sin, out, x.numel(), x.shape[-1])
     options = {"DIM": cos.shape[-1], "BLOCK": BLOCK, "enable_fp_fusion": False}
-    _rope_kernel.warmup(*args, grid=(1,), **options) if warmup else \
-        _rope_kernel[(triton.cdiv(x.numel(), BLOCK),)](*args, **options)
+    launch(_rope_kernel, (triton.cdiv(x.numel(), BLOCK),), args, options, warmup)
 
 
 def silu_mul(gate: Any, up: Any) -> Any:
@@ -110,8 +108,7 @@ def silu_mul(gate: Any, up: Any) -> Any:
 
 def _silu_mul(gate: Any, up: Any, out: Any, warmup: bool = False) -> None:
     args = (gate, up, out, gate.numel())
-    _silu_mul_kernel.warmup(*args, grid=(1,), BLOCK=BLOCK) if warmup else \
-        _silu_mul_kernel[(triton.cdiv(gate.numel(), BLOCK),)](*args, BLOCK=BLOCK)
+    launch(_silu_mul_kernel, (triton.cdiv(gate.numel(), BLOCK),), args, {"BLOCK": BLOCK}, warmup)
 
 
 def compile_ahead(device: Any, dtype: Any, hidden: int, ff: int = 0, rope: tuple[int, int, int] | None = None) -> None:
