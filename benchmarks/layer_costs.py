@@ -19,8 +19,8 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
 from pathlib import Path
+from typing import TextIO
 
 import torch
 
@@ -59,7 +59,7 @@ def kernel_table(step: Callable[[], None], device: torch.device, rows: int = 25)
     return prof.key_averages().table(sort_by=sort, row_limit=rows, max_name_column_width=90)
 
 
-def lora_layers(device: torch.device, smoke: bool, profile: Any = None) -> list[tuple[str, str]]:
+def lora_layers(device: torch.device, smoke: bool, profile: TextIO | None = None) -> list[tuple[str, str]]:
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaModel
 

@@ -104,8 +104,8 @@ class GreedyLoop:
     def __init__(self, model: Any, *, max_new_tokens: int, pad_token_id: int, force_new_tokens: bool,
                  capture: Callable[[Callable[[], None], Any], Callable[[], None]] | None = None,
                  hook: Callable[[SimpleNamespace, Any], Any] | None = None, fused: bool | None = None):
-        """`fused`: the step's attention by `decode_attention`'s kernel, and LLaMA's norms, RoPE and SwiGLU by
-        `decode_ops`' (None: where they run, i.e. CUDA)."""
+        """`fused`: the step's attention by `decode_attention`'s kernel, and its residual adds with their norms,
+        LLaMA's RoPE and SwiGLU by `decode_ops`' (None: where they run, i.e. CUDA)."""
         import torch
         from transformers import T5ForConditionalGeneration
 

@@ -61,6 +61,7 @@ class T5Step:
         self.blocks = model.decoder.block
         self.rel = self.blocks[0].layer[0].SelfAttention  # holds the relative attention bias
         self.heads = self.config.num_heads
+        self.norm = _add_norm(fused)
         if fused:
             compile_ahead(model.device, model.dtype, self.heads, self.heads, self.config.d_kv, bias=True)
             decode_ops.compile_ahead(model.device, model.dtype, self.config.d_model)
@@ -120,7 +121,7 @@ class T5Step:
             attend_self = lambda q, k, v: self.self_attention(q, k[:, :, :keys], v[:, :, :keys], bias, 1.0)
             attend_cross = lambda q, k, v: self.cross_attention(q, k, v, st.cross_mask, 1.0)
         at = st.n.view(-1, 1, 1, 1).expand(-1, self.heads, 1, self.config.d_kv)
-        norm, blocks = _add_norm(self.fused), self.blocks
+        norm, blocks = self.norm, self.blocks
         x, h = norm(self.model.decoder.embed_tokens(st.tok), None, blocks[0].layer[0].layer_norm)
         for i, (block, k, v, ck, cv) in enumerate(zip(blocks, st.k, st.v, st.cross_k, st.cross_v)):
             attn = block.layer[0].SelfAttention
@@ -194,12 +195,13 @@ class LlamaStep:
         self.model, self.body, self.config, self.fused = model, model.model, model.config, fused
         self.heads = self.config.num_attention_heads
         self.kv_heads = getattr(self.config, "num_key_value_heads", None) or self.heads
+        self.norm = _add_norm(fused)
+        self.swiglu = fused and self.config.hidden_act == "silu"  # SiLU(gate) * up by decode_ops' kernel
         if fused:
             c = self.config
             dim = getattr(c, "head_dim", None) or c.hidden_size // self.heads
             compile_ahead(model.device, model.dtype, self.heads, self.kv_heads, dim)
-            decode_ops.compile_ahead(model.device, model.dtype, c.hidden_size,
-                                     c.intermediate_size if c.hidden_act == "silu" else 0,
+            decode_ops.compile_ahead(model.device, model.dtype, c.hidden_size, c.intermediate_size if self.swiglu else 0,
                                      (self.heads * dim, self.kv_heads * dim, dim))
 
     def cache_len(self, length: int, new: int) -> int:
@@ -225,20 +227,16 @@ class LlamaStep:
         def write(cache: Any, new: Any) -> None:
             cache.index_copy_(2, slots, new) if slots.dim() == 1 else cache.scatter_(2, slots, new)
 
-        norm = _add_norm(self.fused)
+        norm = self.norm
         if self.fused:  # decode_ops' kernels; the same arithmetic as HF's modules below
             def rotated(attn: Any, h: Any) -> tuple[Any, Any]:
                 return (_heads(decode_ops.rope(attn.q_proj(h), cos, sin), self.heads),
                         _heads(decode_ops.rope(attn.k_proj(h), cos, sin), self.kv_heads))
-
-            swiglu = self.config.hidden_act == "silu"
-            mlp = lambda m, h: m.down_proj(decode_ops.silu_mul(m.gate_proj(h), m.up_proj(h))) if swiglu else m(h)
         else:
             def rotated(attn: Any, h: Any) -> tuple[Any, Any]:
                 return apply_rotary_pos_emb(_heads(attn.q_proj(h), self.heads), _heads(attn.k_proj(h), self.kv_heads),
                                             cos, sin)
 
-            mlp = lambda m, h: m(h)
         cos, sin = self.body.rotary_emb(x, positions)
         layers = self.body.layers
         x, h = norm(x, None, layers[0].input_layernorm)
@@ -249,8 +247,14 @@ class LlamaStep:
             write(v[rows], _heads(attn.v_proj(h), self.kv_heads))
             x, h = norm(x, attn.o_proj(attention(q, k[rows], v[rows])), layer.post_attention_layernorm)
             following = layers[i + 1].input_layernorm if i + 1 < len(layers) else self.body.norm
-            x, h = norm(x, mlp(layer.mlp, h), following)  # the residual add, then the next norm
+            x, h = norm(x, self._mlp(layer.mlp, h), following)  # the residual add, then the next norm
         return h
+
+    def _mlp(self, mlp: Any, h: Any) -> Any:
+        """LLaMA's MLP, its SiLU(gate) * up by `decode_ops`' kernel where `swiglu`."""
+        if self.swiglu:
+            return mlp.down_proj(decode_ops.silu_mul(mlp.gate_proj(h), mlp.up_proj(h)))
+        return mlp(h)
 
     def prefill(self, st: SimpleNamespace, ids: Any, mask: Any) -> Any:
         import torch
