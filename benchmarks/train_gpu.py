@@ -35,9 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from distill.train import varlen  # noqa: E402
 from distill.train.compile import block_lists, compile_blocks  # noqa: E402
 from distill.train.data import IGNORE, Collator, bucket_shape, length, plan_batches, plan_buckets  # noqa: E402
-from distill.train.config import TrainConfig  # noqa: E402
+from distill.train.config import LoraSettings, TrainConfig  # noqa: E402
 from distill.train.loop import loss_sum, target_tokens, to_device  # noqa: E402
-from distill.train.model import attention, set_attention  # noqa: E402
+from distill.train.model import attention, set_attention, weights_dtype  # noqa: E402
+from distill.train.optim import build_optimizer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_gpu.md"
 PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.0}  # dense bf16 tensor-core peaks
@@ -224,14 +225,15 @@ BUCKETS = {"seq2seq": [64, 128, 192, 256, 320], "causal": [128, 192, 256, 320, 3
 
 def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, steps: int,
          max_tokens: int, compile_model: bool, pack: str, profile: Path | None = None,
-         t5_attention: str = "sdpa") -> tuple[float, list[list[Example]], str]:
+         t5_attention: str = "sdpa", weights: str = "auto") -> tuple[float, list[list[Example]], str]:
     on_gpu = device.type == "cuda"
-    # LoRA: the frozen base in bf16 (adapters stay fp32, peft's default); full fine-tune: fp32 master
-    # weights under bf16 autocast (bf16 weights would round away lr-2e-5 Adam updates).
-    dtype = torch.bfloat16 if shape.lora_r and on_gpu else torch.float32
+    # As `distill train` (`dtype: auto`, or `weights`): LoRA's frozen base in bf16 (adapters fp32); a full
+    # fine-tune in fp32 under bf16 autocast, or bf16 weights whose fp32 master copies the optimizer keeps.
+    recipe = TrainConfig(student=shape.name, lr=2e-5, dtype=weights, lora=LoraSettings(enabled=bool(shape.lora_r)))
+    dtype = weights_dtype(recipe, on_gpu)
     model = build_model(shape, dtype, device, checkpointing=False)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=2e-5, fused=on_gpu or None)
+    optimizer = build_optimizer(model, recipe, fused=on_gpu)
     # The kernel `distill train` chooses for this student (distill.train.model.attention).
     chosen = attention(TrainConfig(student=shape.name, packing=pack != "no"), on_gpu, shape.kind)
     kernel = chosen if chosen in ("flash_attention_2", varlen.NAME) else None
@@ -298,7 +300,7 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
     route = f"{names[kernel]}, packed" if packed else "SDPA, length-grouped padding"
     if buckets:
         route = f"{'FlexAttention (t5-flex)' if flex else 'SDPA'}, padded to {len(buckets)} length buckets"
-    note = f"token budget {max_tokens:,}, {route}, fused AdamW" + (f", LoRA dropout {LORA_DROPOUT[0]}" if shape.lora_r else "") + (", bf16 base" if dtype == torch.bfloat16 else "")
+    note = f"token budget {max_tokens:,}, {route}, fused AdamW" + (f", LoRA dropout {LORA_DROPOUT[0]}" if shape.lora_r else "") + (", bf16 weights" + ("" if shape.lora_r else " with fp32 master copies") if dtype == torch.bfloat16 else "")
     return seconds, timed, note + (f", compiled blocks (compile + first steps {compile_s:.0f} s)" if compile_model else "")
 
 
@@ -370,13 +372,13 @@ class CompileTimeout(Exception):
 
 def ours_with_fallback(shape: Shape, data: list[Example], device: torch.device, warmup: int, steps: int,
                        budget: int, compile_model: bool, pack: str, compile_limit: int, profile: Path | None = None,
-                       t5_attention: str = "sdpa") -> Callable:
+                       t5_attention: str = "sdpa", weights: str = "auto") -> Callable:
     """Ours at the largest token budget that fits (3/4 of it on out-of-memory); compiled, or eager
     when the compiled run fails or takes more than `compile_limit` seconds, so one run always gives a table."""
     def attempt(tokens: int, compiled: bool) -> tuple[float, list[list[Example]], str]:
         while True:
             try:
-                return ours(shape, data, device, warmup, steps, tokens, compiled, pack, profile, t5_attention)
+                return ours(shape, data, device, warmup, steps, tokens, compiled, pack, profile, t5_attention, weights)
             except torch.cuda.OutOfMemoryError:
                 if tokens <= 2048:
                     raise
@@ -458,6 +460,9 @@ def main() -> None:
     parser.add_argument("--t5-attention", choices=["sdpa", "t5-flex"], default="sdpa",
                         help="ours, shape (a) compiled: SDPA (distill train's default) or t5-flex (FlexAttention, "
                              "the bias as a score modifier; raise --compile-limit)")
+    parser.add_argument("--dtype-a", default="auto",
+                        help="ours, shape (a): weights dtype as `distill train`'s `dtype` (auto: float32 under bf16 "
+                             "autocast; bfloat16: fp32 master copies in the optimizer); a comma list runs each")
     parser.add_argument("--lora-dropout", type=float, default=LORA_DROPOUT[0], help="shape (b), both recipes")
     parser.add_argument("--compile-limit", type=int, default=150,
                         help="ours: seconds a compiled run may take (compile included) before eager is measured instead")
@@ -487,11 +492,13 @@ def main() -> None:
     for shape in shapes:
         data = synthetic(shape, 4096 if not args.smoke else 64)
         budget = args.budget_a if shape.kind == "seq2seq" else args.budget_b
-        for recipe, run in (("naive", lambda: naive(shape, data, device, args.warmup, args.steps)),
-                            ("ours", ours_with_fallback(shape, data, device, args.warmup, args.steps, budget, not args.eager,
-                                                       args.pack, args.compile_limit, profile,
-                                                       args.t5_attention))):
-            if recipe not in args.recipes.split(","):
+        weights = args.dtype_a.split(",") if shape.kind == "seq2seq" else ["auto"]
+        runs = [("naive", lambda: naive(shape, data, device, args.warmup, args.steps))]
+        runs += [("ours" if len(weights) == 1 else f"ours, {w}",
+                  ours_with_fallback(shape, data, device, args.warmup, args.steps, budget, not args.eager, args.pack,
+                                     args.compile_limit, profile, args.t5_attention, w)) for w in weights]
+        for recipe, run in runs:
+            if recipe.split(",")[0] not in args.recipes.split(","):
                 continue
             started = time.perf_counter()
             results.append(measure(shape, recipe, device, peak, run))

@@ -276,7 +276,8 @@ def fsdp_case(args: argparse.Namespace, rank: int, world: int, device: torch.dev
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
-    from distill.train import _optimizer, _scheduler
+    from distill.train import _scheduler
+    from distill.train.optim import build_optimizer
 
     shape, recipe, budget, checkpointing = causal_settings(args)
     on_gpu = device.type == "cuda"
@@ -286,7 +287,7 @@ def fsdp_case(args: argparse.Namespace, rank: int, world: int, device: torch.dev
 
     def build() -> tuple[Any, Any, Any]:
         model = fsdp_model(shape, device, args.seed, checkpointing, flash=packed and on_gpu)
-        optimizer = _optimizer(model, recipe, fused=device.type == "cuda")
+        optimizer = build_optimizer(model, recipe, fused=device.type == "cuda")
         return model, optimizer, _scheduler(optimizer, recipe, total_steps)
 
     model, optimizer, scheduler = build()
@@ -339,7 +340,8 @@ def fsdp_case(args: argparse.Namespace, rank: int, world: int, device: torch.dev
 def zero3_case(args: argparse.Namespace, rank: int, world: int, device: torch.device) -> Outcome:
     import deepspeed
 
-    from distill.train import _optimizer, _scheduler
+    from distill.train import _scheduler
+    from distill.train.optim import build_optimizer
 
     shape, recipe, budget, checkpointing = causal_settings(args)
     packed = use_packing(args, True)
@@ -352,7 +354,7 @@ def zero3_case(args: argparse.Namespace, rank: int, world: int, device: torch.de
     config = {"train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": 1,
               "gradient_clipping": recipe.max_grad_norm, "bf16": {"enabled": True},
               "zero_optimization": {"stage": 3, "overlap_comm": True, "contiguous_gradients": True}}
-    optimizer = _optimizer(model, recipe, fused=True)
+    optimizer = build_optimizer(model, recipe, fused=True)
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config,
                                       lr_scheduler=_scheduler(optimizer, recipe, len(work)))
     targets: list[int] = []

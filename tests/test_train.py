@@ -77,16 +77,17 @@ def test_tiny_student_learns_and_loads(tmp_path: Path, mtd: Path, student: str) 
 
 
 @pytest.mark.slow
-def test_resume_matches_uninterrupted(tmp_path: Path, mtd: Path) -> None:
+@pytest.mark.parametrize("dtype", ["auto", "bfloat16"])  # bfloat16: the fp32 master copies resume too
+def test_resume_matches_uninterrupted(tmp_path: Path, mtd: Path, dtype: str) -> None:
     # Dropout on: the resumed run must also restore the RNG to draw the same masks.
     tiny = {"d_model": 64, "layers": 2, "heads": 4, "dropout": 0.1}
-    full = train(_config(tmp_path / "a", mtd, max_steps=6, save_every=3, tiny=tiny, grad_accum=2))
+    full = train(_config(tmp_path / "a", mtd, max_steps=6, save_every=3, tiny=tiny, grad_accum=2, dtype=dtype))
 
     def crash(step: int, _: dict) -> None:
         if step == 5:
             raise KeyboardInterrupt  # as if killed after step 5, past the step-3 checkpoint
 
-    config = _config(tmp_path / "b", mtd, max_steps=6, save_every=3, tiny=tiny, grad_accum=2)
+    config = _config(tmp_path / "b", mtd, max_steps=6, save_every=3, tiny=tiny, grad_accum=2, dtype=dtype)
     with pytest.raises(KeyboardInterrupt):
         train(config, on_step=crash)
     with pytest.raises(InputError, match="--resume"):
@@ -96,6 +97,20 @@ def test_resume_matches_uninterrupted(tmp_path: Path, mtd: Path) -> None:
     assert sorted(b) == [1, 2, 3, 4, 5, 6]  # rows the crashed run wrote after step 3 were dropped
     for step in range(1, 7):
         assert b[step] == pytest.approx(a[step], rel=1e-4, abs=1e-5), step
+
+
+@pytest.mark.slow
+def test_bf16_weights_train_as_fp32_weights_do(tmp_path: Path, mtd: Path) -> None:
+    """Full fine-tuning with bf16 weights (fp32 master copies in the optimizer) follows the fp32 run's
+    losses to bf16's precision, and its saved student is bf16."""
+    fp32 = _losses(train(_config(tmp_path / "fp32", mtd, lr=1e-3, max_steps=8)))
+    out = train(_config(tmp_path / "bf16", mtd, lr=1e-3, max_steps=8, dtype="bfloat16"))
+    bf16 = _losses(out)
+    assert bf16[8] < 0.8 * bf16[1]
+    for step in range(1, 9):
+        assert bf16[step] == pytest.approx(fp32[step], rel=0.01), step
+    model, _, _ = load_student(str(out))
+    assert next(model.parameters()).dtype == torch.bfloat16
 
 
 def test_lora_adapter_saves_loads_and_merges(tmp_path: Path, mtd: Path) -> None:

@@ -25,6 +25,7 @@ from distill.train.checkpoint import (
     load_checkpoint,
     save_checkpoint,
     save_model,
+    sharded,
 )
 from distill.train.compile import block_lists, compile_blocks
 from distill.train.config import TrainConfig, load_config
@@ -42,17 +43,10 @@ from distill.train.distributed import before_process_group
 from distill.train.log import MetricsLog, StepProgress, trackers, truncate_metrics
 from distill.train.loop import Loop, Plan, kd_loss
 from distill.train.model import count_parameters, load_model, load_tokenizer
+from distill.train.optim import MasterAdamW, build_optimizer
 from distill.train.plot import plot_losses
 
 __all__ = ["TrainConfig", "load_config", "train"]
-
-
-def _optimizer(model: Any, config: TrainConfig, fused: bool) -> torch.optim.Optimizer:
-    # No weight decay on biases and norm weights (1-D tensors).
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.999), eps=1e-8, fused=fused or None)
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int) -> Any:
@@ -271,7 +265,10 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     tokenizer, model, settings = _student(config, splits, checkpoint, on_gpu)
     collate, plan, eval_batches = _batches(config, splits, tokenizer, model, settings, accelerator, on_gpu)
     total_steps, epochs = _length(config, plan)
-    optimizer = _optimizer(model, config, fused=on_gpu)
+    optimizer = build_optimizer(model, config, fused=on_gpu)
+    if isinstance(optimizer, MasterAdamW) and sharded(accelerator):  # FSDP/DeepSpeed swap the parameters
+        raise InputError("key 'dtype': bfloat16 weights with full fine-tuning under FSDP/DeepSpeed; keep float32 "
+                         "weights (dtype: auto): their mixed precision computes in bf16")
     scheduler = _scheduler(optimizer, config, total_steps)
     if config.compile:
         _compile(model, config, settings.kind)

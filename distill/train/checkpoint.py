@@ -42,7 +42,7 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.removeprefix("step-")), default=None)
 
 
-def _sharded(accelerator: Any) -> bool:
+def sharded(accelerator: Any) -> bool:
     return accelerator.distributed_type.name in ("FSDP", "DEEPSPEED")
 
 
@@ -78,7 +78,7 @@ def save_checkpoint(accelerator: Any, model: Any, optimizer: Any, scheduler: Any
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     save_model(accelerator, model, tokenizer, tmp)
-    if _sharded(accelerator):
+    if sharded(accelerator):
         accelerator.save_state(str(tmp / "accelerate"))
     elif accelerator.is_main_process:
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
@@ -110,7 +110,7 @@ def _prune(directory: Path, keep: int) -> None:
 def load_checkpoint(accelerator: Any, directory: Path, optimizer: Any, scheduler: Any) -> TrainState:
     """Restore optimizer, scheduler and RNG states (the weights were loaded with the model)."""
     state = TrainState(**json.loads((directory / STATE_FILE).read_text()))
-    if _sharded(accelerator):
+    if sharded(accelerator):
         accelerator.load_state(str(directory / "accelerate"))
     else:
         optimizer.load_state_dict(torch.load(directory / "optimizer.pt", map_location="cpu", weights_only=False))

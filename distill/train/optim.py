@@ -1,0 +1,90 @@
+"""The optimizer: AdamW, with fp32 master copies of the weights that are trained in bf16.
+
+Adam's updates at fine-tuning rates (lr 2e-5) are far below a bf16 weight's resolution (8 bits of
+mantissa, steps of ~0.4%), so updating bf16 weights in place rounds most updates away. `MasterAdamW`
+keeps an fp32 copy of each bf16 trainable weight: `step()` hands it the weight's gradient, updates the
+copies, and rounds them back into the weights, so the model computes in bf16 (half the activation and
+weight traffic of fp32 weights under autocast) while training as with fp32 weights. The copies are in
+the state dict: a resumed run continues from them, not from the rounded weights.
+
+Gradients stay in the weights' dtype until `step()`: the micro-batches of one step (`grad_accum`) add up
+in bf16, as under FSDP with a bf16 reduce dtype.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from distill.train.config import TrainConfig
+
+MASTERS = "master_weights"  # state-dict key of the fp32 copies
+
+
+def build_optimizer(model: Any, config: TrainConfig, fused: bool) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters; `MasterAdamW` where any of them is bf16."""
+    # No weight decay on biases and norm weights (1-D tensors).
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    cls = MasterAdamW if any(p.dtype == torch.bfloat16 for p in params) else torch.optim.AdamW
+    return cls(groups, lr=config.lr, betas=(0.9, 0.999), eps=1e-8, fused=fused or None)
+
+
+class MasterAdamW(torch.optim.AdamW):
+    """AdamW that updates fp32 copies of the bf16 parameters it is given (others it updates in place)."""
+
+    def __init__(self, params: list[dict[str, Any]], **kwargs: Any) -> None:
+        self.weights: list[torch.Tensor] = []  # the model's bf16 parameters ...
+        self.masters: list[torch.Tensor] = []  # ... and their fp32 copies, which the optimizer owns
+        groups = []
+        for group in params:
+            own = []
+            for p in group["params"]:
+                if p.dtype == torch.bfloat16:
+                    self.weights.append(p)
+                    self.masters.append(p.detach().float())
+                    own.append(self.masters[-1])
+                else:
+                    own.append(p)
+            groups.append({**group, "params": own})
+        super().__init__(groups, **kwargs)
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        stepped = []
+        for weight, master in zip(self.weights, self.masters):
+            master.grad = None if weight.grad is None else weight.grad.float()
+            if weight.grad is not None:
+                stepped.append((weight, master))
+        loss = super().step(closure)
+        if stepped:
+            weights, masters = zip(*stepped)
+            torch._foreach_copy_(list(weights), list(masters))  # rounds to nearest bf16
+        for master in self.masters:
+            master.grad = None  # the fp32 gradients live only inside the step
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        super().zero_grad(set_to_none)
+        for weight in self.weights:
+            if set_to_none:
+                weight.grad = None
+            elif weight.grad is not None:
+                weight.grad.zero_()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), MASTERS: list(self.masters)}
+
+    @torch.no_grad()
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        saved = state_dict.pop(MASTERS, None)
+        super().load_state_dict(state_dict)
+        if saved is None:  # a checkpoint written without copies: start them from the weights
+            return
+        if len(saved) != len(self.masters):
+            raise ValueError(f"optimizer state: {len(saved)} master weights saved, {len(self.masters)} expected")
+        for weight, master, value in zip(self.weights, self.masters, saved):
+            master.copy_(value)
+            weight.copy_(master)
