@@ -1,15 +1,19 @@
 """`MasterAdamW`: bf16 weights trained through fp32 copies, as fp32 weights would be."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from distill.train.config import TrainConfig
 from distill.train.optim import MasterAdamW, build_optimizer
 
 
-def _model(dtype: torch.dtype) -> torch.nn.Module:
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])  # cuda: fused AdamW, foreach copies on the GPU
+
+
+def _model(dtype: torch.dtype, device: str = "cpu") -> torch.nn.Module:
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 8)).to(dtype)
+    return torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 8)).to(device, dtype)
 
 
 def _train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, steps: range) -> list[float]:
@@ -35,20 +39,22 @@ def test_bf16_weights_get_master_copies_and_fp32_ones_do_not() -> None:
     assert [g["weight_decay"] for g in optimizer.param_groups] == [0.01, 0.0]  # matrices, then biases
 
 
-def test_small_updates_accumulate_in_the_copies_as_in_fp32() -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_small_updates_accumulate_in_the_copies_as_in_fp32(device: str) -> None:
     """At lr 1e-5 plain AdamW on bf16 weights rounds nearly every update away; the copies follow an
     fp32 AdamW fed the same (bf16) gradients, and the weights are those copies rounded."""
-    ours, plain, reference = _model(torch.bfloat16), _model(torch.bfloat16), _model(torch.float32)
+    ours, plain, reference = (_model(dtype, device) for dtype in (torch.bfloat16, torch.bfloat16, torch.float32))
     with torch.no_grad():
         for r, w in zip(reference.parameters(), ours.parameters()):
             r.copy_(w)  # the same starting point as the bf16 weights
     start = [p.detach().clone() for p in ours.parameters()]
-    masters = MasterAdamW([{"params": list(ours.parameters())}], lr=1e-5)
+    fused = device == "cuda" or None
+    masters = MasterAdamW([{"params": list(ours.parameters())}], lr=1e-5, fused=fused)
     plain_opt = torch.optim.AdamW(plain.parameters(), lr=1e-5)
-    ref_opt = torch.optim.AdamW(reference.parameters(), lr=1e-5)
+    ref_opt = torch.optim.AdamW(reference.parameters(), lr=1e-5, fused=fused)
     for step in range(100):
         torch.manual_seed(step)
-        x = torch.randn(16, 32)
+        x = torch.randn(16, 32, device=device)
         for model in (ours, plain):
             model(x.bfloat16()).float().square().mean().backward()
         for r, w in zip(reference.parameters(), ours.parameters()):
