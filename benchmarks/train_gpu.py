@@ -300,7 +300,7 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
     route = f"{names[kernel]}, packed" if packed else "SDPA, length-grouped padding"
     if buckets:
         route = f"{'FlexAttention (t5-flex)' if flex else 'SDPA'}, padded to {len(buckets)} length buckets"
-    note = f"token budget {max_tokens:,}, {route}, fused AdamW" + (f", LoRA dropout {LORA_DROPOUT[0]}" if shape.lora_r else "") + (", bf16 weights" + ("" if shape.lora_r else " with fp32 master copies") if dtype == torch.bfloat16 else "")
+    note = f"token budget {max_tokens:,}, {route}, fused AdamW" + (f", LoRA dropout {LORA_DROPOUT[0]}" if shape.lora_r else "") + ((", bf16 base" if shape.lora_r else ", bf16 weights with fp32 master copies") if dtype == torch.bfloat16 else "")
     return seconds, timed, note + (f", compiled blocks (compile + first steps {compile_s:.0f} s)" if compile_model else "")
 
 

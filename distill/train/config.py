@@ -94,7 +94,9 @@ class TrainConfig:
     packing: bool | str = "auto"
     # Precision and speed.
     mixed_precision: str = "auto"  # auto: bf16 where the GPU supports it, else none
-    dtype: str = "auto"  # weights; auto: float32 for full fine-tuning, bfloat16 LoRA base on GPU
+    # Weights; auto: float32 for full fine-tuning, bfloat16 LoRA base on GPU. bfloat16 with full fine-tuning:
+    # the optimizer keeps fp32 master copies (distill/train/optim.py)
+    dtype: str = "auto"
     # auto: flash_attention_2 (causal) when flash-attn is installed and a GPU is there; else varlen (causal,
     # torch's varlen FlashAttention on an Ampere+ GPU in bf16, packing not false; distill/train/varlen.py);
     # else sdpa. t5-flex: T5 on a GPU by FlexAttention (no dropout on attention probabilities; t5_flex.py)
