@@ -219,6 +219,7 @@ def naive(shape: Shape, data: list[Example], device: torch.device, warmup: int, 
     return seconds, timed, note
 
 
+STATIC = [False]  # --static: a compiled graph per batch shape (distill train compiles with dynamic shapes)
 LORA_DROPOUT = [0.05]  # the students' presets (recipes/students/*-lora.yaml); --lora-dropout sets it
 BUCKETS = {"seq2seq": [64, 128, 192, 256, 320], "causal": [128, 192, 256, 320, 384, 448, 512]}
 
@@ -256,7 +257,7 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
     compile_s = 0.0
     if compile_model:  # as `distill train` with `compile: true`
         shapes = len(buckets) ** (2 if shape.kind == "seq2seq" else 1) if buckets else 8
-        compile_blocks(model, graph_bound=2 * len(block_lists(model)) * shapes * 2)
+        compile_blocks(model, graph_bound=2 * len(block_lists(model)) * shapes * 2, dynamic=not STATIC[0])
 
     def step(examples: list[Example]) -> None:
         with phase("collate"):
@@ -301,7 +302,8 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
     if buckets:
         route = f"{'FlexAttention (t5-flex)' if flex else 'SDPA'}, padded to {len(buckets)} length buckets"
     note = f"token budget {max_tokens:,}, {route}, fused AdamW" + (f", LoRA dropout {LORA_DROPOUT[0]}" if shape.lora_r else "") + ((", bf16 base" if shape.lora_r else ", bf16 weights with fp32 master copies") if dtype == torch.bfloat16 else "")
-    return seconds, timed, note + (f", compiled blocks (compile + first steps {compile_s:.0f} s)" if compile_model else "")
+    compiled = f", compiled blocks{', static shapes' if STATIC[0] else ''} (compile + first steps {compile_s:.0f} s)"
+    return seconds, timed, note + (compiled if compile_model else "")
 
 
 def phase(name: str) -> Any:
@@ -463,6 +465,8 @@ def main() -> None:
     parser.add_argument("--dtype-a", default="auto",
                         help="ours, shape (a): weights dtype as `distill train`'s `dtype` (auto: float32 under bf16 "
                              "autocast; bfloat16: fp32 master copies in the optimizer); a comma list runs each")
+    parser.add_argument("--static", action="store_true",
+                        help="ours: compile the blocks for each batch shape (static shapes; more compiles)")
     parser.add_argument("--lora-dropout", type=float, default=LORA_DROPOUT[0], help="shape (b), both recipes")
     parser.add_argument("--compile-limit", type=int, default=150,
                         help="ours: seconds a compiled run may take (compile included) before eager is measured instead")
@@ -476,6 +480,7 @@ def main() -> None:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     LORA_DROPOUT[0] = args.lora_dropout
+    STATIC[0] = args.static
     if args.buckets_a:
         BUCKETS["seq2seq"] = [int(w) for w in args.buckets_a.split(",")]
     if args.smoke:

@@ -181,6 +181,11 @@ def test_bad_config_names_the_key_and_file(tmp_path: Path) -> None:
         load_config(recipe, {"data": "d", "output_dir": "o"})
     with pytest.raises(InputError, match="'scheduler'.*cosine"):
         load_config(None, {"student": "s", "data": "d", "output_dir": "o", "scheduler": "wavy"})
+    recipe.write_text("student: tiny-t5\ncompile: static\n")
+    with pytest.raises(InputError, match=r"bad\.yaml.*key 'compile': static needs length_buckets"):
+        load_config(recipe, {"data": "d", "output_dir": "o"})
+    with pytest.raises(InputError, match="key 'compile': true, false or static, got 'fast'"):
+        load_config(None, {"student": "s", "data": "d", "output_dir": "o", "compile": "fast"})
     with pytest.raises(InputError, match=r"missing -o/--output \(or key 'output_dir' in the preset\)"):
         load_config(None, {"student": "s", "data": "d"})
 
@@ -247,14 +252,15 @@ def test_length_buckets_give_fixed_shapes() -> None:
 
 
 @pytest.mark.slow
-def test_compiled_blocks_bounded_and_match_eager(tmp_path: Path, mtd: Path) -> None:
+@pytest.mark.parametrize("compile_mode", [True, "static"])
+def test_compiled_blocks_bounded_and_match_eager(tmp_path: Path, mtd: Path, compile_mode: bool | str) -> None:
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
     counters.clear()
     common = {"max_steps": 4, "save_every": 0, "max_tokens": 512, "length_buckets": [32, 64, 128]}
     eager = _losses(train(_config(tmp_path / "eager", mtd, "tiny-llama", **common)))
-    compiled = _losses(train(_config(tmp_path / "compiled", mtd, "tiny-llama", compile=True, **common)))
+    compiled = _losses(train(_config(tmp_path / "compiled", mtd, "tiny-llama", compile=compile_mode, **common)))
     assert compiled == pytest.approx(eager, rel=1e-4)
-    # One block class, train and eval: a graph per (mode, shape) at most, far fewer with dynamic shapes.
+    # One block class, train and eval: a graph per (mode, shape) at most (static), far fewer with dynamic shapes.
     assert 1 <= counters["stats"]["unique_graphs"] <= 2 * 3

@@ -209,7 +209,7 @@ def _length(config: TrainConfig, plan: Plan) -> tuple[int, int]:
 def _compile(model: Any, config: TrainConfig, kind: str) -> None:
     # Graphs per block code: (first layer, others) per stack x batch shapes x (train, eval).
     shapes = len(config.length_buckets) ** (2 if kind == "seq2seq" else 1) if config.length_buckets else 8
-    compile_blocks(model, graph_bound=2 * len(block_lists(model)) * shapes * 2)
+    compile_blocks(model, graph_bound=2 * len(block_lists(model)) * shapes * 2, dynamic=config.compile != "static")
 
 
 def _objective(loop: Loop, config: TrainConfig, settings: StudentSettings, tokenizer: Any, on_gpu: bool,

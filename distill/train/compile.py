@@ -19,11 +19,11 @@ def block_lists(model: torch.nn.Module) -> list[torch.nn.ModuleList]:
             and len({type(b) for b in m}) == 1]
 
 
-def compile_blocks(model: Any, graph_bound: int) -> int:
+def compile_blocks(model: Any, graph_bound: int, dynamic: bool = True) -> int:
     """Compile every repeated block in place (state-dict keys unchanged); returns how many.
 
     `graph_bound`: the most graphs a block may compile (block variants x batch shapes x train/eval)
-    before torch falls back to running it eagerly.
+    before torch falls back to running it eagerly. `dynamic=False`: a graph per batch shape.
     """
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, graph_bound)
     # No "duck sizing": a source and a target of equal width would otherwise tie their dims in the graph
@@ -31,5 +31,5 @@ def compile_blocks(model: Any, graph_bound: int) -> int:
     torch.fx.experimental._config.use_duck_shape = False
     blocks = [b for blocks in block_lists(model) for b in blocks]
     for block in blocks:
-        block.compile(dynamic=True)
+        block.compile(dynamic=dynamic)
     return len(blocks)

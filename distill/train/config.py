@@ -102,7 +102,9 @@ class TrainConfig:
     # else sdpa. t5-flex: T5 on a GPU by FlexAttention (no dropout on attention probabilities; t5_flex.py)
     attn_implementation: str = "auto"
     gradient_checkpointing: bool = False
-    compile: bool = False  # torch.compile each repeated block (encoder/decoder layers), dynamic shapes
+    # torch.compile each repeated block (encoder/decoder layers): true, with dynamic shapes; static, a graph per
+    # batch shape (needs length_buckets; more compiles, faster kernels: docs/train.md)
+    compile: bool | str = False
     # Pad every micro-batch to a fixed shape: each sequence (seq2seq: source and target apart) to the smallest
     # of these widths that holds it, and the rows to max_tokens // width (or batch_size). Bounds the shapes
     # that `compile` sees; [] pads to the longest instead.
@@ -202,6 +204,10 @@ def _check(config: TrainConfig, source: str) -> None:
         raise InputError("key 'tiny.d_model': must be a multiple of tiny.heads", source)
     if any(b <= 0 for b in config.length_buckets) or config.length_buckets != sorted(set(config.length_buckets)):
         raise InputError(f"key 'length_buckets': increasing positive widths, got {config.length_buckets}", source)
+    if config.compile not in (True, False, "static"):
+        raise InputError(f"key 'compile': true, false or static, got {config.compile!r}", source)
+    if config.compile == "static" and not config.length_buckets:
+        raise InputError("key 'compile': static needs length_buckets (else every batch shape compiles)", source)
     if config.packing not in (True, False, "auto"):
         raise InputError(f"key 'packing': true, false or auto, got {config.packing!r}", source)
     if isinstance(config.trackers, str) and config.trackers not in ("auto", "none"):
