@@ -89,3 +89,31 @@ def test_resume_from_the_state_dict_matches_uninterrupted() -> None:
     assert resumed == uninterrupted[3:]
     for a, b in zip(full.parameters(), second.parameters()):
         assert torch.equal(a, b)
+
+
+def test_step_hooks_run_once_and_closures_are_refused() -> None:
+    torch.optim.AdamW(_model(torch.float32).parameters())  # torch then wraps AdamW.step with its hooks
+    model = _model(torch.bfloat16)
+    optimizer = MasterAdamW(model.parameters(), lr=1e-3)  # a plain parameter list, as torch's optimizers take
+    calls = []
+    optimizer.register_step_pre_hook(lambda *_: calls.append(1))
+    _train(model, optimizer, range(2))
+    assert len(calls) == 2
+    with pytest.raises(ValueError, match="no closure"):
+        optimizer.step(lambda: 0.0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="moves the model from CPU to a GPU")
+def test_copies_follow_the_model_to_the_gpu() -> None:
+    """As in `distill train`: the optimizer is built on the CPU model, which accelerate then moves."""
+    model = _model(torch.bfloat16)
+    optimizer = build_optimizer(model, TrainConfig(lr=1e-3), fused=True)
+    model.cuda()
+    x = torch.randn(16, 32, device="cuda").bfloat16()
+    for _ in range(2):
+        model(x).float().square().mean().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    for weight, master in zip(optimizer.weights, optimizer.masters):
+        assert master.device == weight.device and torch.equal(weight, master.bfloat16())
+        assert all(v.device == weight.device for v in optimizer.state[master].values() if v.ndim)

@@ -111,6 +111,14 @@ def test_bf16_weights_train_as_fp32_weights_do(tmp_path: Path, mtd: Path) -> Non
         assert bf16[step] == pytest.approx(fp32[step], rel=0.01), step
     model, _, _ = load_student(str(out))
     assert next(model.parameters()).dtype == torch.bfloat16
+    state = torch.load(out / "checkpoints" / "step-4" / "optimizer.pt", weights_only=False)
+    assert state["master_weights"] and all(m.dtype == torch.float32 for m in state["master_weights"])
+
+
+def test_static_compile_refuses_packed_batches(tmp_path: Path, mtd: Path) -> None:
+    config = _config(tmp_path, mtd, "tiny-llama", compile="static", length_buckets=[64, 128], packing=True)
+    with pytest.raises(InputError, match="static needs padded length_buckets.*packing: false"):
+        train(config)
 
 
 def test_lora_adapter_saves_loads_and_merges(tmp_path: Path, mtd: Path) -> None:
@@ -184,6 +192,7 @@ def test_bad_config_names_the_key_and_file(tmp_path: Path) -> None:
     recipe.write_text("student: tiny-t5\ncompile: static\n")
     with pytest.raises(InputError, match=r"bad\.yaml.*key 'compile': static needs length_buckets"):
         load_config(recipe, {"data": "d", "output_dir": "o"})
+    assert load_config(recipe, {"data": "d", "output_dir": "o", "length_buckets": [64, 128]}).compile == "static"
     with pytest.raises(InputError, match="key 'compile': true, false or static, got 'fast'"):
         load_config(None, {"student": "s", "data": "d", "output_dir": "o", "compile": "fast"})
     with pytest.raises(InputError, match=r"missing -o/--output \(or key 'output_dir' in the preset\)"):
@@ -253,8 +262,14 @@ def test_length_buckets_give_fixed_shapes() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("compile_mode", [True, "static"])
-def test_compiled_blocks_bounded_and_match_eager(tmp_path: Path, mtd: Path, compile_mode: bool | str) -> None:
+def test_compiled_blocks_bounded_and_match_eager(tmp_path: Path, mtd: Path, compile_mode: bool | str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     from torch._dynamo.utils import counters
+
+    import distill.train
+    modes = []
+    real = distill.train.compile_blocks
+    monkeypatch.setattr(distill.train, "compile_blocks", lambda *a, **k: modes.append(k["dynamic"]) or real(*a, **k))
 
     torch._dynamo.reset()
     counters.clear()
@@ -264,3 +279,4 @@ def test_compiled_blocks_bounded_and_match_eager(tmp_path: Path, mtd: Path, comp
     assert compiled == pytest.approx(eager, rel=1e-4)
     # One block class, train and eval: a graph per (mode, shape) at most (static), far fewer with dynamic shapes.
     assert 1 <= counters["stats"]["unique_graphs"] <= 2 * 3
+    assert modes == [compile_mode is True]

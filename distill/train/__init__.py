@@ -264,11 +264,16 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     splits = load_splits(config.data)
     tokenizer, model, settings = _student(config, splits, checkpoint, on_gpu)
     collate, plan, eval_batches = _batches(config, splits, tokenizer, model, settings, accelerator, on_gpu)
+    if config.compile == "static" and plan.packed:  # packed rows ignore length_buckets: a compile per batch
+        raise InputError("key 'compile': static needs padded length_buckets, and this causal student packs its "
+                         "batches; set packing: false")
     total_steps, epochs = _length(config, plan)
     optimizer = build_optimizer(model, config, fused=on_gpu)
     if isinstance(optimizer, MasterAdamW) and sharded(accelerator):  # FSDP/DeepSpeed swap the parameters
         raise InputError("key 'dtype': bfloat16 weights with full fine-tuning under FSDP/DeepSpeed; keep float32 "
                          "weights (dtype: auto): their mixed precision computes in bf16")
+    if isinstance(optimizer, MasterAdamW) and accelerator.mixed_precision == "fp16":  # the scaler unscales the copies
+        raise InputError("key 'dtype': bfloat16 weights with mixed_precision fp16; use mixed_precision bf16 or auto")
     scheduler = _scheduler(optimizer, config, total_steps)
     if config.compile:
         _compile(model, config, settings.kind)

@@ -206,8 +206,6 @@ def _check(config: TrainConfig, source: str) -> None:
         raise InputError(f"key 'length_buckets': increasing positive widths, got {config.length_buckets}", source)
     if config.compile not in (True, False, "static"):
         raise InputError(f"key 'compile': true, false or static, got {config.compile!r}", source)
-    if config.compile == "static" and not config.length_buckets:
-        raise InputError("key 'compile': static needs length_buckets (else every batch shape compiles)", source)
     if config.packing not in (True, False, "auto"):
         raise InputError(f"key 'packing': true, false or auto, got {config.packing!r}", source)
     if isinstance(config.trackers, str) and config.trackers not in ("auto", "none"):
@@ -282,6 +280,9 @@ def load_config(recipe: str | os.PathLike | None = None, overrides: dict[str, An
         _check(config, str(path))
     _apply(config, overrides or {}, "command line")
     _check(config, "command line")
+    if config.compile == "static" and not config.length_buckets:  # on the merged config: either may set them
+        source = "command line" if recipe is None or "compile" in (overrides or {}) else str(path)
+        raise InputError("key 'compile': static needs length_buckets (else every batch shape compiles)", source)
     for key, flag in (("student", "--student"), ("data", "--data"), ("output_dir", "-o/--output")):
         if not getattr(config, key):
             raise InputError(f"missing {flag} (or key {key!r} in the preset)")

@@ -7,8 +7,9 @@ updates the copies, and rounds them back into the weights (foreach copies: a few
 all tensors). The model then computes in bf16 and trains as with fp32 weights. The copies are in the
 state dict: a resumed run continues from them, not from the rounded weights.
 
-Gradients stay in the weights' dtype until `step()`: the micro-batches of one step (`grad_accum`) add up
-in bf16, as under FSDP with a bf16 reduce dtype.
+Gradients stay in the weights' dtype until `step()`: the micro-batches of one step (`grad_accum`) add up,
+DDP all-reduces and clipping scales them in bf16, as under FSDP with a bf16 reduce dtype. The copies
+follow the weights' device (the optimizer is built before accelerate moves the model to the GPU).
 """
 from __future__ import annotations
 
@@ -34,10 +35,13 @@ def build_optimizer(model: Any, config: TrainConfig, fused: bool) -> torch.optim
 class MasterAdamW(torch.optim.AdamW):
     """AdamW that updates fp32 copies of the bf16 parameters it is given (others it updates in place)."""
 
-    def __init__(self, params: list[dict[str, Any]], **kwargs: Any) -> None:
+    def __init__(self, params: Any, **kwargs: Any) -> None:
         self.weights: list[torch.Tensor] = []  # the model's bf16 parameters ...
         self.masters: list[torch.Tensor] = []  # ... and their fp32 copies, which the optimizer owns
         self._grads: list[torch.Tensor] | None = None  # the copies' gradients
+        params = list(params)
+        if params and isinstance(params[0], torch.Tensor):  # a plain list of tensors, as torch's optimizers take
+            params = [{"params": params}]
         groups = []
         for group in params:
             own = []
@@ -53,6 +57,9 @@ class MasterAdamW(torch.optim.AdamW):
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
+        if closure is not None:  # it would compute gradients after they were copied
+            raise ValueError("MasterAdamW.step takes no closure")
+        self._follow_weights()
         if self._grads is None:  # fp32 gradient buffers, kept between steps (no allocation per step)
             self._grads = [torch.empty_like(m) for m in self.masters]
         stepped = [i for i, w in enumerate(self.weights) if w.grad is not None]
@@ -62,10 +69,21 @@ class MasterAdamW(torch.optim.AdamW):
             self.masters[i].grad = self._grads[i]
         if stepped:  # foreach: a few launches for every tensor (a 738M T5 has ~500), casting on the way
             torch._foreach_copy_([self._grads[i] for i in stepped], [self.weights[i].grad for i in stepped])
-        loss = super().step(closure)
+        _adamw_step(self)
         if stepped:
             torch._foreach_copy_([self.weights[i] for i in stepped], [self.masters[i] for i in stepped])  # rounds
-        return loss
+
+    def _follow_weights(self) -> None:
+        """Keep each copy, and its Adam state, on its weight's device: the model may move after the optimizer
+        is built (accelerate's `prepare` moves it to the GPU)."""
+        moved = False
+        for weight, master in zip(self.weights, self.masters):
+            if master.device != weight.device:
+                master.data = master.data.to(weight.device)
+                moved = True
+        if moved:
+            self._grads = None
+            super().load_state_dict(super().state_dict())  # torch places the state by its parameters' devices
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         super().zero_grad(set_to_none)
@@ -90,3 +108,14 @@ class MasterAdamW(torch.optim.AdamW):
         for weight, master, value in zip(self.weights, self.masters, saved):
             master.copy_(value)
             weight.copy_(master)
+        self._follow_weights()
+
+
+
+def _adamw_step(optimizer: torch.optim.Optimizer) -> None:
+    """AdamW's step without the wrapper that runs step hooks, which torch puts on AdamW.step once an AdamW
+    exists (MasterAdamW.step, which calls this, already ran them)."""
+    step = torch.optim.AdamW.step
+    while getattr(step, "hooked", False):
+        step = step.__wrapped__
+    step(optimizer)
