@@ -1,6 +1,8 @@
 """`MasterAdamW`: bf16 weights trained through fp32 copies, as fp32 weights would be."""
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -117,3 +119,39 @@ def test_copies_follow_the_model_to_the_gpu() -> None:
     for weight, master in zip(optimizer.weights, optimizer.masters):
         assert master.device == weight.device and torch.equal(weight, master.bfloat16())
         assert all(v.device == weight.device for v in optimizer.state[master].values() if v.ndim)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="accelerate moves a CPU-built model to a GPU")
+def test_accelerate_prepare_and_resume_on_the_gpu_match_uninterrupted(tmp_path) -> None:
+    """`distill train`'s order: optimizer on the CPU model, `prepare`, steps, a checkpoint loaded on the CPU."""
+    from accelerate import Accelerator
+
+    def run(steps: range, state: str | None = None) -> tuple[torch.nn.Module, Any, list[float]]:
+        model = _model(torch.bfloat16)
+        if state is not None:
+            model.load_state_dict(torch.load(tmp_path / "model.pt"))
+        model, optimizer = Accelerator(mixed_precision="no").prepare(
+            model, build_optimizer(model, TrainConfig(lr=1e-3), fused=True))
+        if state is not None:
+            optimizer.load_state_dict(torch.load(state, map_location="cpu", weights_only=False))
+        losses = []
+        for step in steps:
+            torch.manual_seed(100 + step)
+            x, y = torch.randn(16, 32, device="cuda"), torch.randn(16, 8, device="cuda")
+            loss = torch.nn.functional.mse_loss(model(x.bfloat16()).float(), y)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            losses.append(loss.item())
+        return model, optimizer, losses
+
+    _, _, uninterrupted = run(range(6))
+    model, optimizer, _ = run(range(3))
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    torch.save(optimizer.state_dict(), tmp_path / "optimizer.pt")
+    model, optimizer, resumed = run(range(3, 6), str(tmp_path / "optimizer.pt"))
+    assert resumed == uninterrupted[3:]
+    inner = optimizer.optimizer
+    for weight, master in zip(inner.weights, inner.masters):
+        assert master.device == weight.device and torch.equal(weight, master.bfloat16())
+        assert all(v.device == weight.device for v in inner.state[master].values())  # fused: `step` too

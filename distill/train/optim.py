@@ -39,13 +39,16 @@ class MasterAdamW(torch.optim.AdamW):
         self.weights: list[torch.Tensor] = []  # the model's bf16 parameters ...
         self.masters: list[torch.Tensor] = []  # ... and their fp32 copies, which the optimizer owns
         self._grads: list[torch.Tensor] | None = None  # the copies' gradients
+        if isinstance(params, torch.Tensor):
+            raise TypeError("params: an iterable of tensors or of parameter groups, got a tensor")
         params = list(params)
-        if params and isinstance(params[0], torch.Tensor):  # a plain list of tensors, as torch's optimizers take
+        if params and not isinstance(params[0], dict):  # a plain list of tensors, as torch's optimizers take
             params = [{"params": params}]
         groups = []
         for group in params:
             own = []
-            for p in group["params"]:
+            tensors = group["params"]
+            for p in [tensors] if isinstance(tensors, torch.Tensor) else tensors:
                 if p.dtype == torch.bfloat16:
                     self.weights.append(p)
                     self.masters.append(p.detach().float())
@@ -98,6 +101,7 @@ class MasterAdamW(torch.optim.AdamW):
 
     @torch.no_grad()
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._follow_weights()  # first: torch then places the loaded state on the copies' (final) device
         state_dict = dict(state_dict)
         saved = state_dict.pop(MASTERS, None)
         super().load_state_dict(state_dict)
@@ -108,8 +112,6 @@ class MasterAdamW(torch.optim.AdamW):
         for weight, master, value in zip(self.weights, self.masters, saved):
             master.copy_(value)
             weight.copy_(master)
-        self._follow_weights()
-
 
 
 def _adamw_step(optimizer: torch.optim.Optimizer) -> None:
