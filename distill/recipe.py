@@ -117,7 +117,7 @@ def load_recipe(path: str | os.PathLike, *, smoke: bool = False, run_dir: str | 
     if (found := find_recipe(str(path))) is None:
         raise InputError(f"no recipe {str(path)!r}: not a file, nor a shipped recipe ({', '.join(shipped_recipes())})")
     path = found
-    raw = read_yaml_mapping(path, "recipe")
+    raw = read_yaml_mapping(path, "recipe", config=True)
     if unknown := set(raw) - RECIPE_KEYS:
         raise InputError(f"unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(RECIPE_KEYS))})", path)
     if not isinstance(raw.get("stages"), list) or not raw["stages"]:

@@ -6,6 +6,7 @@ file is lost on the way through.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -82,12 +83,16 @@ def latex_answers(record: Record) -> bool:
     return isinstance(record.answer, str) or record.meta.get(ANSWER_FORMAT) == "latex"
 
 
-def read_yaml_mapping(path: str | os.PathLike, what: str) -> dict[str, Any]:
-    """A YAML file that holds a mapping (`what` names it in errors: "recipe", "prompt", ...)."""
+def read_yaml_mapping(path: str | os.PathLike, what: str, *, config: bool = False) -> dict[str, Any]:
+    """A YAML file that holds a mapping (`what` names it in errors: "recipe", "prompt", ...).
+
+    `config`: settings, where `2e-5` is a float as in YAML 1.2 (PyYAML reads YAML 1.1, where it is a string);
+    prompts and cues keep their text as written.
+    """
     import yaml
 
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=config_loader() if config else yaml.SafeLoader)
     except (OSError, yaml.YAMLError) as exc:
         raise InputError(f"cannot read {what}: {str(exc).splitlines()[0]}", path) from None
     if data is None:
@@ -155,3 +160,19 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any] | Record]
             n += 1
     os.replace(tmp, path)
     return n
+
+
+@functools.cache
+def config_loader() -> Any:
+    """yaml.SafeLoader that also reads exponent floats without a dot (`1e-3`, `2E+5`) as floats."""
+    import re
+
+    import yaml
+
+    class ConfigLoader(yaml.SafeLoader):
+        pass
+
+    ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:float",
+                                       re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                                       list("-+0123456789"))
+    return ConfigLoader

@@ -199,6 +199,17 @@ def test_bad_config_names_the_key_and_file(tmp_path: Path) -> None:
         load_config(None, {"student": "s", "data": "d"})
 
 
+def test_exponent_floats_without_a_dot_are_floats(tmp_path: Path) -> None:
+    """PyYAML (YAML 1.1) reads `2e-5` as a string; configs and `--set` read it as YAML 1.2 does."""
+    from distill.train.config import parse_set
+
+    recipe = tmp_path / "lr.yaml"
+    recipe.write_text("student: tiny-t5\nlr: 2e-5\n")
+    config = load_config(recipe, {"data": "d", "output_dir": "o", **parse_set(["weight_decay=1E-2"])})
+    assert (config.lr, config.weight_decay) == (2e-5, 0.01)
+    assert parse_set(["student=1e5x", "max_steps=10"]) == {"student": "1e5x", "max_steps": 10}
+
+
 def test_missing_model_or_tokenizer_is_a_one_line_error(tmp_path: Path) -> None:
     empty = tmp_path / "no-model"
     empty.mkdir()

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from distill.records import InputError, read_yaml_mapping
+from distill.records import InputError, config_loader, read_yaml_mapping
 from distill.resources import resource
 
 RECIPES_DIR = resource("recipes", "students")
@@ -238,7 +238,7 @@ def preset_for_student(student: str) -> Path | None:
 
 
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    return read_yaml_mapping(path, "config")
+    return read_yaml_mapping(path, "config", config=True)
 
 
 def nest(flat: dict[str, Any]) -> dict[str, Any]:
@@ -261,7 +261,7 @@ def parse_set(items: typing.Iterable[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise InputError(f"--set {item!r}: expected KEY=VALUE")
         try:
-            flat[key.strip()] = yaml.safe_load(raw)
+            flat[key.strip()] = yaml.load(raw, Loader=config_loader())
         except yaml.YAMLError:
             flat[key.strip()] = raw
     return nest(flat)
