@@ -230,13 +230,14 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
     on_gpu = device.type == "cuda"
     # As `distill train` (`dtype: auto`, or `weights`): LoRA's frozen base in bf16 (adapters fp32); a full
     # fine-tune in fp32 under bf16 autocast, or bf16 weights whose fp32 master copies the optimizer keeps.
-    recipe = TrainConfig(student=shape.name, lr=2e-5, dtype=weights, lora=LoraSettings(enabled=bool(shape.lora_r)))
+    recipe = TrainConfig(student=shape.name, lr=2e-5, dtype=weights, lora=LoraSettings(enabled=bool(shape.lora_r)),
+                         packing=pack != "no")
     dtype = weights_dtype(recipe, on_gpu)
     model = build_model(shape, dtype, device, checkpointing=False)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(model, recipe, fused=on_gpu)
     # The kernel `distill train` chooses for this student (distill.train.model.attention).
-    chosen = attention(TrainConfig(student=shape.name, packing=pack != "no"), on_gpu, shape.kind)
+    chosen = attention(recipe, on_gpu, shape.kind)
     kernel = chosen if chosen in ("flash_attention_2", varlen.NAME) else None
     packed = shape.kind == "causal" and (kernel is not None if pack == "auto" else pack == "yes")
     if packed and kernel:

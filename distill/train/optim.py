@@ -66,10 +66,8 @@ class MasterAdamW(torch.optim.AdamW):
         if self._grads is None:  # fp32 gradient buffers, kept between steps (no allocation per step)
             self._grads = [torch.empty_like(m) for m in self.masters]
         stepped = [i for i, w in enumerate(self.weights) if w.grad is not None]
-        for i, master in enumerate(self.masters):
-            master.grad = None  # AdamW skips a parameter without a gradient this step
-        for i in stepped:
-            self.masters[i].grad = self._grads[i]
+        for weight, master, grad in zip(self.weights, self.masters, self._grads):
+            master.grad = None if weight.grad is None else grad  # AdamW skips a parameter without a gradient
         if stepped:  # foreach: a few launches for every tensor (a 738M T5 has ~500), casting on the way
             torch._foreach_copy_([self._grads[i] for i in stepped], [self.weights[i].grad for i in stepped])
         _adamw_step(self)
