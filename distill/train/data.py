@@ -235,17 +235,35 @@ def bucket_rows(shape: tuple[int, ...], batch_size: int, max_tokens: int) -> int
 def plan_buckets(shapes: list[tuple[int, ...]], *, batch_size: int, max_tokens: int = 0, seed: int = 0,
                  epoch: int = 0) -> list[list[int]]:
     """Micro-batches of one epoch where every batch has one bucket shape: as `plan_batches`, a pure
-    function of (seed, epoch); examples are shuffled within their bucket, batches across buckets."""
+    function of (seed, epoch); examples are shuffled within their bucket, batches across buckets.
+
+    A bucket rarely holds a whole number of batches, and the collator fills a short batch with empty
+    rows up to its shape's row count, so each bucket's remainder would cost a full step. The remainders
+    are pooled instead, narrowest first, into full batches padded to the widest of their buckets (still a
+    bucket shape, so the set of shapes stays the same): at most one short batch an epoch."""
     rng = random.Random(seed * 100_003 + epoch)
     order = list(range(len(shapes)))
     rng.shuffle(order)
     groups: dict[tuple[int, ...], list[int]] = {}
     for i in order:
         groups.setdefault(shapes[i], []).append(i)
-    batches = []
+    batches, leftovers = [], []
     for shape, members in sorted(groups.items()):
         rows = bucket_rows(shape, batch_size, max_tokens)
-        batches += [members[s:s + rows] for s in range(0, len(members), rows)]
+        full = len(members) // rows * rows
+        batches += [members[s:s + rows] for s in range(0, full, rows)]
+        leftovers += members[full:]
+    current: list[int] = []
+    widest: tuple[int, ...] = ()
+    for i in sorted(leftovers, key=lambda i: shapes[i]):
+        wider = tuple(map(max, zip(widest, shapes[i]))) if current else shapes[i]
+        if current and len(current) >= bucket_rows(wider, batch_size, max_tokens):
+            batches.append(current)
+            current, wider = [], shapes[i]
+        current.append(i)
+        widest = wider
+    if current:
+        batches.append(current)
     rng.shuffle(batches)
     return batches
 
