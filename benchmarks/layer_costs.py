@@ -10,7 +10,8 @@ lora: 4 LLaMA-2 7B decoder layers (bf16, frozen, 16 x 512 tokens, compiled block
 t5:   one T5 self-attention call with a learned relative-position bias (CodeT5-large heads, 96 x 192
       tokens, padding masked), by every route torch offers: HF's eager math, compiled math (what
       compiled blocks run now), SDPA (default and memory-efficient kernels, the bias as a float mask),
-      FlexAttention with the bias as a score modifier (t5-flex), and without dropout where a route has it.
+      FlexAttention with the bias as a score modifier (t5-flex), distill's own Triton kernels (t5-fused),
+      and without dropout where a route has it.
 """
 from __future__ import annotations
 
@@ -136,6 +137,13 @@ def t5_attention(device: torch.device, smoke: bool) -> list[tuple[str, str]]:
                    ("FlexAttention, bias as score_mod with its gradient (t5-flex)", lambda: flex(bias[0])),
                    ("FlexAttention, bias as score_mod, frozen bias", lambda: flex(bias[0].detach())),
                    ("FlexAttention, no bias (a floor)", plain)]
+        from distill.train import t5_fused
+
+        def fused(p: float) -> torch.Tensor:
+            return t5_fused.attention(q, k, v, bias[0], keep, dropout=p).transpose(1, 2)
+
+        routes += [("t5-fused (distill's Triton kernels), dropout 0.1", lambda: fused(0.1)),
+                   ("t5-fused, no dropout", lambda: fused(0.0))]
     out = []
     for name, route in routes:
         try:

@@ -226,12 +226,12 @@ BUCKETS = {"seq2seq": [64, 128, 192, 256, 320], "causal": [128, 192, 256, 320, 3
 
 def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, steps: int,
          max_tokens: int, compile_model: bool, pack: str, profile: Path | None = None,
-         t5_attention: str = "sdpa", weights: str = "auto") -> tuple[float, list[list[Example]], str]:
+         t5_attention: str = "auto", weights: str = "auto") -> tuple[float, list[list[Example]], str]:
     on_gpu = device.type == "cuda"
     # As `distill train` (`dtype: auto`, or `weights`): LoRA's frozen base in bf16 (adapters fp32); a full
     # fine-tune in fp32 under bf16 autocast, or bf16 weights whose fp32 master copies the optimizer keeps.
     recipe = TrainConfig(student=shape.name, lr=2e-5, dtype=weights, lora=LoraSettings(enabled=bool(shape.lora_r)),
-                         packing=pack != "no")
+                         packing=pack != "no", attn_implementation=t5_attention if shape.kind == "seq2seq" else "auto")
     dtype = weights_dtype(recipe, on_gpu)
     model = build_model(shape, dtype, device, checkpointing=False)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -242,11 +242,8 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
     packed = shape.kind == "causal" and (kernel is not None if pack == "auto" else pack == "yes")
     if packed and kernel:
         model.set_attn_implementation(kernel)
-    flex = shape.kind == "seq2seq" and t5_attention == "t5-flex" and compile_model
-    if flex:
-        import distill.train.t5_flex  # noqa: F401 - registers the implementation
-
-        set_attention(model, "t5-flex")
+    if shape.kind == "seq2seq" and chosen != "sdpa":  # t5-fused (distill train's choice on a GPU) or t5-flex
+        set_attention(model, chosen)
     buckets = [] if packed else BUCKETS[shape.kind]
     collate = Collator(shape.kind, 0, decoder_start_id=0, packing=packed, pad_to_multiple_of=8 if on_gpu else 1,
                        buckets=buckets, batch_size=4096, max_tokens=max_tokens)
@@ -301,7 +298,8 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
     names = {"flash_attention_2": "flash-attn varlen", varlen.NAME: "torch varlen FlashAttention", None: "SDPA block mask"}
     route = f"{names[kernel]}, packed" if packed else "SDPA, length-grouped padding"
     if buckets:
-        route = f"{'FlexAttention (t5-flex)' if flex else 'SDPA'}, padded to {len(buckets)} length buckets"
+        t5_names = {"t5-flex": "FlexAttention (t5-flex)", "t5-fused": "fused Triton self-attention (t5-fused)"}
+        route = f"{t5_names.get(chosen, 'SDPA')}, padded to {len(buckets)} length buckets"
     note = f"token budget {max_tokens:,}, {route}, fused AdamW" + (f", LoRA dropout {LORA_DROPOUT[0]}" if shape.lora_r else "") + ((", bf16 base" if shape.lora_r else ", bf16 weights with fp32 master copies") if dtype == torch.bfloat16 else "")
     compiled = f", compiled blocks{', static shapes' if STATIC[0] else ''} (compile + first steps {compile_s:.0f} s)"
     return seconds, timed, note + (compiled if compile_model else "")
@@ -375,7 +373,7 @@ class CompileTimeout(Exception):
 
 def ours_with_fallback(shape: Shape, data: list[Example], device: torch.device, warmup: int, steps: int,
                        budget: int, compile_model: bool, pack: str, compile_limit: int, profile: Path | None = None,
-                       t5_attention: str = "sdpa", weights: str = "auto") -> Callable:
+                       t5_attention: str = "auto", weights: str = "auto") -> Callable:
     """Ours at the largest token budget that fits (3/4 of it on out-of-memory); compiled, or eager
     when the compiled run fails or takes more than `compile_limit` seconds, so one run always gives a table."""
     def attempt(tokens: int, compiled: bool) -> tuple[float, list[list[Example]], str]:
@@ -460,9 +458,9 @@ def main() -> None:
     parser.add_argument("--pack", choices=["auto", "yes", "no"], default="auto",
                         help="ours, causal: padding-free packing (auto: when flash-attn is installed)")
     parser.add_argument("--eager", action="store_true", help="ours: no torch.compile of the blocks")
-    parser.add_argument("--t5-attention", choices=["sdpa", "t5-flex"], default="sdpa",
-                        help="ours, shape (a) compiled: SDPA (distill train's default) or t5-flex (FlexAttention, "
-                             "the bias as a score modifier; raise --compile-limit)")
+    parser.add_argument("--t5-attention", default="auto",
+                        help="ours, shape (a): auto (distill train's choice: t5-fused on a GPU), t5-fused, sdpa or "
+                             "t5-flex (FlexAttention, compiled only; raise --compile-limit); a comma list runs each")
     parser.add_argument("--dtype-a", default="auto",
                         help="ours, shape (a): weights dtype as `distill train`'s `dtype` (auto: float32 under bf16 "
                              "autocast; bfloat16: fp32 master copies in the optimizer); a comma list runs each")
@@ -499,10 +497,11 @@ def main() -> None:
         data = synthetic(shape, 4096 if not args.smoke else 64)
         budget = args.budget_a if shape.kind == "seq2seq" else args.budget_b
         weights = args.dtype_a.split(",") if shape.kind == "seq2seq" else ["auto"]
+        t5_attentions = args.t5_attention.split(",") if shape.kind == "seq2seq" else ["auto"]
         runs = [("naive", lambda: naive(shape, data, device, args.warmup, args.steps))]
-        runs += [("ours" if len(weights) == 1 else f"ours, {w}",
+        runs += [(", ".join(["ours"] + [w] * (len(weights) > 1) + [a] * (len(t5_attentions) > 1)),
                   ours_with_fallback(shape, data, device, args.warmup, args.steps, budget, not args.eager, args.pack,
-                                     args.compile_limit, profile, args.t5_attention, w)) for w in weights]
+                                     args.compile_limit, profile, a, w)) for w in weights for a in t5_attentions]
         for recipe, run in runs:
             if recipe.split(",")[0] not in args.recipes.split(","):
                 continue

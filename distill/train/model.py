@@ -14,6 +14,7 @@ from distill.train.config import TINY_STUDENTS, TRAINED_TOKENIZER, TrainConfig
 from distill.train.tiny import default_tokenizer, tiny_causal, tiny_seq2seq
 from distill.train.tokenizer import train_tokenizer
 
+T5_FUSED = "t5-fused"  # distill/train/t5_fused.py (imports Triton, so not imported here)
 WHOLE_NUMBERS_TOKENIZER = f"{TRAINED_TOKENIZER}-numbers"  # the same BPE, frequent numbers kept whole
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -42,8 +43,10 @@ def load_tokenizer(config: TrainConfig, rows: Iterable[dict[str, str]] = (), *,
 def attention(config: TrainConfig, on_gpu: bool, kind: str) -> str:
     """FlashAttention-2 keeps packed examples apart at no cost (varlen kernels), and so does PyTorch's own
     `varlen` (distill/train/varlen.py) where flash-attn is not installed; SDPA does it with a dense
-    block-diagonal mask, so packed rows cost attention over their whole length. `t5-flex` is opt-in:
-    equal to SDPA on a GPU, and slower than it on the CodeT5-large shape (benchmarks/results/train_gpu.md)."""
+    block-diagonal mask, so packed rows cost attention over their whole length. T5 students on a GPU get
+    `t5-fused` (distill/train/t5_fused.py: the relative-position bias read inside the kernel); `t5-flex`
+    is opt-in: equal to SDPA on a GPU, and slower than it on the CodeT5-large shape
+    (benchmarks/results/train_gpu.md)."""
     from distill.train import varlen
 
     name = config.attn_implementation
@@ -55,16 +58,20 @@ def attention(config: TrainConfig, on_gpu: bool, kind: str) -> str:
             name = "flash_attention_2"
         elif causal and half and no_dropout and config.packing is not False and varlen.available():
             name = varlen.NAME
+        elif kind == "seq2seq" and on_gpu and importlib.util.find_spec("triton") is not None:
+            name = T5_FUSED
         else:
             name = "sdpa"
     if name == varlen.NAME and (kind != "causal" or not on_gpu or config.packing is False):
         where = f"a {kind} student" + ("" if on_gpu else " on CPU") + (", packing: false" if config.packing is False else "")
         raise InputError(f"key 'attn_implementation': varlen trains packed causal students on a GPU, not {where}")
-    if name == "t5-flex":
+    if name in ("t5-flex", T5_FUSED):
         if kind != "seq2seq" or not on_gpu:
-            raise InputError(f"key 'attn_implementation': t5-flex trains T5-family students on a GPU (FlexAttention "
-                             f"has no backward on CPU), not a {kind} student{'' if on_gpu else ' on CPU'}")
-        import distill.train.t5_flex  # noqa: F401 - registers the implementation with transformers
+            why = "FlexAttention has no backward on CPU" if name == "t5-flex" else "Triton kernels"
+            raise InputError(f"key 'attn_implementation': {name} trains T5-family students on a GPU ({why}), "
+                             f"not a {kind} student{'' if on_gpu else ' on CPU'}")
+        # importing registers the implementation with transformers
+        importlib.import_module("distill.train.t5_flex" if name == "t5-flex" else "distill.train.t5_fused")
     return name
 
 

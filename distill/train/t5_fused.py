@@ -1,0 +1,337 @@
+"""T5 self-attention as one fused Triton kernel forward and three backward, the bias read in the kernel.
+
+HF's T5 adds a learned relative-position bias to every self-attention score. Torch's kernels cannot take
+a bias that needs a gradient, so SDPA (and the compiled math that compiled blocks run) materialises
+batch x heads x queries x keys scores, softmax and dropout, forward and backward: about a quarter of an
+H200 step of CodeT5-large (`benchmarks/results/train_gpu.md`). Here scores never leave the chip:
+
+- forward: FlashAttention's online softmax over key blocks; the bias [heads, queries, keys] (one for the
+  whole batch, as HF computes it) and the key padding mask are read per tile, causality is a flag, and
+  dropout on the probabilities draws Philox numbers from (seed, row, position), so backward redraws the
+  same mask instead of storing it;
+- backward: one kernel for dK/dV (a program per key block), one for dQ (per query block), and one for
+  the bias's gradient, a program per (head, query block, key block) summing over the batch in registers,
+  so no atomics and no scores in memory. Each recomputes the tile's probabilities from the saved
+  log-sum-exp.
+
+Cross-attention has no bias and stays on SDPA (cuDNN's fused kernels). Importing this module registers
+`t5-fused` with transformers; its mask function hands the kernel the 2D padding mask.
+"""
+from typing import Any, Optional
+
+import torch
+import triton
+import triton.language as tl
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface
+
+NAME = "t5-fused"
+HEAD_DIMS = (16, 32, 64, 128)
+BLOCK = 64  # queries and keys per tile: T5's lengths (64-512) waste little on it
+
+
+@triton.jit
+def _scores(q, k, bias_base, mask_base, offs_m, offs_n, q_len, k_len, stride_bq, stride_bk, scale,
+            HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, CAUSAL: tl.constexpr, PRECISION: tl.constexpr):
+    """A tile's scores, fp32, -inf where the key is padding, past the end or (causal) in the future: the
+    queries are the last `q_len` of the `k_len` positions (a decoder step reading its cache)."""
+    s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale
+    if HAS_BIAS:
+        inside = (offs_m[:, None] < q_len) & (offs_n[None, :] < k_len)
+        s += tl.load(bias_base + offs_m[:, None] * stride_bq + offs_n[None, :] * stride_bk, mask=inside,
+                     other=0.0).to(tl.float32)
+    valid = offs_n[None, :] < k_len
+    if HAS_MASK:
+        valid = valid & (tl.load(mask_base + offs_n, mask=offs_n < k_len, other=0) != 0)[None, :]
+    if CAUSAL:
+        valid = valid & (offs_n[None, :] <= offs_m[:, None] + (k_len - q_len))
+    return tl.where(valid, s, float("-inf"))
+
+
+@triton.jit
+def _kept(seed, bh, offs_m, offs_n, k_len, p_drop):
+    """Dropout's keep mask of a tile: Philox keyed by (seed, batch x head), counting positions."""
+    return tl.rand(seed + bh, offs_m[:, None] * k_len + offs_n[None, :]) >= p_drop
+
+
+@triton.jit
+def _forward(Q, K, V, Bias, Mask, Seed, O, LSE,
+             sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sbh, sbq, sbk, smb, sob, soh, som,
+             heads, q_len, k_len, scale, p_drop,
+             D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr,
+             CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, PRECISION: tl.constexpr):
+    pid_m, bh = tl.program_id(0), tl.program_id(1)
+    b, h = bh // heads, bh % heads
+    offs_m = pid_m * BM + tl.arange(0, BM)
+    offs_d = tl.arange(0, D)
+    q = tl.load(Q + b * sqb + h * sqh + offs_m[:, None] * sqm + offs_d[None, :], mask=offs_m[:, None] < q_len, other=0.0)
+    seed = tl.load(Seed) if DROPOUT else 0
+    m_i = tl.full([BM], float("-inf"), tl.float32)
+    l_i = tl.zeros([BM], tl.float32)
+    acc = tl.zeros([BM, D], tl.float32)
+    end = (pid_m + 1) * BM + (k_len - q_len) if CAUSAL else k_len  # later keys (and past k_len) are masked
+    for start in range(0, end, BN):
+        offs_n = start + tl.arange(0, BN)
+        rows = offs_n[:, None] < k_len
+        k = tl.load(K + b * skb + h * skh + offs_n[:, None] * skn + offs_d[None, :], mask=rows, other=0.0)
+        v = tl.load(V + b * svb + h * svh + offs_n[:, None] * svn + offs_d[None, :], mask=rows, other=0.0)
+        s = _scores(q, k, Bias + h * sbh, Mask + b * smb, offs_m, offs_n, q_len, k_len, sbq, sbk, scale,
+                    HAS_BIAS, HAS_MASK, CAUSAL, PRECISION)
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # a row with no key yet: nothing to rescale
+        p = tl.exp(s - m_safe[:, None])
+        alpha = tl.exp(m_i - m_safe)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        if DROPOUT:  # after the softmax: the normaliser sums the undropped probabilities
+            p = tl.where(_kept(seed, bh, offs_m, offs_n, k_len, p_drop), p / (1.0 - p_drop), 0.0)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+        m_i = m_new
+    l_safe = tl.where(l_i == 0.0, 1.0, l_i)
+    out = acc / l_safe[:, None]
+    tl.store(O + b * sob + h * soh + offs_m[:, None] * som + offs_d[None, :], out.to(O.dtype.element_ty),
+             mask=offs_m[:, None] < q_len)
+    lse = tl.where(l_i == 0.0, float("inf"), m_i + tl.log(l_safe))  # inf: every probability of the row is 0
+    tl.store(LSE + bh * q_len + offs_m, lse, mask=offs_m < q_len)
+
+
+@triton.jit
+def _tile_grads(q, k, v, do, lse, delta, seed, bh, bias_base, mask_base, offs_m, offs_n, q_len, k_len,
+                sbq, sbk, scale, p_drop, HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, CAUSAL: tl.constexpr,
+                DROPOUT: tl.constexpr, PRECISION: tl.constexpr):
+    """A tile's (dropped probabilities, score gradients), recomputed from the saved log-sum-exp."""
+    s = _scores(q, k, bias_base, mask_base, offs_m, offs_n, q_len, k_len, sbq, sbk, scale,
+                HAS_BIAS, HAS_MASK, CAUSAL, PRECISION)
+    p = tl.exp(s - lse[:, None])
+    dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
+    dropped = p
+    if DROPOUT:
+        kept = _kept(seed, bh, offs_m, offs_n, k_len, p_drop)
+        dropped = tl.where(kept, p / (1.0 - p_drop), 0.0)
+        dp = tl.where(kept, dp / (1.0 - p_drop), 0.0)
+    return dropped, p * (dp - delta[:, None])
+
+
+@triton.jit
+def _backward_kv(Q, K, V, Bias, Mask, Seed, DO, LSE, Delta, DK, DV,
+                 sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sbh, sbq, sbk, smb, sob, soh, som, sgb, sgh, sgn,
+                 heads, q_len, k_len, scale, p_drop,
+                 D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr,
+                 CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, PRECISION: tl.constexpr):
+    pid_n, bh = tl.program_id(0), tl.program_id(1)
+    b, h = bh // heads, bh % heads
+    offs_n = pid_n * BN + tl.arange(0, BN)
+    offs_d = tl.arange(0, D)
+    rows = offs_n[:, None] < k_len
+    k = tl.load(K + b * skb + h * skh + offs_n[:, None] * skn + offs_d[None, :], mask=rows, other=0.0)
+    v = tl.load(V + b * svb + h * svh + offs_n[:, None] * svn + offs_d[None, :], mask=rows, other=0.0)
+    seed = tl.load(Seed) if DROPOUT else 0
+    dk = tl.zeros([BN, D], tl.float32)
+    dv = tl.zeros([BN, D], tl.float32)
+    begin = tl.maximum(pid_n * BN - (k_len - q_len), 0) // BM * BM if CAUSAL else 0  # earlier queries see none
+    for start in range(begin, q_len, BM):
+        offs_m = start + tl.arange(0, BM)
+        inside = offs_m[:, None] < q_len
+        q = tl.load(Q + b * sqb + h * sqh + offs_m[:, None] * sqm + offs_d[None, :], mask=inside, other=0.0)
+        do = tl.load(DO + b * sob + h * soh + offs_m[:, None] * som + offs_d[None, :], mask=inside, other=0.0)
+        lse = tl.load(LSE + bh * q_len + offs_m, mask=offs_m < q_len, other=float("inf"))
+        delta = tl.load(Delta + bh * q_len + offs_m, mask=offs_m < q_len, other=0.0)
+        dropped, ds = _tile_grads(q, k, v, do, lse, delta, seed, bh, Bias + h * sbh, Mask + b * smb, offs_m, offs_n,
+                                  q_len, k_len, sbq, sbk, scale, p_drop, HAS_BIAS, HAS_MASK, CAUSAL, DROPOUT, PRECISION)
+        dv += tl.dot(tl.trans(dropped.to(do.dtype)), do, input_precision=PRECISION)
+        dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PRECISION)
+    out = b * sgb + h * sgh + offs_n[:, None] * sgn + offs_d[None, :]
+    tl.store(DK + out, (dk * scale).to(DK.dtype.element_ty), mask=rows)
+    tl.store(DV + out, dv.to(DV.dtype.element_ty), mask=rows)
+
+
+@triton.jit
+def _backward_q(Q, K, V, Bias, Mask, Seed, DO, LSE, Delta, DQ,
+                sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sbh, sbq, sbk, smb, sob, soh, som,
+                heads, q_len, k_len, scale, p_drop,
+                D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr,
+                CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, PRECISION: tl.constexpr):
+    pid_m, bh = tl.program_id(0), tl.program_id(1)
+    b, h = bh // heads, bh % heads
+    offs_m = pid_m * BM + tl.arange(0, BM)
+    offs_d = tl.arange(0, D)
+    inside = offs_m[:, None] < q_len
+    q = tl.load(Q + b * sqb + h * sqh + offs_m[:, None] * sqm + offs_d[None, :], mask=inside, other=0.0)
+    do = tl.load(DO + b * sob + h * soh + offs_m[:, None] * som + offs_d[None, :], mask=inside, other=0.0)
+    lse = tl.load(LSE + bh * q_len + offs_m, mask=offs_m < q_len, other=float("inf"))
+    delta = tl.load(Delta + bh * q_len + offs_m, mask=offs_m < q_len, other=0.0)
+    seed = tl.load(Seed) if DROPOUT else 0
+    dq = tl.zeros([BM, D], tl.float32)
+    end = (pid_m + 1) * BM + (k_len - q_len) if CAUSAL else k_len  # later keys (and past k_len) are masked
+    for start in range(0, end, BN):
+        offs_n = start + tl.arange(0, BN)
+        rows = offs_n[:, None] < k_len
+        k = tl.load(K + b * skb + h * skh + offs_n[:, None] * skn + offs_d[None, :], mask=rows, other=0.0)
+        v = tl.load(V + b * svb + h * svh + offs_n[:, None] * svn + offs_d[None, :], mask=rows, other=0.0)
+        _, ds = _tile_grads(q, k, v, do, lse, delta, seed, bh, Bias + h * sbh, Mask + b * smb, offs_m, offs_n,
+                            q_len, k_len, sbq, sbk, scale, p_drop, HAS_BIAS, HAS_MASK, CAUSAL, DROPOUT, PRECISION)
+        dq += tl.dot(ds.to(k.dtype), k, input_precision=PRECISION)
+    tl.store(DQ + b * sob + h * soh + offs_m[:, None] * som + offs_d[None, :], (dq * scale).to(DQ.dtype.element_ty),
+             mask=inside)
+
+
+@triton.jit
+def _backward_bias(Q, K, V, Bias, Mask, Seed, DO, LSE, Delta, DBias,
+                   sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sbh, sbq, sbk, smb, sob, soh, som,
+                   batch, heads, q_len, k_len, scale, p_drop,
+                   D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, HAS_MASK: tl.constexpr,
+                   CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, PRECISION: tl.constexpr):
+    pid_m, pid_n, h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    offs_m = pid_m * BM + tl.arange(0, BM)
+    offs_n = pid_n * BN + tl.arange(0, BN)
+    offs_d = tl.arange(0, D)
+    inside, rows = offs_m[:, None] < q_len, offs_n[:, None] < k_len
+    acc = tl.zeros([BM, BN], tl.float32)
+    seed = tl.load(Seed) if DROPOUT else 0
+    stop = batch
+    if CAUSAL:  # above the diagonal every gradient is 0
+        stop = tl.where(pid_n * BN > pid_m * BM + BM - 1 + (k_len - q_len), 0, batch)
+    for b in range(0, stop):
+        bh = b * heads + h
+        q = tl.load(Q + b * sqb + h * sqh + offs_m[:, None] * sqm + offs_d[None, :], mask=inside, other=0.0)
+        do = tl.load(DO + b * sob + h * soh + offs_m[:, None] * som + offs_d[None, :], mask=inside, other=0.0)
+        k = tl.load(K + b * skb + h * skh + offs_n[:, None] * skn + offs_d[None, :], mask=rows, other=0.0)
+        v = tl.load(V + b * svb + h * svh + offs_n[:, None] * svn + offs_d[None, :], mask=rows, other=0.0)
+        lse = tl.load(LSE + bh * q_len + offs_m, mask=offs_m < q_len, other=float("inf"))
+        delta = tl.load(Delta + bh * q_len + offs_m, mask=offs_m < q_len, other=0.0)
+        _, ds = _tile_grads(q, k, v, do, lse, delta, seed, bh, Bias + h * sbh, Mask + b * smb, offs_m, offs_n,
+                            q_len, k_len, sbq, sbk, scale, p_drop, True, HAS_MASK, CAUSAL, DROPOUT, PRECISION)
+        acc += ds
+    tl.store(DBias + h * q_len * k_len + offs_m[:, None] * k_len + offs_n[None, :], acc,
+             mask=inside & (offs_n[None, :] < k_len))
+
+
+def _flags(q: torch.Tensor, bias: Optional[torch.Tensor], mask: Optional[torch.Tensor], causal: bool,
+           p_drop: float) -> dict[str, Any]:
+    # fp32 inputs get fp32 products (the tests compare against torch's math); bf16/fp16 use the tensor cores
+    return dict(D=q.shape[-1], BM=BLOCK, BN=BLOCK, HAS_MASK=mask is not None, CAUSAL=causal, DROPOUT=p_drop > 0,
+                PRECISION="ieee" if q.dtype == torch.float32 else "tf32", num_warps=4)
+
+
+def _strides(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor,
+             o: torch.Tensor) -> list[int]:
+    """q/k/v [batch, heads, tokens, dim]; bias [heads, queries, keys]; mask [batch, keys]; o [batch, tokens, heads, dim]."""
+    return [*q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *bias.stride(), mask.stride(0), o.stride(0),
+            o.stride(2), o.stride(1)]
+
+
+@torch.library.custom_op("distill::t5_attention", mutates_args=())
+def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[torch.Tensor],
+               mask: Optional[torch.Tensor], seed: torch.Tensor, causal: bool, p_drop: float,
+               scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    batch, heads, q_len, dim = q.shape
+    out = q.new_empty(batch, q_len, heads, dim)
+    lse = torch.empty(batch, heads, q_len, device=q.device, dtype=torch.float32)
+    bias_t = bias if bias is not None else lse.new_empty(1, 1, 1)
+    mask_t = mask if mask is not None else seed.new_empty(1, 1)
+    grid = (triton.cdiv(q_len, BLOCK), batch * heads)
+    _forward[grid](q, k, v, bias_t, mask_t, seed, out, lse, *_strides(q, k, v, bias_t, mask_t, out),
+                   heads, q_len, k.shape[2], scale, p_drop, HAS_BIAS=bias is not None, num_stages=3,
+                   **_flags(q, bias, mask, causal, p_drop))
+    return out, lse
+
+
+@_attention.register_fake
+def _(q, k, v, bias, mask, seed, causal, p_drop, scale):
+    batch, heads, q_len, dim = q.shape
+    return q.new_empty(batch, q_len, heads, dim), q.new_empty(batch, heads, q_len, dtype=torch.float32)
+
+
+@torch.library.custom_op("distill::t5_attention_backward", mutates_args=())
+def _attention_backward(grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                        bias: Optional[torch.Tensor], mask: Optional[torch.Tensor], seed: torch.Tensor,
+                        out: torch.Tensor, lse: torch.Tensor, causal: bool, p_drop: float, scale: float,
+                        bias_grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    batch, heads, q_len, dim = q.shape
+    k_len = k.shape[2]
+    grad = grad.contiguous()
+    delta = (grad.float() * out.float()).sum(-1).transpose(1, 2).contiguous()  # [batch, heads, queries]
+    dq = torch.empty_like(out).transpose(1, 2)
+    dk = k.new_empty(batch, k_len, heads, dim).transpose(1, 2)
+    dv = v.new_empty(batch, k_len, heads, dim).transpose(1, 2)
+    bias_t = bias if bias is not None else lse.new_empty(1, 1, 1)
+    mask_t = mask if mask is not None else seed.new_empty(1, 1)
+    strides = _strides(q, k, v, bias_t, mask_t, grad)
+    shared = dict(HAS_BIAS=bias is not None, num_stages=2, **_flags(q, bias, mask, causal, p_drop))
+    tensors = (q, k, v, bias_t, mask_t, seed, grad, lse, delta)
+    _backward_kv[(triton.cdiv(k_len, BLOCK), batch * heads)](
+        *tensors, dk, dv, *strides, *dk.stride()[:3], heads, q_len, k_len, scale, p_drop, **shared)
+    _backward_q[(triton.cdiv(q_len, BLOCK), batch * heads)](
+        *tensors, dq.transpose(1, 2), *strides, heads, q_len, k_len, scale, p_drop, **shared)
+    dbias = lse.new_zeros(0)
+    if bias_grad:
+        dbias = torch.empty(heads, q_len, k_len, device=q.device, dtype=torch.float32)
+        shared.pop("HAS_BIAS")
+        _backward_bias[(triton.cdiv(q_len, BLOCK), triton.cdiv(k_len, BLOCK), heads)](
+            *tensors, dbias, *strides, batch, heads, q_len, k_len, scale, p_drop, **shared)
+    return dq, dk, dv, dbias
+
+
+@_attention_backward.register_fake
+def _(grad, q, k, v, bias, mask, seed, out, lse, causal, p_drop, scale, bias_grad):
+    batch, heads, q_len, dim = q.shape
+    k_len = k.shape[2]
+    dbias = lse.new_empty(heads, q_len, k_len) if bias_grad else lse.new_empty(0)
+    return (out.new_empty(batch, q_len, heads, dim).transpose(1, 2), k.new_empty(batch, k_len, heads, dim).transpose(1, 2),
+            v.new_empty(batch, k_len, heads, dim).transpose(1, 2), dbias)
+
+
+def _setup(ctx: Any, inputs: tuple, output: tuple) -> None:
+    q, k, v, bias, mask, seed, causal, p_drop, scale = inputs
+    ctx.save_for_backward(q, k, v, bias, mask, seed, *output)
+    ctx.flags = (causal, p_drop, scale)
+
+
+def _backward(ctx: Any, grad: torch.Tensor, _lse_grad: torch.Tensor) -> tuple:
+    q, k, v, bias, mask, seed, out, lse = ctx.saved_tensors
+    bias_grad = bias is not None and ctx.needs_input_grad[3]
+    dq, dk, dv, dbias = _attention_backward(grad, q, k, v, bias, mask, seed, out, lse, *ctx.flags, bias_grad)
+    return dq, dk, dv, dbias.to(bias.dtype) if bias_grad else None, None, None, None, None, None
+
+
+_attention.register_autograd(_backward, setup_context=_setup)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[torch.Tensor] = None,
+              mask: Optional[torch.Tensor] = None, *, causal: bool = False, dropout: float = 0.0,
+              scale: float = 1.0) -> torch.Tensor:
+    """softmax(q k^T * scale + bias) v with key padding `mask` [batch, keys] (True = a real key) and
+    dropout on the probabilities. q/k/v [batch, heads, tokens, dim]; bias [heads, queries, keys];
+    the result is [batch, tokens, heads, dim]."""
+    dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") and q.is_cuda else q.dtype
+    q, k, v = (t.to(dtype) for t in (q, k, v))
+    seed = torch.randint(0, 2**30, (1,), device=q.device) if dropout > 0 else q.new_zeros(1, dtype=torch.long)
+    mask = mask.to(torch.int8) if mask is not None else None
+    out, _ = _attention(q, k, v, bias.contiguous() if bias is not None else None, mask, seed, causal, dropout, scale)
+    return out
+
+
+def t5_fused_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                       attention_mask: Any, scaling: Optional[float] = None, dropout: float = 0.0,
+                       position_bias: Optional[torch.Tensor] = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """HF's attention-interface contract: [batch, heads, tokens, dim] in, [batch, tokens, heads, dim] out."""
+    cross = getattr(module, "is_decoder", False) and not getattr(module, "is_causal", True)
+    if attention_mask is not None and attention_mask.dim() != 2:
+        raise ValueError(f"t5-fused takes the 2D padding mask its mask function builds, got {tuple(attention_mask.shape)}")
+    if cross or query.shape[-1] not in HEAD_DIMS or (position_bias is not None and position_bias.shape[0] != 1):
+        mask = attention_mask[:, None, None, :] if attention_mask is not None else None
+        return sdpa_attention_forward(module, query, key, value, mask, scaling=scaling, dropout=dropout,
+                                      position_bias=position_bias, **kwargs)
+    bias = position_bias[0] if position_bias is not None else None
+    out = attention(query, key, value, bias, attention_mask, causal=bool(module.is_causal), dropout=dropout,
+                    scale=1.0 if scaling is None else scaling)
+    return out, None
+
+
+def padding_mask(*args: Any, attention_mask: Optional[torch.Tensor] = None, **kwargs: Any) -> Optional[torch.Tensor]:
+    """The mask function: the 2D padding mask as it came (causality is the kernel's flag)."""
+    return attention_mask
+
+
+AttentionInterface.register(NAME, t5_fused_attention)
+AttentionMaskInterface.register(NAME, padding_mask)

@@ -1,0 +1,186 @@
+"""`t5-fused` (Triton kernels with T5's relative-position bias inside) against torch's math and HF's SDPA T5:
+outputs and every gradient, bias included; dropout's mask redrawn in backward; cached decoding. On CPU the
+kernels run under Triton's interpreter (conftest sets TRITON_INTERPRET=1 where no GPU is); on a GPU also
+in bf16 and inside compiled blocks."""
+import copy
+import importlib.util
+import os
+
+import pytest
+import torch
+
+from distill.records import InputError
+from distill.train import load_config
+from distill.train.compile import compile_blocks
+from distill.train.model import T5_FUSED, attention, set_attention
+
+GPU = torch.cuda.is_available()
+DEVICE = "cuda" if GPU else "cpu"
+HAS_TRITON = importlib.util.find_spec("triton") is not None
+kernels = pytest.mark.skipif(not HAS_TRITON or not (GPU or os.environ.get("TRITON_INTERPRET") == "1"),
+                             reason="needs Triton: a GPU, or `pip install triton` with TRITON_INTERPRET=1 on CPU")
+
+
+def reference(q, k, v, bias, mask, causal, keep=None, p_drop=0.0):
+    """Torch's math, [batch, tokens, heads, dim] out; `keep`: a dropout mask to apply."""
+    s = q.float() @ k.float().transpose(-1, -2)
+    if bias is not None:
+        s = s + bias.float()
+    q_len, k_len = s.shape[-2:]
+    valid = torch.ones(q_len, k_len, dtype=torch.bool, device=s.device).tril(k_len - q_len) if causal else True
+    if mask is not None:
+        valid = valid & mask[:, None, None, :]
+    p = s.masked_fill(~valid, float("-inf")).softmax(-1)
+    if keep is not None:
+        p = p * keep / (1 - p_drop)
+    return (p @ v.float()).transpose(1, 2)
+
+
+def inputs(batch=3, heads=2, q_len=70, k_len=70, dim=16, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    # q/k/v as HF makes them: [batch, heads, tokens, dim] views of [batch, tokens, heads * dim] projections
+    q = torch.randn(batch, q_len, heads * dim, generator=g).view(batch, q_len, heads, dim).transpose(1, 2)
+    k, v = (torch.randn(batch, k_len, heads * dim, generator=g).view(batch, k_len, heads, dim).transpose(1, 2)
+            for _ in range(2))
+    bias = torch.randn(heads, q_len, k_len, generator=g)
+    mask = torch.ones(batch, k_len, dtype=torch.bool)
+    mask[1, k_len - 20:] = False
+    mask[-1, 5:] = False
+    return [t.to(DEVICE, dtype if t.is_floating_point() else t.dtype).requires_grad_(t.is_floating_point())
+            for t in (q, k, v, bias)] + [mask.to(DEVICE)]
+
+
+@kernels
+@pytest.mark.parametrize("causal, with_bias, q_len", [(False, True, 70), (True, True, 70), (False, False, 70),
+                                                      (True, True, 5)])  # 5 of 70: a decoder step over its cache
+def test_kernels_match_torchs_math(causal: bool, with_bias: bool, q_len: int) -> None:
+    from distill.train import t5_fused
+
+    q, k, v, bias, mask = inputs(q_len=q_len)
+    bias = bias if with_bias else None
+    got = t5_fused.attention(q, k, v, bias, mask, causal=causal)
+    want = reference(q, k, v, bias, mask, causal)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    grad = torch.randn_like(want)
+    leaves = [t for t in (q, k, v, bias) if t is not None]
+    for g_got, g_want in zip(torch.autograd.grad((got * grad).sum(), leaves), torch.autograd.grad((want * grad).sum(), leaves)):
+        torch.testing.assert_close(g_got, g_want, rtol=1e-4, atol=1e-4)
+
+
+@kernels
+def test_dropout_draws_one_mask_and_backward_redraws_it() -> None:
+    from distill.train import t5_fused
+
+    p_drop = 0.25
+    q, k, _, bias, mask = inputs(batch=2, q_len=16, k_len=16)
+    eye = torch.eye(16, device=DEVICE).expand(2, 2, 16, 16).requires_grad_()  # out = the dropped probabilities
+    torch.manual_seed(7)
+    dropped = t5_fused.attention(q, k, eye, bias, mask, dropout=p_drop).transpose(1, 2)
+    probs = reference(q, k, eye, bias, mask, False).transpose(1, 2)
+    keep = dropped != 0
+    torch.testing.assert_close(dropped[keep], (probs / (1 - p_drop))[keep], rtol=1e-4, atol=1e-5)
+    positive = probs > 0  # padding keys have probability 0 either way
+    assert abs(1 - keep[positive].float().mean().item() - p_drop) < 0.06
+    # the same seed gives the same mask; backward uses it too
+    q2, k2, v2, bias2, _ = inputs(batch=2, q_len=16, k_len=16, seed=1)
+    torch.manual_seed(7)
+    got = t5_fused.attention(q2, k2, v2, bias2, mask, dropout=p_drop)
+    want = reference(q2, k2, v2, bias2, mask, False, keep=keep, p_drop=p_drop)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    grad = torch.randn_like(want)
+    leaves = (q2, k2, v2, bias2)
+    for g_got, g_want in zip(torch.autograd.grad((got * grad).sum(), leaves), torch.autograd.grad((want * grad).sum(), leaves)):
+        torch.testing.assert_close(g_got, g_want, rtol=1e-4, atol=1e-4)
+    torch.manual_seed(8)
+    assert not torch.equal(t5_fused.attention(q, k, eye, bias, mask, dropout=p_drop).transpose(1, 2) != 0, keep)
+
+
+@pytest.mark.skipif(not GPU, reason="bf16 tensor-core kernels need a GPU")
+@pytest.mark.parametrize("causal", [False, True])
+def test_bf16_on_the_gpu_is_as_close_as_sdpas_math(causal: bool) -> None:
+    from distill.train import t5_fused
+
+    q, k, v, bias, mask = inputs(batch=4, heads=4, q_len=200, k_len=200, dim=64, dtype=torch.bfloat16)
+    got = t5_fused.attention(q, k, v, bias, mask, causal=causal).float()
+    want = reference(q, k, v, bias, mask, causal)
+    assert (got - want).abs().max() < 2e-2
+    grad = torch.randn_like(want)
+    for g_got, g_want in zip(torch.autograd.grad((got * grad).sum(), (q, k, v, bias)),
+                             torch.autograd.grad((want * grad).sum(), (q, k, v, bias))):
+        assert (g_got.float() - g_want).norm() / g_want.norm() < 1e-2
+
+
+def t5_pair(dropout: float = 0.0) -> tuple[torch.nn.Module, torch.nn.Module]:
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = T5Config(vocab_size=128, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4,
+                      dropout_rate=dropout, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
+                      relative_attention_num_buckets=8, relative_attention_max_distance=16)
+    config._attn_implementation = "sdpa"
+    sdpa = T5ForConditionalGeneration(config).to(DEVICE)
+    fused = copy.deepcopy(sdpa)
+    set_attention(fused, attention(load_config(None, {"student": "tiny-t5", "data": "x", "output_dir": "y",
+                                                      "attn_implementation": T5_FUSED}), True, "seq2seq"))
+    return sdpa, fused
+
+
+def t5_batch() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(3, 128, (4, 40), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 25:] = 0
+    mask[2, 7:] = 0
+    labels = torch.randint(3, 128, (4, 33), generator=g)
+    labels[3, 20:] = -100
+    return {k: v.to(DEVICE) for k, v in {"input_ids": ids, "attention_mask": mask, "labels": labels}.items()}
+
+
+@kernels
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=pytest.mark.skipif(not GPU, reason="on a GPU"))])
+def test_t5_loss_and_gradients_match_sdpa(compiled: bool) -> None:
+    sdpa, fused = t5_pair()
+    if compiled:
+        compile_blocks(fused, graph_bound=16)
+    losses, grads = [], []
+    for model in (sdpa, fused):
+        loss = model.train()(**t5_batch()).loss
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-5)
+    assert grads[0].keys() == grads[1].keys()
+    for stack in ("encoder", "decoder"):  # both stacks' biases learn through the kernels
+        assert grads[1][f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"].abs().sum() > 0
+    for name, want in grads[0].items():
+        torch.testing.assert_close(grads[1][name], want, rtol=1e-3, atol=1e-5, msg=name)
+
+
+@kernels
+def test_t5_with_dropout_trains_and_decoding_from_a_cache_matches_sdpa() -> None:
+    sdpa, fused = t5_pair(dropout=0.1)
+    batch = t5_batch()
+    loss = fused.train()(**batch).loss
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in fused.parameters() if p.grad is not None)
+    prompt = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    targets = batch["labels"][:, :6].clamp(min=3)  # distinct tokens: a repeated one would hide a wrong causal mask
+    with torch.no_grad():
+        want = sdpa.eval()(**prompt, decoder_input_ids=targets).logits
+        encoded, cache, steps = fused.eval().get_encoder()(**prompt), None, []
+        for t in range(targets.shape[1]):  # one query over the cached keys a step, as generate runs
+            out = fused(encoder_outputs=encoded, attention_mask=prompt["attention_mask"],
+                        decoder_input_ids=targets[:, t:t + 1], past_key_values=cache, use_cache=True)
+            cache = out.past_key_values
+            steps.append(out.logits)
+    torch.testing.assert_close(torch.cat(steps, 1), want, rtol=1e-4, atol=1e-4)
+
+
+def test_auto_picks_the_fused_kernels_for_t5_on_a_gpu_and_refuses_them_elsewhere() -> None:
+    config = load_config(None, {"student": "tiny-t5", "data": "x", "output_dir": "y"})
+    assert attention(config, False, "seq2seq") == "sdpa"
+    assert attention(config, True, "seq2seq") == (T5_FUSED if HAS_TRITON else "sdpa")
+    asked = load_config(None, {"student": "tiny-t5", "data": "x", "output_dir": "y", "attn_implementation": T5_FUSED})
+    for kind, on_gpu in (("seq2seq", False), ("causal", True)):
+        with pytest.raises(InputError, match="key 'attn_implementation': t5-fused trains T5-family students on a GPU"):
+            attention(asked, on_gpu, kind)
