@@ -95,7 +95,7 @@ def lora_layers(device: torch.device, smoke: bool, profile: TextIO | None = None
     return out
 
 
-def t5_attention(device: torch.device, smoke: bool) -> list[tuple[str, str]]:
+def t5_attention(device: torch.device, smoke: bool, profile: TextIO | None = None) -> list[tuple[str, str]]:
     import torch.nn.functional as F
 
     rows, heads, width, dim = (4, 2, 16, 8) if smoke else (96, 16, 192, 64)
@@ -144,6 +144,8 @@ def t5_attention(device: torch.device, smoke: bool) -> list[tuple[str, str]]:
 
         routes += [("t5-fused (distill's Triton kernels), dropout 0.1", lambda: fused(0.1)),
                    ("t5-fused, no dropout", lambda: fused(0.0))]
+        if profile is not None:
+            profile.write(f"## t5-fused, dropout 0.1\n\n{kernel_table(lambda: fused(0.1).backward(grad), device)}\n\n")
     out = []
     for name, route in routes:
         try:
@@ -158,7 +160,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on CPU")
     parser.add_argument("--only", choices=["lora", "t5"])
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--profile", type=Path, help="lora: write each variant's kernel table (two steps) here")
+    parser.add_argument("--profile", type=Path, help="write each LoRA variant's and t5-fused's kernel table (two steps) here")
     args = parser.parse_args()
     from rich.console import Console
     from rich.table import Table
@@ -171,8 +173,8 @@ def main() -> None:
     with open(args.profile, "w") if args.profile else contextlib.nullcontext() as profile:
         if args.only in (None, "lora"):
             rows += lora_layers(device, args.smoke, profile)
-    if args.only in (None, "t5"):
-        rows += t5_attention(device, args.smoke)
+        if args.only in (None, "t5"):
+            rows += t5_attention(device, args.smoke, profile)
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU (smoke)"
     title = f"Layer costs, forward + backward: {name}, torch {torch.__version__}"
     table = Table(title=title)

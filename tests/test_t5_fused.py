@@ -51,11 +51,16 @@ def inputs(batch=3, heads=2, q_len=70, k_len=70, dim=16, dtype=torch.float32, se
 
 
 @kernels
-@pytest.mark.parametrize("causal, with_bias, q_len", [(False, True, 70), (True, True, 70), (False, False, 70),
-                                                      (True, True, 5)])  # 5 of 70: a decoder step over its cache
-def test_kernels_match_torchs_math(causal: bool, with_bias: bool, q_len: int) -> None:
+@pytest.mark.parametrize("causal, with_bias, q_len, processors", [
+    (False, True, 70, None), (True, True, 70, None), (False, False, 70, None),
+    (True, True, 5, None),  # 5 of 70: a decoder step over its cache
+    (False, True, 70, 64), (True, True, 70, 64)])  # many processors: the bias gradient summed in batch slices
+def test_kernels_match_torchs_math(causal: bool, with_bias: bool, q_len: int, processors: int | None,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from distill.train import t5_fused
 
+    if processors:
+        monkeypatch.setattr(t5_fused, "_processors", lambda device: processors)
     q, k, v, bias, mask = inputs(q_len=q_len)
     bias = bias if with_bias else None
     got = t5_fused.attention(q, k, v, bias, mask, causal=causal)

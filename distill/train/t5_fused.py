@@ -17,6 +17,7 @@ H200 step of CodeT5-large (`benchmarks/results/train_gpu.md`). Here scores never
 Cross-attention has no bias and stays on SDPA (cuDNN's fused kernels). Importing this module registers
 `t5-fused` with transformers; its mask function hands the kernel the 2D padding mask.
 """
+import functools
 from typing import Any, Optional
 
 import torch
@@ -50,9 +51,13 @@ def _scores(q, k, bias_base, mask_base, offs_m, offs_n, q_len, k_len, stride_bq,
 
 
 @triton.jit
-def _kept(seed, bh, offs_m, offs_n, k_len, p_drop):
-    """Dropout's keep mask of a tile: Philox keyed by (seed, batch x head), counting positions."""
-    return tl.rand(seed + bh, offs_m[:, None] * k_len + offs_n[None, :]) >= p_drop
+def _kept(seed, bh, offs_m, key_start, k_len, p_drop, BN: tl.constexpr):
+    """Dropout's keep mask of a tile: Philox keyed by (seed, batch x head). One Philox call gives four
+    numbers, so a call counts each (query, four keys); the four are laid side by side."""
+    quads = key_start // 4 + tl.arange(0, BN // 4)
+    r0, r1, r2, r3 = tl.rand4x(seed + bh, offs_m[:, None] * tl.cdiv(k_len, 4) + quads[None, :])
+    r = tl.reshape(tl.join(tl.join(r0, r1), tl.join(r2, r3)), (offs_m.shape[0], BN))
+    return r >= p_drop
 
 
 @triton.jit
@@ -84,7 +89,7 @@ def _forward(Q, K, V, Bias, Mask, Seed, O, LSE,
         alpha = tl.exp(m_i - m_safe)
         l_i = l_i * alpha + tl.sum(p, 1)
         if DROPOUT:  # after the softmax: the normaliser sums the undropped probabilities
-            p = tl.where(_kept(seed, bh, offs_m, offs_n, k_len, p_drop), p / (1.0 - p_drop), 0.0)
+            p = tl.where(_kept(seed, bh, offs_m, start, k_len, p_drop, BN), p / (1.0 - p_drop), 0.0)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
         m_i = m_new
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)
@@ -96,17 +101,18 @@ def _forward(Q, K, V, Bias, Mask, Seed, O, LSE,
 
 
 @triton.jit
-def _tile_grads(q, k, v, do, lse, delta, seed, bh, bias_base, mask_base, offs_m, offs_n, q_len, k_len,
+def _tile_grads(q, k, v, do, lse, delta, seed, bh, bias_base, mask_base, offs_m, key_start, q_len, k_len,
                 sbq, sbk, scale, p_drop, HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, CAUSAL: tl.constexpr,
-                DROPOUT: tl.constexpr, PRECISION: tl.constexpr):
+                DROPOUT: tl.constexpr, PRECISION: tl.constexpr, BN: tl.constexpr):
     """A tile's (dropped probabilities, score gradients), recomputed from the saved log-sum-exp."""
+    offs_n = key_start + tl.arange(0, BN)
     s = _scores(q, k, bias_base, mask_base, offs_m, offs_n, q_len, k_len, sbq, sbk, scale,
                 HAS_BIAS, HAS_MASK, CAUSAL, PRECISION)
     p = tl.exp(s - lse[:, None])
     dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
     dropped = p
     if DROPOUT:
-        kept = _kept(seed, bh, offs_m, offs_n, k_len, p_drop)
+        kept = _kept(seed, bh, offs_m, key_start, k_len, p_drop, BN)
         dropped = tl.where(kept, p / (1.0 - p_drop), 0.0)
         dp = tl.where(kept, dp / (1.0 - p_drop), 0.0)
     return dropped, p * (dp - delta[:, None])
@@ -136,8 +142,8 @@ def _backward_kv(Q, K, V, Bias, Mask, Seed, DO, LSE, Delta, DK, DV,
         do = tl.load(DO + b * sob + h * soh + offs_m[:, None] * som + offs_d[None, :], mask=inside, other=0.0)
         lse = tl.load(LSE + bh * q_len + offs_m, mask=offs_m < q_len, other=float("inf"))
         delta = tl.load(Delta + bh * q_len + offs_m, mask=offs_m < q_len, other=0.0)
-        dropped, ds = _tile_grads(q, k, v, do, lse, delta, seed, bh, Bias + h * sbh, Mask + b * smb, offs_m, offs_n,
-                                  q_len, k_len, sbq, sbk, scale, p_drop, HAS_BIAS, HAS_MASK, CAUSAL, DROPOUT, PRECISION)
+        dropped, ds = _tile_grads(q, k, v, do, lse, delta, seed, bh, Bias + h * sbh, Mask + b * smb, offs_m, pid_n * BN,
+                                  q_len, k_len, sbq, sbk, scale, p_drop, HAS_BIAS, HAS_MASK, CAUSAL, DROPOUT, PRECISION, BN)
         dv += tl.dot(tl.trans(dropped.to(do.dtype)), do, input_precision=PRECISION)
         dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PRECISION)
     out = b * sgb + h * sgh + offs_n[:, None] * sgn + offs_d[None, :]
@@ -168,8 +174,8 @@ def _backward_q(Q, K, V, Bias, Mask, Seed, DO, LSE, Delta, DQ,
         rows = offs_n[:, None] < k_len
         k = tl.load(K + b * skb + h * skh + offs_n[:, None] * skn + offs_d[None, :], mask=rows, other=0.0)
         v = tl.load(V + b * svb + h * svh + offs_n[:, None] * svn + offs_d[None, :], mask=rows, other=0.0)
-        _, ds = _tile_grads(q, k, v, do, lse, delta, seed, bh, Bias + h * sbh, Mask + b * smb, offs_m, offs_n,
-                            q_len, k_len, sbq, sbk, scale, p_drop, HAS_BIAS, HAS_MASK, CAUSAL, DROPOUT, PRECISION)
+        _, ds = _tile_grads(q, k, v, do, lse, delta, seed, bh, Bias + h * sbh, Mask + b * smb, offs_m, start,
+                            q_len, k_len, sbq, sbk, scale, p_drop, HAS_BIAS, HAS_MASK, CAUSAL, DROPOUT, PRECISION, BN)
         dq += tl.dot(ds.to(k.dtype), k, input_precision=PRECISION)
     tl.store(DQ + b * sob + h * soh + offs_m[:, None] * som + offs_d[None, :], (dq * scale).to(DQ.dtype.element_ty),
              mask=inside)
@@ -178,10 +184,13 @@ def _backward_q(Q, K, V, Bias, Mask, Seed, DO, LSE, Delta, DQ,
 @triton.jit
 def _backward_bias(Q, K, V, Bias, Mask, Seed, DO, LSE, Delta, DBias,
                    sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sbh, sbq, sbk, smb, sob, soh, som,
-                   batch, heads, q_len, k_len, scale, p_drop,
+                   batch, heads, q_len, k_len, scale, p_drop, splits,
                    D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, HAS_MASK: tl.constexpr,
                    CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, PRECISION: tl.constexpr):
-    pid_m, pid_n, h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    """A program sums one tile over every `splits`-th row of the batch, from row `split`, into its own
+    slice of DBias [splits, heads, queries, keys] (summed after): enough programs to fill the GPU."""
+    pid_m, pid_n, pid = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    h, split = pid // splits, pid % splits
     offs_m = pid_m * BM + tl.arange(0, BM)
     offs_n = pid_n * BN + tl.arange(0, BN)
     offs_d = tl.arange(0, D)
@@ -191,7 +200,7 @@ def _backward_bias(Q, K, V, Bias, Mask, Seed, DO, LSE, Delta, DBias,
     stop = batch
     if CAUSAL:  # above the diagonal every gradient is 0
         stop = tl.where(pid_n * BN > pid_m * BM + BM - 1 + (k_len - q_len), 0, batch)
-    for b in range(0, stop):
+    for b in range(split, stop, splits):
         bh = b * heads + h
         q = tl.load(Q + b * sqb + h * sqh + offs_m[:, None] * sqm + offs_d[None, :], mask=inside, other=0.0)
         do = tl.load(DO + b * sob + h * soh + offs_m[:, None] * som + offs_d[None, :], mask=inside, other=0.0)
@@ -199,11 +208,28 @@ def _backward_bias(Q, K, V, Bias, Mask, Seed, DO, LSE, Delta, DBias,
         v = tl.load(V + b * svb + h * svh + offs_n[:, None] * svn + offs_d[None, :], mask=rows, other=0.0)
         lse = tl.load(LSE + bh * q_len + offs_m, mask=offs_m < q_len, other=float("inf"))
         delta = tl.load(Delta + bh * q_len + offs_m, mask=offs_m < q_len, other=0.0)
-        _, ds = _tile_grads(q, k, v, do, lse, delta, seed, bh, Bias + h * sbh, Mask + b * smb, offs_m, offs_n,
-                            q_len, k_len, sbq, sbk, scale, p_drop, True, HAS_MASK, CAUSAL, DROPOUT, PRECISION)
+        _, ds = _tile_grads(q, k, v, do, lse, delta, seed, bh, Bias + h * sbh, Mask + b * smb, offs_m, pid_n * BN,
+                            q_len, k_len, sbq, sbk, scale, p_drop, True, HAS_MASK, CAUSAL, DROPOUT, PRECISION, BN)
         acc += ds
-    tl.store(DBias + h * q_len * k_len + offs_m[:, None] * k_len + offs_n[None, :], acc,
+    tl.store(DBias + (split * heads + h) * q_len * k_len + offs_m[:, None] * k_len + offs_n[None, :], acc,
              mask=inside & (offs_n[None, :] < k_len))
+
+
+@triton.jit
+def _delta(DO, O, Delta, rows, q_len, heads, D: tl.constexpr, ROWS: tl.constexpr):
+    """rowsum(dO * O) of [batch, queries, heads, dim] rows, written [batch, heads, queries]."""
+    r = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+    at = r[:, None] * D + tl.arange(0, D)[None, :]
+    inside = r[:, None] < rows
+    total = tl.sum(tl.load(DO + at, mask=inside, other=0.0).to(tl.float32)
+                   * tl.load(O + at, mask=inside, other=0.0).to(tl.float32), 1)
+    b, m, h = r // (q_len * heads), (r // heads) % q_len, r % heads
+    tl.store(Delta + (b * heads + h) * q_len + m, total, mask=r < rows)
+
+
+@functools.cache
+def _processors(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
 
 
 def _flags(q: torch.Tensor, bias: Optional[torch.Tensor], mask: Optional[torch.Tensor], causal: bool,
@@ -250,7 +276,9 @@ def _attention_backward(grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v:
     batch, heads, q_len, dim = q.shape
     k_len = k.shape[2]
     grad = grad.contiguous()
-    delta = (grad.float() * out.float()).sum(-1).transpose(1, 2).contiguous()  # [batch, heads, queries]
+    delta = torch.empty_like(lse)  # rowsum(dO * O) [batch, heads, queries], as softmax's backward needs
+    rows = batch * q_len * heads
+    _delta[(triton.cdiv(rows, 32),)](grad, out, delta, rows, q_len, heads, D=dim, ROWS=32)
     dq = torch.empty_like(out).transpose(1, 2)
     dk = k.new_empty(batch, k_len, heads, dim).transpose(1, 2)
     dv = v.new_empty(batch, k_len, heads, dim).transpose(1, 2)
@@ -265,10 +293,13 @@ def _attention_backward(grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v:
         *tensors, dq.transpose(1, 2), *strides, heads, q_len, k_len, scale, p_drop, **shared)
     dbias = lse.new_zeros(0)
     if bias_grad:
-        dbias = torch.empty(heads, q_len, k_len, device=q.device, dtype=torch.float32)
+        tiles = triton.cdiv(q_len, BLOCK) * triton.cdiv(k_len, BLOCK) * heads
+        splits = max(1, min(batch, triton.cdiv(8 * _processors(q.device), tiles)))
+        parts = torch.empty(splits, heads, q_len, k_len, device=q.device, dtype=torch.float32)
         shared.pop("HAS_BIAS")
-        _backward_bias[(triton.cdiv(q_len, BLOCK), triton.cdiv(k_len, BLOCK), heads)](
-            *tensors, dbias, *strides, batch, heads, q_len, k_len, scale, p_drop, **shared)
+        _backward_bias[(triton.cdiv(q_len, BLOCK), triton.cdiv(k_len, BLOCK), heads * splits)](
+            *tensors, parts, *strides, batch, heads, q_len, k_len, scale, p_drop, splits, **shared)
+        dbias = parts.sum(0) if splits > 1 else parts[0]
     return dq, dk, dv, dbias
 
 
