@@ -18,6 +18,7 @@ Cross-attention has no bias and stays on SDPA (cuDNN's fused kernels). Importing
 `t5-fused` with transformers; its mask function hands the kernel the 2D padding mask.
 """
 import functools
+import os
 from typing import Any, Optional
 
 import torch
@@ -29,7 +30,18 @@ from transformers.masking_utils import AttentionMaskInterface
 
 NAME = "t5-fused"
 HEAD_DIMS = (16, 32, 64, 128)
-BLOCK = 64  # queries and keys per tile: T5's lengths (64-512) waste little on it
+BLOCK = 64  # queries and keys per tile of the bias gradient
+
+
+def _configs(*shapes: tuple[int, int, int, int]) -> list[triton.Config]:
+    """Tile candidates (queries BM, keys BN, warps, stages) that Triton times on first use per head size and
+    mask kind; Triton's interpreter gets the first alone (it would run every one)."""
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        shapes = shapes[:1]
+    return [triton.Config({"BM": m, "BN": n}, num_warps=w, num_stages=st) for m, n, w, st in shapes]
+
+
+TUNED_BY = ["D", "HAS_BIAS", "HAS_MASK", "CAUSAL", "DROPOUT"]
 
 
 @triton.jit
@@ -60,6 +72,7 @@ def _kept(seed, bh, offs_m, key_start, k_len, p_drop, BN: tl.constexpr):
     return r >= p_drop
 
 
+@triton.autotune(_configs((64, 64, 4, 3), (128, 64, 8, 3), (128, 32, 4, 3), (64, 32, 4, 4), (128, 128, 8, 2)), TUNED_BY)
 @triton.jit
 def _forward(Q, K, V, Bias, Mask, Seed, O, LSE,
              sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sbh, sbq, sbk, smb, sob, soh, som,
@@ -118,6 +131,7 @@ def _tile_grads(q, k, v, do, lse, delta, seed, bh, bias_base, mask_base, offs_m,
     return dropped, p * (dp - delta[:, None])
 
 
+@triton.autotune(_configs((64, 64, 4, 2), (32, 128, 4, 3), (64, 128, 8, 2), (32, 64, 4, 3), (16, 128, 4, 3)), TUNED_BY)
 @triton.jit
 def _backward_kv(Q, K, V, Bias, Mask, Seed, DO, LSE, Delta, DK, DV,
                  sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sbh, sbq, sbk, smb, sob, soh, som, sgb, sgh, sgn,
@@ -151,6 +165,7 @@ def _backward_kv(Q, K, V, Bias, Mask, Seed, DO, LSE, Delta, DK, DV,
     tl.store(DV + out, dv.to(DV.dtype.element_ty), mask=rows)
 
 
+@triton.autotune(_configs((64, 64, 4, 2), (128, 32, 4, 3), (128, 64, 8, 2), (64, 32, 4, 3), (128, 128, 8, 2)), TUNED_BY)
 @triton.jit
 def _backward_q(Q, K, V, Bias, Mask, Seed, DO, LSE, Delta, DQ,
                 sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sbh, sbq, sbk, smb, sob, soh, som,
@@ -235,8 +250,8 @@ def _processors(device: torch.device) -> int:
 def _flags(q: torch.Tensor, bias: Optional[torch.Tensor], mask: Optional[torch.Tensor], causal: bool,
            p_drop: float) -> dict[str, Any]:
     # fp32 inputs get fp32 products (the tests compare against torch's math); bf16/fp16 use the tensor cores
-    return dict(D=q.shape[-1], BM=BLOCK, BN=BLOCK, HAS_MASK=mask is not None, CAUSAL=causal, DROPOUT=p_drop > 0,
-                PRECISION="ieee" if q.dtype == torch.float32 else "tf32", num_warps=4)
+    return dict(D=q.shape[-1], HAS_MASK=mask is not None, CAUSAL=causal, DROPOUT=p_drop > 0,
+                PRECISION="ieee" if q.dtype == torch.float32 else "tf32")
 
 
 def _strides(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor,
@@ -255,9 +270,8 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional
     lse = torch.empty(batch, heads, q_len, device=q.device, dtype=torch.float32)
     bias_t = bias if bias is not None else lse.new_empty(1, 1, 1)
     mask_t = mask if mask is not None else seed.new_empty(1, 1)
-    grid = (triton.cdiv(q_len, BLOCK), batch * heads)
-    _forward[grid](q, k, v, bias_t, mask_t, seed, out, lse, *_strides(q, k, v, bias_t, mask_t, out),
-                   heads, q_len, k.shape[2], scale, p_drop, HAS_BIAS=bias is not None, num_stages=3,
+    _forward[lambda meta: (triton.cdiv(q_len, meta["BM"]), batch * heads)](q, k, v, bias_t, mask_t, seed, out, lse, *_strides(q, k, v, bias_t, mask_t, out),
+                   heads, q_len, k.shape[2], scale, p_drop, HAS_BIAS=bias is not None,
                    **_flags(q, bias, mask, causal, p_drop))
     return out, lse
 
@@ -285,11 +299,11 @@ def _attention_backward(grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v:
     bias_t = bias if bias is not None else lse.new_empty(1, 1, 1)
     mask_t = mask if mask is not None else seed.new_empty(1, 1)
     strides = _strides(q, k, v, bias_t, mask_t, grad)
-    shared = dict(HAS_BIAS=bias is not None, num_stages=2, **_flags(q, bias, mask, causal, p_drop))
+    shared = dict(HAS_BIAS=bias is not None, **_flags(q, bias, mask, causal, p_drop))
     tensors = (q, k, v, bias_t, mask_t, seed, grad, lse, delta)
-    _backward_kv[(triton.cdiv(k_len, BLOCK), batch * heads)](
+    _backward_kv[lambda meta: (triton.cdiv(k_len, meta["BN"]), batch * heads)](
         *tensors, dk, dv, *strides, *dk.stride()[:3], heads, q_len, k_len, scale, p_drop, **shared)
-    _backward_q[(triton.cdiv(q_len, BLOCK), batch * heads)](
+    _backward_q[lambda meta: (triton.cdiv(q_len, meta["BM"]), batch * heads)](
         *tensors, dq.transpose(1, 2), *strides, heads, q_len, k_len, scale, p_drop, **shared)
     dbias = lse.new_zeros(0)
     if bias_grad:
@@ -298,7 +312,8 @@ def _attention_backward(grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v:
         parts = torch.empty(splits, heads, q_len, k_len, device=q.device, dtype=torch.float32)
         shared.pop("HAS_BIAS")
         _backward_bias[(triton.cdiv(q_len, BLOCK), triton.cdiv(k_len, BLOCK), heads * splits)](
-            *tensors, parts, *strides, batch, heads, q_len, k_len, scale, p_drop, splits, **shared)
+            *tensors, parts, *strides, batch, heads, q_len, k_len, scale, p_drop, splits, BM=BLOCK, BN=BLOCK,
+            num_warps=4, num_stages=2, **shared)
         dbias = parts.sum(0) if splits > 1 else parts[0]
     return dq, dk, dv, dbias
 
