@@ -100,6 +100,37 @@ def test_dropout_draws_one_mask_and_backward_redraws_it() -> None:
     assert not torch.equal(t5_fused.attention(q, k, eye, bias, mask, dropout=p_drop).transpose(1, 2) != 0, keep)
 
 
+@kernels
+@pytest.mark.parametrize("tile", range(5))
+def test_every_tile_triton_may_choose_gives_the_same_attention_and_dropout(tile: int,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Triton times the candidates on a GPU and keeps the fastest: each must be right, and draw the same
+    dropout mask (it depends on positions, not tiles)."""
+    import triton
+
+    from distill.train import t5_fused
+
+    q, k, v, bias, mask = inputs(q_len=70)
+    torch.manual_seed(3)
+    first = t5_fused.attention(q, k, v, bias, mask, causal=True, dropout=0.2).detach()
+    for kernel, tiles in ((t5_fused._forward, t5_fused.FORWARD_TILES), (t5_fused._backward_kv, t5_fused.KV_TILES),
+                          (t5_fused._backward_q, t5_fused.Q_TILES)):
+        m, n, warps, stages = tiles[tile]
+        monkeypatch.setattr(kernel, "configs", [triton.Config({"BM": m, "BN": n}, num_warps=warps, num_stages=stages)])
+        monkeypatch.setattr(kernel, "cache", {})
+    torch.manual_seed(3)
+    torch.testing.assert_close(t5_fused.attention(q, k, v, bias, mask, causal=True, dropout=0.2), first,
+                               rtol=1e-5, atol=1e-6)
+    for causal in (False, True):
+        got = t5_fused.attention(q, k, v, bias, mask, causal=causal)
+        want = reference(q, k, v, bias, mask, causal)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        grad = torch.randn_like(want)
+        for g_got, g_want in zip(torch.autograd.grad((got * grad).sum(), (q, k, v, bias)),
+                                 torch.autograd.grad((want * grad).sum(), (q, k, v, bias))):
+            torch.testing.assert_close(g_got, g_want, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.skipif(not GPU, reason="bf16 tensor-core kernels need a GPU")
 @pytest.mark.parametrize("causal", [False, True])
 def test_bf16_on_the_gpu_is_as_close_as_sdpas_math(causal: bool) -> None:
