@@ -10,9 +10,13 @@ H200 step of CodeT5-large (`benchmarks/results/train_gpu.md`). Here scores never
   dropout on the probabilities draws Philox numbers from (seed, row, position), so backward redraws the
   same mask instead of storing it;
 - backward: one kernel for dK/dV (a program per key block), one for dQ (per query block), and one for
-  the bias's gradient, a program per (head, query block, key block) summing over the batch in registers,
-  so no atomics and no scores in memory. Each recomputes the tile's probabilities from the saved
-  log-sum-exp.
+  the bias's gradient, a program per (head, query block, key block, slice of the batch) summing its
+  tile in registers, the slices added after: no atomics and no scores in memory. Each recomputes the
+  tile's probabilities from the saved log-sum-exp.
+- tiles: Triton times a few shapes per kernel on first use (per head size and mask kind).
+
+On an H200, CodeT5-large's training step ran 25% faster than on SDPA, with 16 GiB less memory
+(`benchmarks/results/train_gpu.md`).
 
 Cross-attention has no bias and stays on SDPA (cuDNN's fused kernels). Importing this module registers
 `t5-fused` with transformers; its mask function hands the kernel the 2D padding mask.
