@@ -1,5 +1,6 @@
-"""The causal training loss projects only target positions onto the vocabulary and equals the plain
-full-logits loss, for a plain, a LoRA-wrapped and a block-compiled student."""
+"""The training loss projects only target positions onto the vocabulary and equals the plain
+full-logits loss, for a plain, a LoRA-wrapped and a block-compiled causal student, and a seq2seq one
+(whose padded target positions are cut as well)."""
 from __future__ import annotations
 
 import random
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 from distill.train.compile import compile_blocks
 from distill.train.data import IGNORE, Collator
 from distill.train.loop import loss_sum
-from distill.train.tiny import default_tokenizer, tiny_causal
+from distill.train.tiny import default_tokenizer, tiny_causal, tiny_seq2seq
 
 
 def _batch(tokenizer, packing: bool = False) -> dict[str, torch.Tensor]:
@@ -26,6 +27,14 @@ def _batch(tokenizer, packing: bool = False) -> dict[str, torch.Tensor]:
     return Collator("causal", tokenizer.pad_token_id, packing=packing)(examples)
 
 
+def _seq2seq_batch(tokenizer) -> dict[str, torch.Tensor]:
+    rng = random.Random(1)
+    examples = [{"src": [rng.randrange(3, len(tokenizer)) for _ in range(rng.randint(3, 10))],
+                 "tgt": [rng.randrange(3, len(tokenizer)) for _ in range(rng.randint(2, 9))] + [tokenizer.eos_token_id]}
+                for _ in range(5)]
+    return Collator("seq2seq", tokenizer.pad_token_id, decoder_start_id=tokenizer.pad_token_id)(examples)
+
+
 def _full_logits_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     logits = model(**inputs, use_cache=False).logits
@@ -36,7 +45,8 @@ def _full_logits_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 def _student(variant: str):
     tokenizer = default_tokenizer()
     torch.manual_seed(0)
-    model = tiny_causal(tokenizer, d_model=64, layers=2, heads=4)
+    build = tiny_seq2seq if variant == "seq2seq" else tiny_causal
+    model = build(tokenizer, d_model=64, layers=2, heads=4)
     if variant == "lora":  # adapters on the LM head too: the cut must reach the adapter's input as well
         from peft import LoraConfig, TaskType, get_peft_model
 
@@ -50,11 +60,12 @@ def _student(variant: str):
     return tokenizer, model
 
 
-@pytest.mark.parametrize("packing", [False, True])
-@pytest.mark.parametrize("variant", ["plain", "lora", "compiled"])
+@pytest.mark.parametrize("variant, packing", [(v, p) for v in ("plain", "lora", "compiled") for p in (False, True)]
+                         + [("seq2seq", False)])
 def test_target_only_loss_matches_full_logits(variant: str, packing: bool) -> None:
     tokenizer, model = _student(variant)
-    batch = _batch(tokenizer, packing=packing)
+    batch = _seq2seq_batch(tokenizer) if variant == "seq2seq" else _batch(tokenizer, packing=packing)
+    assert variant != "seq2seq" or (batch["labels"] == IGNORE).any()  # padded targets, which the head must skip
     n_targets = int((batch["labels"] != IGNORE).sum())
     head_rows = []
     head = model.get_output_embeddings()

@@ -35,8 +35,6 @@ def model_targets(model: Any, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]
     # use_cache=False: T5's decoder otherwise builds a KV cache while training (whose per-layer state
     # also makes every compiled decoder layer recompile).
     inputs = {k: v for k, v in batch.items() if k not in TEACHER_KEYS} | {"use_cache": False}
-    if "decoder_input_ids" in batch:
-        return model(**inputs).logits[keep], keep
     return target_logits(model, inputs, keep), keep
 
 
@@ -58,8 +56,9 @@ def kd_loss(alpha: float) -> LossFn:
 
 
 def target_logits(model: Any, inputs: dict[str, Any], keep: torch.Tensor) -> torch.Tensor:
-    """A causal model's logits at the `keep` positions only, (targets, vocab): the LM head is applied to
-    those positions' hidden states alone (prompt positions never reach the vocabulary projection).
+    """The logits at the `keep` positions only, (targets, vocab): the LM head is applied to those
+    positions' hidden states alone (a causal model's prompt positions and either kind's padding never
+    reach the vocabulary projection, and backward scatters no full-vocabulary gradient).
 
     A forward pre-hook cuts the head's input, so the call still goes through `model` itself: DDP/FSDP
     wrappers see their forward, peft adapters (on the head too) and compiled blocks run as usual, and no
