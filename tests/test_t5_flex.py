@@ -9,37 +9,21 @@ from distill.records import InputError
 from distill.train import load_config
 from distill.train.compile import compile_blocks
 from distill.train.model import attention, set_attention
+from t5_tiny import t5_batch as batch
+from t5_tiny import tiny_t5
 
 pytest.importorskip("torch.nn.attention.flex_attention")
 
 
 def pair(device: str) -> tuple[torch.nn.Module, torch.nn.Module]:
-    from transformers import T5Config, T5ForConditionalGeneration
-
     import distill.train.t5_flex  # noqa: F401
 
-    torch.manual_seed(0)
-    config = T5Config(vocab_size=128, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4,
-                      dropout_rate=0.0, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
-                      relative_attention_num_buckets=8, relative_attention_max_distance=16)
-    config._attn_implementation = "sdpa"
-    sdpa = T5ForConditionalGeneration(config).to(device)
+    sdpa = tiny_t5(device=device)
     flex = copy.deepcopy(sdpa)
     set_attention(flex, "t5-flex")
     attentions = [m for m in flex.modules() if type(m).__name__ == "T5Attention"]
     assert len(attentions) == 6 and all(m.config._attn_implementation == "t5-flex" for m in attentions)
     return sdpa, flex
-
-
-def batch(device: str) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(3, 128, (4, 40), generator=g)
-    mask = torch.ones_like(ids)
-    mask[1, 25:] = 0
-    mask[2, 7:] = 0
-    labels = torch.randint(3, 128, (4, 33), generator=g)
-    labels[3, 20:] = -100
-    return {k: v.to(device) for k, v in {"input_ids": ids, "attention_mask": mask, "labels": labels}.items()}
 
 
 @pytest.mark.parametrize("kind, on_gpu", [("seq2seq", False), ("causal", True)])

@@ -13,6 +13,7 @@ from distill.records import InputError
 from distill.train import load_config
 from distill.train.compile import compile_blocks
 from distill.train.model import T5_FUSED, attention, set_attention
+from t5_tiny import t5_batch, tiny_t5
 
 GPU = torch.cuda.is_available()
 DEVICE = "cuda" if GPU else "cpu"
@@ -147,29 +148,11 @@ def test_bf16_on_the_gpu_is_as_close_as_sdpas_math(causal: bool) -> None:
 
 
 def t5_pair(dropout: float = 0.0) -> tuple[torch.nn.Module, torch.nn.Module]:
-    from transformers import T5Config, T5ForConditionalGeneration
-
-    torch.manual_seed(0)
-    config = T5Config(vocab_size=128, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4,
-                      dropout_rate=dropout, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
-                      relative_attention_num_buckets=8, relative_attention_max_distance=16)
-    config._attn_implementation = "sdpa"
-    sdpa = T5ForConditionalGeneration(config).to(DEVICE)
+    sdpa = tiny_t5(dropout, DEVICE)
     fused = copy.deepcopy(sdpa)
     set_attention(fused, attention(load_config(None, {"student": "tiny-t5", "data": "x", "output_dir": "y",
                                                       "attn_implementation": T5_FUSED}), True, "seq2seq"))
     return sdpa, fused
-
-
-def t5_batch() -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(3, 128, (4, 40), generator=g)
-    mask = torch.ones_like(ids)
-    mask[1, 25:] = 0
-    mask[2, 7:] = 0
-    labels = torch.randint(3, 128, (4, 33), generator=g)
-    labels[3, 20:] = -100
-    return {k: v.to(DEVICE) for k, v in {"input_ids": ids, "attention_mask": mask, "labels": labels}.items()}
 
 
 @kernels
@@ -180,7 +163,7 @@ def test_t5_loss_and_gradients_match_sdpa(compiled: bool) -> None:
         compile_blocks(fused, graph_bound=16)
     losses, grads = [], []
     for model in (sdpa, fused):
-        loss = model.train()(**t5_batch()).loss
+        loss = model.train()(**t5_batch(DEVICE)).loss
         loss.backward()
         losses.append(loss.detach())
         grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
@@ -195,7 +178,7 @@ def test_t5_loss_and_gradients_match_sdpa(compiled: bool) -> None:
 @kernels
 def test_t5_with_dropout_trains_and_decoding_from_a_cache_matches_sdpa() -> None:
     sdpa, fused = t5_pair(dropout=0.1)
-    batch = t5_batch()
+    batch = t5_batch(DEVICE)
     loss = fused.train()(**batch).loss
     loss.backward()
     assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in fused.parameters() if p.grad is not None)

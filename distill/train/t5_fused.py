@@ -54,6 +54,26 @@ Q_TILES = ((64, 64, 4, 2), (128, 32, 4, 3), (128, 64, 8, 2), (64, 32, 4, 3), (12
 
 
 @triton.jit
+def _rows(base, offs, stride, n, D: tl.constexpr):
+    """Rows `offs` of a [tokens, D] slice whose rows lie `stride` apart; zeros from row `n` on."""
+    return tl.load(base + offs[:, None] * stride + tl.arange(0, D)[None, :], mask=offs[:, None] < n, other=0.0)
+
+
+@triton.jit
+def _store_rows(base, offs, stride, n, value, D: tl.constexpr):
+    tl.store(base + offs[:, None] * stride + tl.arange(0, D)[None, :], value.to(base.dtype.element_ty),
+             mask=offs[:, None] < n)
+
+
+@triton.jit
+def _row_stats(LSE, Delta, bh, offs_m, q_len):
+    """Saved log-sum-exp (inf past the end: probabilities 0) and rowsum(dO * O) of the queries `offs_m`."""
+    inside = offs_m < q_len
+    return (tl.load(LSE + bh * q_len + offs_m, mask=inside, other=float("inf")),
+            tl.load(Delta + bh * q_len + offs_m, mask=inside, other=0.0))
+
+
+@triton.jit
 def _scores(q, k, bias_base, mask_base, offs_m, offs_n, q_len, k_len, stride_bq, stride_bk, scale,
             HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr, CAUSAL: tl.constexpr, PRECISION: tl.constexpr):
     """A tile's scores, fp32, -inf where the key is padding, past the end or (causal) in the future: the
@@ -91,8 +111,7 @@ def _forward(Q, K, V, Bias, Mask, Seed, O, LSE,
     pid_m, bh = tl.program_id(0), tl.program_id(1)
     b, h = bh // heads, bh % heads
     offs_m = pid_m * BM + tl.arange(0, BM)
-    offs_d = tl.arange(0, D)
-    q = tl.load(Q + b * sqb + h * sqh + offs_m[:, None] * sqm + offs_d[None, :], mask=offs_m[:, None] < q_len, other=0.0)
+    q = _rows(Q + b * sqb + h * sqh, offs_m, sqm, q_len, D)
     seed = tl.load(Seed) if DROPOUT else 0
     m_i = tl.full([BM], float("-inf"), tl.float32)
     l_i = tl.zeros([BM], tl.float32)
@@ -100,9 +119,8 @@ def _forward(Q, K, V, Bias, Mask, Seed, O, LSE,
     end = (pid_m + 1) * BM + (k_len - q_len) if CAUSAL else k_len  # later keys (and past k_len) are masked
     for start in range(0, end, BN):
         offs_n = start + tl.arange(0, BN)
-        rows = offs_n[:, None] < k_len
-        k = tl.load(K + b * skb + h * skh + offs_n[:, None] * skn + offs_d[None, :], mask=rows, other=0.0)
-        v = tl.load(V + b * svb + h * svh + offs_n[:, None] * svn + offs_d[None, :], mask=rows, other=0.0)
+        k = _rows(K + b * skb + h * skh, offs_n, skn, k_len, D)
+        v = _rows(V + b * svb + h * svh, offs_n, svn, k_len, D)
         s = _scores(q, k, Bias + h * sbh, Mask + b * smb, offs_m, offs_n, q_len, k_len, sbq, sbk, scale,
                     HAS_BIAS, HAS_MASK, CAUSAL, PRECISION)
         m_new = tl.maximum(m_i, tl.max(s, 1))
@@ -115,9 +133,7 @@ def _forward(Q, K, V, Bias, Mask, Seed, O, LSE,
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
         m_i = m_new
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)
-    out = acc / l_safe[:, None]
-    tl.store(O + b * sob + h * soh + offs_m[:, None] * som + offs_d[None, :], out.to(O.dtype.element_ty),
-             mask=offs_m[:, None] < q_len)
+    _store_rows(O + b * sob + h * soh, offs_m, som, q_len, acc / l_safe[:, None], D)
     lse = tl.where(l_i == 0.0, float("inf"), m_i + tl.log(l_safe))  # inf: every probability of the row is 0
     tl.store(LSE + bh * q_len + offs_m, lse, mask=offs_m < q_len)
 
@@ -150,28 +166,23 @@ def _backward_kv(Q, K, V, Bias, Mask, Seed, DO, LSE, Delta, DK, DV,
     pid_n, bh = tl.program_id(0), tl.program_id(1)
     b, h = bh // heads, bh % heads
     offs_n = pid_n * BN + tl.arange(0, BN)
-    offs_d = tl.arange(0, D)
-    rows = offs_n[:, None] < k_len
-    k = tl.load(K + b * skb + h * skh + offs_n[:, None] * skn + offs_d[None, :], mask=rows, other=0.0)
-    v = tl.load(V + b * svb + h * svh + offs_n[:, None] * svn + offs_d[None, :], mask=rows, other=0.0)
+    k = _rows(K + b * skb + h * skh, offs_n, skn, k_len, D)
+    v = _rows(V + b * svb + h * svh, offs_n, svn, k_len, D)
     seed = tl.load(Seed) if DROPOUT else 0
     dk = tl.zeros([BN, D], tl.float32)
     dv = tl.zeros([BN, D], tl.float32)
     begin = tl.maximum(pid_n * BN - (k_len - q_len), 0) // BM * BM if CAUSAL else 0  # earlier queries see none
     for start in range(begin, q_len, BM):
         offs_m = start + tl.arange(0, BM)
-        inside = offs_m[:, None] < q_len
-        q = tl.load(Q + b * sqb + h * sqh + offs_m[:, None] * sqm + offs_d[None, :], mask=inside, other=0.0)
-        do = tl.load(DO + b * sob + h * soh + offs_m[:, None] * som + offs_d[None, :], mask=inside, other=0.0)
-        lse = tl.load(LSE + bh * q_len + offs_m, mask=offs_m < q_len, other=float("inf"))
-        delta = tl.load(Delta + bh * q_len + offs_m, mask=offs_m < q_len, other=0.0)
+        q = _rows(Q + b * sqb + h * sqh, offs_m, sqm, q_len, D)
+        do = _rows(DO + b * sob + h * soh, offs_m, som, q_len, D)
+        lse, delta = _row_stats(LSE, Delta, bh, offs_m, q_len)
         dropped, ds = _tile_grads(q, k, v, do, lse, delta, seed, bh, Bias + h * sbh, Mask + b * smb, offs_m, pid_n * BN,
                                   q_len, k_len, sbq, sbk, scale, p_drop, HAS_BIAS, HAS_MASK, CAUSAL, DROPOUT, PRECISION, BN)
         dv += tl.dot(tl.trans(dropped.to(do.dtype)), do, input_precision=PRECISION)
         dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PRECISION)
-    out = b * sgb + h * sgh + offs_n[:, None] * sgn + offs_d[None, :]
-    tl.store(DK + out, (dk * scale).to(DK.dtype.element_ty), mask=rows)
-    tl.store(DV + out, dv.to(DV.dtype.element_ty), mask=rows)
+    _store_rows(DK + b * sgb + h * sgh, offs_n, sgn, k_len, dk * scale, D)
+    _store_rows(DV + b * sgb + h * sgh, offs_n, sgn, k_len, dv, D)
 
 
 @triton.autotune(_configs(*Q_TILES), TUNED_BY)
@@ -184,25 +195,20 @@ def _backward_q(Q, K, V, Bias, Mask, Seed, DO, LSE, Delta, DQ,
     pid_m, bh = tl.program_id(0), tl.program_id(1)
     b, h = bh // heads, bh % heads
     offs_m = pid_m * BM + tl.arange(0, BM)
-    offs_d = tl.arange(0, D)
-    inside = offs_m[:, None] < q_len
-    q = tl.load(Q + b * sqb + h * sqh + offs_m[:, None] * sqm + offs_d[None, :], mask=inside, other=0.0)
-    do = tl.load(DO + b * sob + h * soh + offs_m[:, None] * som + offs_d[None, :], mask=inside, other=0.0)
-    lse = tl.load(LSE + bh * q_len + offs_m, mask=offs_m < q_len, other=float("inf"))
-    delta = tl.load(Delta + bh * q_len + offs_m, mask=offs_m < q_len, other=0.0)
+    q = _rows(Q + b * sqb + h * sqh, offs_m, sqm, q_len, D)
+    do = _rows(DO + b * sob + h * soh, offs_m, som, q_len, D)
+    lse, delta = _row_stats(LSE, Delta, bh, offs_m, q_len)
     seed = tl.load(Seed) if DROPOUT else 0
     dq = tl.zeros([BM, D], tl.float32)
     end = (pid_m + 1) * BM + (k_len - q_len) if CAUSAL else k_len  # later keys (and past k_len) are masked
     for start in range(0, end, BN):
         offs_n = start + tl.arange(0, BN)
-        rows = offs_n[:, None] < k_len
-        k = tl.load(K + b * skb + h * skh + offs_n[:, None] * skn + offs_d[None, :], mask=rows, other=0.0)
-        v = tl.load(V + b * svb + h * svh + offs_n[:, None] * svn + offs_d[None, :], mask=rows, other=0.0)
+        k = _rows(K + b * skb + h * skh, offs_n, skn, k_len, D)
+        v = _rows(V + b * svb + h * svh, offs_n, svn, k_len, D)
         _, ds = _tile_grads(q, k, v, do, lse, delta, seed, bh, Bias + h * sbh, Mask + b * smb, offs_m, start,
                             q_len, k_len, sbq, sbk, scale, p_drop, HAS_BIAS, HAS_MASK, CAUSAL, DROPOUT, PRECISION, BN)
         dq += tl.dot(ds.to(k.dtype), k, input_precision=PRECISION)
-    tl.store(DQ + b * sob + h * soh + offs_m[:, None] * som + offs_d[None, :], (dq * scale).to(DQ.dtype.element_ty),
-             mask=inside)
+    _store_rows(DQ + b * sob + h * soh, offs_m, som, q_len, dq * scale, D)
 
 
 @triton.jit
@@ -217,8 +223,6 @@ def _backward_bias(Q, K, V, Bias, Mask, Seed, DO, LSE, Delta, DBias,
     h, split = pid // splits, pid % splits
     offs_m = pid_m * BM + tl.arange(0, BM)
     offs_n = pid_n * BN + tl.arange(0, BN)
-    offs_d = tl.arange(0, D)
-    inside, rows = offs_m[:, None] < q_len, offs_n[:, None] < k_len
     acc = tl.zeros([BM, BN], tl.float32)
     seed = tl.load(Seed) if DROPOUT else 0
     stop = batch
@@ -226,17 +230,16 @@ def _backward_bias(Q, K, V, Bias, Mask, Seed, DO, LSE, Delta, DBias,
         stop = tl.where(pid_n * BN > pid_m * BM + BM - 1 + (k_len - q_len), 0, batch)
     for b in range(split, stop, splits):
         bh = b * heads + h
-        q = tl.load(Q + b * sqb + h * sqh + offs_m[:, None] * sqm + offs_d[None, :], mask=inside, other=0.0)
-        do = tl.load(DO + b * sob + h * soh + offs_m[:, None] * som + offs_d[None, :], mask=inside, other=0.0)
-        k = tl.load(K + b * skb + h * skh + offs_n[:, None] * skn + offs_d[None, :], mask=rows, other=0.0)
-        v = tl.load(V + b * svb + h * svh + offs_n[:, None] * svn + offs_d[None, :], mask=rows, other=0.0)
-        lse = tl.load(LSE + bh * q_len + offs_m, mask=offs_m < q_len, other=float("inf"))
-        delta = tl.load(Delta + bh * q_len + offs_m, mask=offs_m < q_len, other=0.0)
+        q = _rows(Q + b * sqb + h * sqh, offs_m, sqm, q_len, D)
+        do = _rows(DO + b * sob + h * soh, offs_m, som, q_len, D)
+        k = _rows(K + b * skb + h * skh, offs_n, skn, k_len, D)
+        v = _rows(V + b * svb + h * svh, offs_n, svn, k_len, D)
+        lse, delta = _row_stats(LSE, Delta, bh, offs_m, q_len)
         _, ds = _tile_grads(q, k, v, do, lse, delta, seed, bh, Bias + h * sbh, Mask + b * smb, offs_m, pid_n * BN,
                             q_len, k_len, sbq, sbk, scale, p_drop, True, HAS_MASK, CAUSAL, DROPOUT, PRECISION, BN)
         acc += ds
     tl.store(DBias + (split * heads + h) * q_len * k_len + offs_m[:, None] * k_len + offs_n[None, :], acc,
-             mask=inside & (offs_n[None, :] < k_len))
+             mask=(offs_m[:, None] < q_len) & (offs_n[None, :] < k_len))
 
 
 @triton.jit
