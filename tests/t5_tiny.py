@@ -2,12 +2,12 @@
 import torch
 
 
-def tiny_t5(dropout: float = 0.0, device: str = "cpu") -> torch.nn.Module:
+def tiny_t5(dropout: float = 0.0, device: str = "cpu", d_kv: int = 16) -> torch.nn.Module:
     """Two layers a stack, 8 relative-position buckets (so 40 tokens reach the log-spaced ones), on SDPA."""
     from transformers import T5Config, T5ForConditionalGeneration
 
     torch.manual_seed(0)
-    config = T5Config(vocab_size=128, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4,
+    config = T5Config(vocab_size=128, d_model=64, d_kv=d_kv, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4,
                       dropout_rate=dropout, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
                       relative_attention_num_buckets=8, relative_attention_max_distance=16)
     config._attn_implementation = "sdpa"

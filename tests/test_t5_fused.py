@@ -78,17 +78,18 @@ def test_dropout_draws_one_mask_and_backward_redraws_it() -> None:
     from distill.train import t5_fused
 
     p_drop = 0.25
-    q, k, _, bias, mask = inputs(batch=2, q_len=16, k_len=16)
-    eye = torch.eye(16, device=DEVICE).expand(2, 2, 16, 16).requires_grad_()  # out = the dropped probabilities
+    # 100 keys: two key tiles, so each backward kernel must redraw the mask of the right keys
+    q, k, _, bias, mask = inputs(batch=2, q_len=100, k_len=100, dim=128)
+    eye = torch.eye(100, 128, device=DEVICE).expand(2, 2, 100, 128).requires_grad_()  # out = the dropped probabilities
     torch.manual_seed(7)
-    dropped = t5_fused.attention(q, k, eye, bias, mask, dropout=p_drop).transpose(1, 2)
-    probs = reference(q, k, eye, bias, mask, False).transpose(1, 2)
+    dropped = t5_fused.attention(q, k, eye, bias, mask, dropout=p_drop).transpose(1, 2)[..., :100]
+    probs = reference(q, k, eye, bias, mask, False).transpose(1, 2)[..., :100]
     keep = dropped != 0
     torch.testing.assert_close(dropped[keep], (probs / (1 - p_drop))[keep], rtol=1e-4, atol=1e-5)
     positive = probs > 0  # padding keys have probability 0 either way
     assert abs(1 - keep[positive].float().mean().item() - p_drop) < 0.06
     # the same seed gives the same mask; backward uses it too
-    q2, k2, v2, bias2, _ = inputs(batch=2, q_len=16, k_len=16, seed=1)
+    q2, k2, v2, bias2, _ = inputs(batch=2, q_len=100, k_len=100, dim=128, seed=1)
     torch.manual_seed(7)
     got = t5_fused.attention(q2, k2, v2, bias2, mask, dropout=p_drop)
     want = reference(q2, k2, v2, bias2, mask, False, keep=keep, p_drop=p_drop)
@@ -98,7 +99,7 @@ def test_dropout_draws_one_mask_and_backward_redraws_it() -> None:
     for g_got, g_want in zip(torch.autograd.grad((got * grad).sum(), leaves), torch.autograd.grad((want * grad).sum(), leaves)):
         torch.testing.assert_close(g_got, g_want, rtol=1e-4, atol=1e-4)
     torch.manual_seed(8)
-    assert not torch.equal(t5_fused.attention(q, k, eye, bias, mask, dropout=p_drop).transpose(1, 2) != 0, keep)
+    assert not torch.equal(t5_fused.attention(q, k, eye, bias, mask, dropout=p_drop).transpose(1, 2)[..., :100] != 0, keep)
 
 
 @kernels
@@ -112,21 +113,25 @@ def test_every_tile_triton_may_choose_gives_the_same_attention_and_dropout(tile:
     from distill.train import t5_fused
 
     q, k, v, bias, mask = inputs(q_len=70)
-    torch.manual_seed(3)
-    first = t5_fused.attention(q, k, v, bias, mask, causal=True, dropout=0.2).detach()
+    grad = torch.randn(3, 70, 2, 16, device=DEVICE)
+
+    def dropped() -> list[torch.Tensor]:  # output and gradients under dropout, seed 3
+        torch.manual_seed(3)
+        out = t5_fused.attention(q, k, v, bias, mask, causal=True, dropout=0.2)
+        return [out, *torch.autograd.grad((out * grad).sum(), (q, k, v, bias))]
+
+    first = dropped()
     for kernel, tiles in ((t5_fused._forward, t5_fused.FORWARD_TILES), (t5_fused._backward_kv, t5_fused.KV_TILES),
                           (t5_fused._backward_q, t5_fused.Q_TILES)):
         m, n, warps, stages = tiles[tile]
         monkeypatch.setattr(kernel, "configs", [triton.Config({"BM": m, "BN": n}, num_warps=warps, num_stages=stages)])
         monkeypatch.setattr(kernel, "cache", {})
-    torch.manual_seed(3)
-    torch.testing.assert_close(t5_fused.attention(q, k, v, bias, mask, causal=True, dropout=0.2), first,
-                               rtol=1e-5, atol=1e-6)
+    for got, want in zip(dropped(), first):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     for causal in (False, True):
         got = t5_fused.attention(q, k, v, bias, mask, causal=causal)
         want = reference(q, k, v, bias, mask, causal)
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
-        grad = torch.randn_like(want)
         for g_got, g_want in zip(torch.autograd.grad((got * grad).sum(), (q, k, v, bias)),
                                  torch.autograd.grad((want * grad).sum(), (q, k, v, bias))):
             torch.testing.assert_close(g_got, g_want, rtol=1e-4, atol=1e-4)
@@ -193,6 +198,30 @@ def test_t5_with_dropout_trains_and_decoding_from_a_cache_matches_sdpa() -> None
             cache = out.past_key_values
             steps.append(out.logits)
     torch.testing.assert_close(torch.cat(steps, 1), want, rtol=1e-4, atol=1e-4)
+
+
+@kernels
+def test_head_sizes_the_kernels_do_not_take_fall_back_to_sdpa_with_causality_kept() -> None:
+    """d_kv 8 goes to SDPA; a decoder padding mask there must not undo the decoder's causal mask."""
+    sdpa = tiny_t5(d_kv=8, device=DEVICE)
+    fused = copy.deepcopy(sdpa)
+    set_attention(fused, attention(load_config(None, {"student": "tiny-t5", "data": "x", "output_dir": "y",
+                                                      "attn_implementation": T5_FUSED}), True, "seq2seq"))
+    batch = t5_batch(DEVICE)
+    targets = batch["labels"][:, :10].clamp(min=3)
+    decoder_mask = torch.ones_like(targets)
+    decoder_mask[0, :3] = 0  # left-padded, as distill's TIR decoding passes it
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+              "decoder_input_ids": targets, "decoder_attention_mask": decoder_mask}
+    with torch.no_grad():
+        want, got = (model.eval()(**inputs).logits for model in (sdpa, fused))
+        later = targets.clone()
+        later[:, -1] = 5  # a later token must not change earlier positions' logits
+        moved = fused(**(inputs | {"decoder_input_ids": later})).logits
+    real = decoder_mask.bool()
+    torch.testing.assert_close(got[real], want[real], rtol=1e-4, atol=1e-5)
+    # (a padded position sees no real key: its softmax spreads over every key, as under SDPA)
+    torch.testing.assert_close(moved[:, :-1][real[:, :-1]], got[:, :-1][real[:, :-1]], rtol=1e-5, atol=1e-6)
 
 
 def test_auto_picks_the_fused_kernels_for_t5_on_a_gpu_and_refuses_them_elsewhere() -> None:

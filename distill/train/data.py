@@ -239,8 +239,10 @@ def plan_buckets(shapes: list[tuple[int, ...]], *, batch_size: int, max_tokens: 
 
     A bucket rarely holds a whole number of batches, and the collator fills a short batch with empty
     rows up to its shape's row count, so each bucket's remainder would cost a full step. The remainders
-    are pooled instead, narrowest first, into full batches padded to the widest of their buckets (still a
-    bucket shape, so the set of shapes stays the same): at most one short batch an epoch."""
+    are pooled instead, in shape order, into batches padded to the widest of their buckets, each closed
+    when the next example would not fit: far fewer short batches (on train_gpu's data, 21.7k to 25.8k
+    real tokens a step). A pooled seq2seq batch can take a (source, target) pair of buckets that no
+    single example has; it is still one of the buckets' pairs, so the set of shapes stays bounded."""
     rng = random.Random(seed * 100_003 + epoch)
     order = list(range(len(shapes)))
     rng.shuffle(order)

@@ -361,8 +361,16 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[
     """softmax(q k^T * scale + bias) v with key padding `mask` [batch, keys] (True = a real key) and
     dropout on the probabilities. q/k/v [batch, heads, tokens, dim]; bias [heads, queries, keys];
     the result is [batch, tokens, heads, dim]."""
+    if q.shape[-1] not in HEAD_DIMS or k.shape[-1] != q.shape[-1] or v.shape != k.shape:
+        raise ValueError(f"t5-fused attention: head sizes {HEAD_DIMS} and equal q/k/v heads, got {q.shape}, {k.shape}, {v.shape}")
+    if mask is not None and tuple(mask.shape) != (k.shape[0], k.shape[2]):
+        raise ValueError(f"t5-fused attention: the padding mask is [batch, keys] = {(k.shape[0], k.shape[2])}, got {tuple(mask.shape)}")
+    if bias is not None and tuple(bias.shape) != (q.shape[1], q.shape[2], k.shape[2]):
+        raise ValueError(f"t5-fused attention: the bias is [heads, queries, keys] = {(q.shape[1], q.shape[2], k.shape[2])}, "
+                         f"got {tuple(bias.shape)}")
     dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") and q.is_cuda else q.dtype
-    q, k, v = (t.to(dtype) for t in (q, k, v))
+    # the kernels step through rows by stride and read each row's dims contiguously
+    q, k, v = (t.to(dtype) if t.stride(-1) == 1 else t.to(dtype).contiguous() for t in (q, k, v))
     seed = torch.randint(0, 2**30, (1,), device=q.device) if dropout > 0 else q.new_zeros(1, dtype=torch.long)
     mask = mask.to(torch.int8) if mask is not None else None
     out, _ = _attention(q, k, v, bias.contiguous() if bias is not None else None, mask, seed, causal, dropout, scale)
@@ -376,12 +384,16 @@ def t5_fused_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.
     cross = getattr(module, "is_decoder", False) and not getattr(module, "is_causal", True)
     if attention_mask is not None and attention_mask.dim() != 2:
         raise ValueError(f"t5-fused takes the 2D padding mask its mask function builds, got {tuple(attention_mask.shape)}")
+    causal = bool(getattr(module, "is_causal", False))
     if cross or query.shape[-1] not in HEAD_DIMS or (position_bias is not None and position_bias.shape[0] != 1):
         mask = attention_mask[:, None, None, :] if attention_mask is not None else None
+        if mask is not None and causal:  # SDPA adds causality only where no mask is given
+            q_len, k_len = query.shape[2], key.shape[2]
+            mask = mask & torch.ones(q_len, k_len, dtype=torch.bool, device=mask.device).tril(k_len - q_len)
         return sdpa_attention_forward(module, query, key, value, mask, scaling=scaling, dropout=dropout,
                                       position_bias=position_bias, **kwargs)
     bias = position_bias[0] if position_bias is not None else None
-    out = attention(query, key, value, bias, attention_mask, causal=bool(module.is_causal), dropout=dropout,
+    out = attention(query, key, value, bias, attention_mask, causal=causal, dropout=dropout,
                     scale=1.0 if scaling is None else scaling)
     return out, None
 
