@@ -280,11 +280,14 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     model, optimizer = accelerator.prepare(model, optimizer)
     state = _restore(accelerator, checkpoint, optimizer, scheduler, out)
     if main:
+        from accelerate.utils import extract_model_from_parallel
+
         from distill.progress import console
 
         trainable, total = count_parameters(model)
+        attn = getattr(extract_model_from_parallel(model).config, "_attn_implementation", None)
         console.print(f"{settings.kind} student {config.student}: {trainable:,} trainable of {total:,} parameters; "
-                      f"{len(plan.examples):,} examples, {total_steps:,} steps"
+                      f"{len(plan.examples):,} examples, {total_steps:,} steps; attention {attn}"
                       + (f"; resuming at step {state.step}" if checkpoint else ""))
     accelerator.init_trackers("distill-train", config=_flat(config.to_dict()))
     metrics = MetricsLog(out / "metrics.jsonl", accelerator)
