@@ -12,6 +12,7 @@ import torch
 from distill.records import InputError
 from distill.train import load_config
 from distill.train.compile import compile_blocks
+from distill.train import varlen
 from distill.train.model import T5_FUSED, attention, set_attention
 from t5_tiny import t5_batch, tiny_t5
 
@@ -152,8 +153,8 @@ def test_bf16_on_the_gpu_is_as_close_as_sdpas_math(causal: bool) -> None:
         assert (g_got.float() - g_want).norm() / g_want.norm() < 1e-2
 
 
-def t5_pair(dropout: float = 0.0) -> tuple[torch.nn.Module, torch.nn.Module]:
-    sdpa = tiny_t5(dropout, DEVICE)
+def t5_pair(dropout: float = 0.0, d_kv: int = 16) -> tuple[torch.nn.Module, torch.nn.Module]:
+    sdpa = tiny_t5(dropout, DEVICE, d_kv)
     fused = copy.deepcopy(sdpa)
     set_attention(fused, attention(load_config(None, {"student": "tiny-t5", "data": "x", "output_dir": "y",
                                                       "attn_implementation": T5_FUSED}), True, "seq2seq"))
@@ -203,10 +204,7 @@ def test_t5_with_dropout_trains_and_decoding_from_a_cache_matches_sdpa() -> None
 @kernels
 def test_head_sizes_the_kernels_do_not_take_fall_back_to_sdpa_with_causality_kept() -> None:
     """d_kv 8 goes to SDPA; a decoder padding mask there must not undo the decoder's causal mask."""
-    sdpa = tiny_t5(d_kv=8, device=DEVICE)
-    fused = copy.deepcopy(sdpa)
-    set_attention(fused, attention(load_config(None, {"student": "tiny-t5", "data": "x", "output_dir": "y",
-                                                      "attn_implementation": T5_FUSED}), True, "seq2seq"))
+    sdpa, fused = t5_pair(d_kv=8)
     batch = t5_batch(DEVICE)
     targets = batch["labels"][:, :10].clamp(min=3)
     decoder_mask = torch.ones_like(targets)
@@ -227,8 +225,7 @@ def test_head_sizes_the_kernels_do_not_take_fall_back_to_sdpa_with_causality_kep
 def test_auto_picks_the_fused_kernels_for_t5_on_a_gpu_and_refuses_them_elsewhere() -> None:
     config = load_config(None, {"student": "tiny-t5", "data": "x", "output_dir": "y"})
     assert attention(config, False, "seq2seq") == "sdpa"
-    ampere = GPU and torch.cuda.get_device_capability() >= (8, 0)
-    assert attention(config, True, "seq2seq") == (T5_FUSED if HAS_TRITON and ampere else "sdpa")
+    assert attention(config, True, "seq2seq") == (T5_FUSED if HAS_TRITON and varlen.ampere() else "sdpa")
     asked = load_config(None, {"student": "tiny-t5", "data": "x", "output_dir": "y", "attn_implementation": T5_FUSED})
     for kind, on_gpu in (("seq2seq", False), ("causal", True)):
         with pytest.raises(InputError, match="key 'attn_implementation': t5-fused trains T5-family students on a GPU"):

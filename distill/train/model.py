@@ -58,7 +58,7 @@ def attention(config: TrainConfig, on_gpu: bool, kind: str) -> str:
             name = "flash_attention_2"
         elif causal and half and no_dropout and config.packing is not False and varlen.available():
             name = varlen.NAME
-        elif kind == "seq2seq" and on_gpu and _ampere() and importlib.util.find_spec("triton") is not None:
+        elif kind == "seq2seq" and on_gpu and varlen.ampere() and importlib.util.find_spec("triton") is not None:
             name = T5_FUSED
         else:
             name = "sdpa"
@@ -73,11 +73,6 @@ def attention(config: TrainConfig, on_gpu: bool, kind: str) -> str:
         # importing registers the implementation with transformers
         importlib.import_module("distill.train.t5_flex" if name == "t5-flex" else "distill.train.t5_fused")
     return name
-
-
-def _ampere() -> bool:
-    """A GPU of sm80 or newer: where t5-fused was measured and Triton's bf16 tensor-core kernels run."""
-    return torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 0)
 
 
 def set_attention(model: Any, name: str) -> None:

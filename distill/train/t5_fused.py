@@ -266,11 +266,16 @@ def _flags(q: torch.Tensor, bias: Optional[torch.Tensor], mask: Optional[torch.T
                 PRECISION="ieee" if q.dtype == torch.float32 else "tf32")
 
 
-def _strides(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor,
-             o: torch.Tensor) -> list[int]:
-    """q/k/v [batch, heads, tokens, dim]; bias [heads, queries, keys]; mask [batch, keys]; o [batch, tokens, heads, dim]."""
-    return [*q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *bias.stride(), mask.stride(0), o.stride(0),
-            o.stride(2), o.stride(1)]
+def _operands(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[torch.Tensor],
+              mask: Optional[torch.Tensor], seed: torch.Tensor, o: torch.Tensor) -> tuple[tuple, list[int]]:
+    """The kernels' first tensors (q, k, v, bias, mask, seed; a placeholder where bias or mask is absent,
+    which the kernel then never reads) and their strides: q/k/v [batch, heads, tokens, dim], bias
+    [heads, queries, keys], mask [batch, keys], then o's [batch, tokens, heads, dim] as (batch, head, token)."""
+    bias = bias if bias is not None else o.new_empty(1, 1, 1, dtype=torch.float32)
+    mask = mask if mask is not None else seed.new_empty(1, 1)
+    strides = [*q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *bias.stride(), mask.stride(0), o.stride(0),
+               o.stride(2), o.stride(1)]
+    return (q, k, v, bias, mask, seed), strides
 
 
 @torch.library.custom_op("distill::t5_attention", mutates_args=())
@@ -280,11 +285,10 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional
     batch, heads, q_len, dim = q.shape
     out = q.new_empty(batch, q_len, heads, dim)
     lse = torch.empty(batch, heads, q_len, device=q.device, dtype=torch.float32)
-    bias_t = bias if bias is not None else lse.new_empty(1, 1, 1)
-    mask_t = mask if mask is not None else seed.new_empty(1, 1)
-    _forward[lambda meta: (triton.cdiv(q_len, meta["BM"]), batch * heads)](q, k, v, bias_t, mask_t, seed, out, lse, *_strides(q, k, v, bias_t, mask_t, out),
-                   heads, q_len, k.shape[2], scale, p_drop, HAS_BIAS=bias is not None,
-                   **_flags(q, bias, mask, causal, p_drop))
+    tensors, strides = _operands(q, k, v, bias, mask, seed, out)
+    _forward[lambda meta: (triton.cdiv(q_len, meta["BM"]), batch * heads)](
+        *tensors, out, lse, *strides, heads, q_len, k.shape[2], scale, p_drop, HAS_BIAS=bias is not None,
+        **_flags(q, bias, mask, causal, p_drop))
     return out, lse
 
 
@@ -308,11 +312,9 @@ def _attention_backward(grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v:
     dq = torch.empty_like(out).transpose(1, 2)
     dk = k.new_empty(batch, k_len, heads, dim).transpose(1, 2)
     dv = v.new_empty(batch, k_len, heads, dim).transpose(1, 2)
-    bias_t = bias if bias is not None else lse.new_empty(1, 1, 1)
-    mask_t = mask if mask is not None else seed.new_empty(1, 1)
-    strides = _strides(q, k, v, bias_t, mask_t, grad)
+    operands, strides = _operands(q, k, v, bias, mask, seed, grad)
     shared = dict(HAS_BIAS=bias is not None, **_flags(q, bias, mask, causal, p_drop))
-    tensors = (q, k, v, bias_t, mask_t, seed, grad, lse, delta)
+    tensors = (*operands, grad, lse, delta)
     _backward_kv[lambda meta: (triton.cdiv(k_len, meta["BN"]), batch * heads)](
         *tensors, dk, dv, *strides, *dk.stride()[:3], heads, q_len, k_len, scale, p_drop, **shared)
     _backward_q[lambda meta: (triton.cdiv(q_len, meta["BM"]), batch * heads)](

@@ -21,11 +21,15 @@ from transformers import AttentionInterface
 NAME = "varlen"
 
 
+def ampere() -> bool:
+    """A GPU of sm80 (Ampere) or newer: bf16 tensor cores, where torch's FlashAttention and Triton's bf16
+    kernels run."""
+    return torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 0)
+
+
 def available() -> bool:
-    """PyTorch has varlen attention (2.10 and later) and a GPU its FlashAttention kernels run on (Ampere, sm80,
-    or newer: bf16 there too)."""
-    return (torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 0)
-            and importlib.util.find_spec("torch.nn.attention.varlen") is not None)
+    """PyTorch has varlen attention (2.10 and later) and a GPU its FlashAttention kernels run on."""
+    return ampere() and importlib.util.find_spec("torch.nn.attention.varlen") is not None
 
 
 @contextlib.contextmanager
