@@ -387,6 +387,7 @@ def t5_fused_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.
     if attention_mask is not None and attention_mask.dim() != 2:
         raise ValueError(f"t5-fused takes the 2D padding mask its mask function builds, got {tuple(attention_mask.shape)}")
     causal = bool(getattr(module, "is_causal", False))
+    scale = query.shape[-1] ** -0.5 if scaling is None else scaling  # HF's default (T5 passes 1.0)
     if cross and not getattr(module, "has_relative_attention_bias", False):
         # T5's cross-attention bias is all zeros: SDPA gets the padding mask alone, [batch, 1, 1, keys],
         # not a float mask of batch x heads x queries x keys built and kept for backward in every layer.
@@ -396,7 +397,7 @@ def t5_fused_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.
             mask = torch.zeros(attention_mask.shape, dtype=query.dtype, device=query.device).masked_fill(
                 ~attention_mask.bool(), torch.finfo(query.dtype).min)[:, None, None, :]
         out = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout,
-                                                               scale=1.0 if scaling is None else scaling)
+                                                               scale=scale)
         return out.transpose(1, 2).contiguous(), None
     if cross or query.shape[-1] not in HEAD_DIMS or (position_bias is not None and position_bias.shape[0] != 1):
         mask = attention_mask[:, None, None, :] if attention_mask is not None else None
@@ -406,8 +407,7 @@ def t5_fused_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.
         return sdpa_attention_forward(module, query, key, value, mask, scaling=scaling, dropout=dropout,
                                       position_bias=position_bias, **kwargs)
     bias = position_bias[0] if position_bias is not None else None
-    out = attention(query, key, value, bias, attention_mask, causal=causal, dropout=dropout,
-                    scale=1.0 if scaling is None else scaling)
+    out = attention(query, key, value, bias, attention_mask, causal=causal, dropout=dropout, scale=scale)
     return out, None
 
 
