@@ -29,7 +29,8 @@ def reference(q, k, v, bias, mask, causal, keep=None, p_drop=0.0):
     if bias is not None:
         s = s + bias.float()
     q_len, k_len = s.shape[-2:]
-    valid = torch.ones(q_len, k_len, dtype=torch.bool, device=s.device).tril(k_len - q_len) if causal else True
+    valid = torch.ones(q_len, k_len, dtype=torch.bool, device=s.device)
+    valid = valid.tril(k_len - q_len) if causal else valid
     if mask is not None:
         valid = valid & mask[:, None, None, :]
     p = s.masked_fill(~valid, float("-inf")).softmax(-1)
@@ -136,6 +137,43 @@ def test_every_tile_triton_may_choose_gives_the_same_attention_and_dropout(tile:
         for g_got, g_want in zip(torch.autograd.grad((got * grad).sum(), (q, k, v, bias)),
                                  torch.autograd.grad((want * grad).sum(), (q, k, v, bias))):
             torch.testing.assert_close(g_got, g_want, rtol=1e-4, atol=1e-4)
+
+
+def packed(lengths: list[int], heads: int = 2, dim: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """[1, heads, tokens, dim] of examples of `lengths` back to back, as HF views a packed row, and its bounds."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.randn(1, sum(lengths), heads * dim, generator=g).view(1, sum(lengths), heads, dim).transpose(1, 2)
+    bounds = torch.tensor([0, *lengths]).cumsum(0).to(torch.int32)
+    return t.to(DEVICE).requires_grad_(), bounds.to(DEVICE)
+
+
+@kernels
+@pytest.mark.parametrize("causal, with_bias, processors", [(False, True, None), (True, True, None), (False, False, None),
+                                                          (True, True, 64)])
+def test_packed_examples_attend_within_themselves_at_their_own_positions(
+        causal: bool, with_bias: bool, processors: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A packed row against each example alone: queries of 70, 5 and 33 tokens over keys of 70, 40 and 1
+    (cross-attention's shape; self-attention has the same bounds twice), a bias longer than any example."""
+    from distill.train import t5_fused
+
+    if processors:
+        monkeypatch.setattr(t5_fused, "_processors", lambda device: processors)
+    q_lengths, k_lengths = ([70, 5, 33], [70, 5, 33]) if causal else ([70, 5, 33], [70, 40, 1])
+    (q, q_bounds), (k, k_bounds), (v, _) = packed(q_lengths), packed(k_lengths, seed=1), packed(k_lengths, seed=2)
+    bias = torch.randn(2, 80, 75, device=DEVICE).requires_grad_() if with_bias else None
+    got = t5_fused.attention(q, k, v, bias, causal=causal, bounds=(q_bounds, k_bounds),
+                             longest=(max(q_lengths), max(k_lengths)))
+    parts = []
+    for i, (m, n) in enumerate(zip(q_lengths, k_lengths)):
+        qs, ks = q_bounds[i].item(), k_bounds[i].item()
+        parts.append(reference(q[:, :, qs:qs + m], k[:, :, ks:ks + n], v[:, :, ks:ks + n],
+                               bias[:, :m, :n] if with_bias else None, None, causal))
+    want = torch.cat(parts, 1)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    grad = torch.randn_like(want)
+    leaves = [t for t in (q, k, v, bias) if t is not None]
+    for g_got, g_want in zip(torch.autograd.grad((got * grad).sum(), leaves), torch.autograd.grad((want * grad).sum(), leaves)):
+        torch.testing.assert_close(g_got, g_want, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.skipif(not GPU, reason="bf16 tensor-core kernels need a GPU")

@@ -45,7 +45,7 @@ def _configs(*shapes: tuple[int, int, int, int]) -> list[triton.Config]:
     return [triton.Config({"BM": m, "BN": n}, num_warps=w, num_stages=st) for m, n, w, st in shapes]
 
 
-TUNED_BY = ["D", "HAS_BIAS", "HAS_MASK", "CAUSAL", "DROPOUT"]
+TUNED_BY = ["D", "HAS_BIAS", "HAS_MASK", "CAUSAL", "DROPOUT", "VARLEN"]
 # (BM, BN, warps, stages) per kernel; on an H200 (CodeT5-large, bf16) Triton chose 64x32 forward and for
 # dQ, 32x64 or 16x128 for dK/dV
 FORWARD_TILES = ((64, 64, 4, 3), (128, 64, 8, 3), (128, 32, 4, 3), (64, 32, 4, 4), (128, 128, 8, 2))
@@ -66,11 +66,24 @@ def _store_rows(base, offs, stride, n, value, D: tl.constexpr):
 
 
 @triton.jit
-def _row_stats(LSE, Delta, bh, offs_m, q_len):
-    """Saved log-sum-exp (inf past the end: probabilities 0) and rowsum(dO * O) of the queries `offs_m`."""
+def _segment(Cu, b, length, VARLEN: tl.constexpr):
+    """(first token, tokens) of sequence `b`: a packed example's bounds from the cumulative lengths `Cu`,
+    or row `b` of a padded batch (its tokens from 0, `length` of them)."""
+    start = 0
+    tokens = length
+    if VARLEN:
+        start = tl.load(Cu + b)
+        tokens = tl.load(Cu + b + 1) - start
+    return start, tokens
+
+
+@triton.jit
+def _row_stats(LSE, Delta, base, offs_m, q_len):
+    """Saved log-sum-exp (inf past the end: probabilities 0) and rowsum(dO * O) of the queries `offs_m`,
+    whose first lies at `base`."""
     inside = offs_m < q_len
-    return (tl.load(LSE + bh * q_len + offs_m, mask=inside, other=float("inf")),
-            tl.load(Delta + bh * q_len + offs_m, mask=inside, other=0.0))
+    return (tl.load(LSE + base + offs_m, mask=inside, other=float("inf")),
+            tl.load(Delta + base + offs_m, mask=inside, other=0.0))
 
 
 @triton.jit
@@ -103,15 +116,22 @@ def _kept(seed, bh, offs_m, key_start, k_len, p_drop, BN: tl.constexpr):
 
 @triton.autotune(_configs(*FORWARD_TILES), TUNED_BY)
 @triton.jit
-def _forward(Q, K, V, Bias, Mask, Seed, O, LSE,
-             sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sbh, sbq, sbk, smb, sob, soh, som,
+def _forward(Q, K, V, Bias, Mask, Seed, CuQ, CuK, O, LSE,
+             sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sbh, sbq, sbk, smb, sob, soh, som, slb, slh,
              heads, q_len, k_len, scale, p_drop,
              D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr,
-             CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, PRECISION: tl.constexpr):
+             CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, VARLEN: tl.constexpr, PRECISION: tl.constexpr):
     pid_m, bh = tl.program_id(0), tl.program_id(1)
     b, h = bh // heads, bh % heads
+    q_start, q_len = _segment(CuQ, b, q_len, VARLEN)
+    k_start, k_len = _segment(CuK, b, k_len, VARLEN)
+    if pid_m * BM >= q_len:  # packed: past this example's queries (the grid covers the longest)
+        return
+    Q += b * sqb + h * sqh + q_start * sqm
+    K += b * skb + h * skh + k_start * skn
+    V += b * svb + h * svh + k_start * svn
     offs_m = pid_m * BM + tl.arange(0, BM)
-    q = _rows(Q + b * sqb + h * sqh, offs_m, sqm, q_len, D)
+    q = _rows(Q, offs_m, sqm, q_len, D)
     seed = tl.load(Seed) if DROPOUT else 0
     m_i = tl.full([BM], float("-inf"), tl.float32)
     l_i = tl.zeros([BM], tl.float32)
@@ -119,8 +139,8 @@ def _forward(Q, K, V, Bias, Mask, Seed, O, LSE,
     end = (pid_m + 1) * BM + (k_len - q_len) if CAUSAL else k_len  # later keys (and past k_len) are masked
     for start in range(0, end, BN):
         offs_n = start + tl.arange(0, BN)
-        k = _rows(K + b * skb + h * skh, offs_n, skn, k_len, D)
-        v = _rows(V + b * svb + h * svh, offs_n, svn, k_len, D)
+        k = _rows(K, offs_n, skn, k_len, D)
+        v = _rows(V, offs_n, svn, k_len, D)
         s = _scores(q, k, Bias + h * sbh, Mask + b * smb, offs_m, offs_n, q_len, k_len, sbq, sbk, scale,
                     HAS_BIAS, HAS_MASK, CAUSAL, PRECISION)
         m_new = tl.maximum(m_i, tl.max(s, 1))
@@ -133,9 +153,9 @@ def _forward(Q, K, V, Bias, Mask, Seed, O, LSE,
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
         m_i = m_new
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)
-    _store_rows(O + b * sob + h * soh, offs_m, som, q_len, acc / l_safe[:, None], D)
+    _store_rows(O + b * sob + h * soh + q_start * som, offs_m, som, q_len, acc / l_safe[:, None], D)
     lse = tl.where(l_i == 0.0, float("inf"), m_i + tl.log(l_safe))  # inf: every probability of the row is 0
-    tl.store(LSE + bh * q_len + offs_m, lse, mask=offs_m < q_len)
+    tl.store(LSE + b * slb + h * slh + q_start + offs_m, lse, mask=offs_m < q_len)
 
 
 @triton.jit
@@ -158,88 +178,104 @@ def _tile_grads(q, k, v, do, lse, delta, seed, bh, bias_base, mask_base, offs_m,
 
 @triton.autotune(_configs(*KV_TILES), TUNED_BY)
 @triton.jit
-def _backward_kv(Q, K, V, Bias, Mask, Seed, DO, LSE, Delta, DK, DV,
-                 sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sbh, sbq, sbk, smb, sob, soh, som, sgb, sgh, sgn,
-                 heads, q_len, k_len, scale, p_drop,
+def _backward_kv(Q, K, V, Bias, Mask, Seed, CuQ, CuK, DO, LSE, Delta, DK, DV,
+                 sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sbh, sbq, sbk, smb, sob, soh, som, slb, slh,
+                 sgb, sgh, sgn, heads, q_len, k_len, scale, p_drop,
                  D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr,
-                 CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, PRECISION: tl.constexpr):
+                 CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, VARLEN: tl.constexpr, PRECISION: tl.constexpr):
     pid_n, bh = tl.program_id(0), tl.program_id(1)
     b, h = bh // heads, bh % heads
+    q_start, q_len = _segment(CuQ, b, q_len, VARLEN)
+    k_start, k_len = _segment(CuK, b, k_len, VARLEN)
+    if pid_n * BN >= k_len:  # packed: past this example's keys
+        return
+    Q += b * sqb + h * sqh + q_start * sqm
+    DO += b * sob + h * soh + q_start * som
+    stats = b * slb + h * slh + q_start
     offs_n = pid_n * BN + tl.arange(0, BN)
-    k = _rows(K + b * skb + h * skh, offs_n, skn, k_len, D)
-    v = _rows(V + b * svb + h * svh, offs_n, svn, k_len, D)
+    k = _rows(K + b * skb + h * skh + k_start * skn, offs_n, skn, k_len, D)
+    v = _rows(V + b * svb + h * svh + k_start * svn, offs_n, svn, k_len, D)
     seed = tl.load(Seed) if DROPOUT else 0
     dk = tl.zeros([BN, D], tl.float32)
     dv = tl.zeros([BN, D], tl.float32)
     begin = tl.maximum(pid_n * BN - (k_len - q_len), 0) // BM * BM if CAUSAL else 0  # earlier queries see none
     for start in range(begin, q_len, BM):
         offs_m = start + tl.arange(0, BM)
-        q = _rows(Q + b * sqb + h * sqh, offs_m, sqm, q_len, D)
-        do = _rows(DO + b * sob + h * soh, offs_m, som, q_len, D)
-        lse, delta = _row_stats(LSE, Delta, bh, offs_m, q_len)
+        q = _rows(Q, offs_m, sqm, q_len, D)
+        do = _rows(DO, offs_m, som, q_len, D)
+        lse, delta = _row_stats(LSE, Delta, stats, offs_m, q_len)
         dropped, ds = _tile_grads(q, k, v, do, lse, delta, seed, bh, Bias + h * sbh, Mask + b * smb, offs_m, pid_n * BN,
                                   q_len, k_len, sbq, sbk, scale, p_drop, HAS_BIAS, HAS_MASK, CAUSAL, DROPOUT, PRECISION, BN)
         dv += tl.dot(tl.trans(dropped.to(do.dtype)), do, input_precision=PRECISION)
         dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PRECISION)
-    _store_rows(DK + b * sgb + h * sgh, offs_n, sgn, k_len, dk * scale, D)
-    _store_rows(DV + b * sgb + h * sgh, offs_n, sgn, k_len, dv, D)
+    _store_rows(DK + b * sgb + h * sgh + k_start * sgn, offs_n, sgn, k_len, dk * scale, D)
+    _store_rows(DV + b * sgb + h * sgh + k_start * sgn, offs_n, sgn, k_len, dv, D)
 
 
 @triton.autotune(_configs(*Q_TILES), TUNED_BY)
 @triton.jit
-def _backward_q(Q, K, V, Bias, Mask, Seed, DO, LSE, Delta, DQ,
-                sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sbh, sbq, sbk, smb, sob, soh, som,
+def _backward_q(Q, K, V, Bias, Mask, Seed, CuQ, CuK, DO, LSE, Delta, DQ,
+                sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sbh, sbq, sbk, smb, sob, soh, som, slb, slh,
                 heads, q_len, k_len, scale, p_drop,
                 D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_MASK: tl.constexpr,
-                CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, PRECISION: tl.constexpr):
+                CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, VARLEN: tl.constexpr, PRECISION: tl.constexpr):
     pid_m, bh = tl.program_id(0), tl.program_id(1)
     b, h = bh // heads, bh % heads
+    q_start, q_len = _segment(CuQ, b, q_len, VARLEN)
+    k_start, k_len = _segment(CuK, b, k_len, VARLEN)
+    if pid_m * BM >= q_len:
+        return
+    K += b * skb + h * skh + k_start * skn
+    V += b * svb + h * svh + k_start * svn
     offs_m = pid_m * BM + tl.arange(0, BM)
-    q = _rows(Q + b * sqb + h * sqh, offs_m, sqm, q_len, D)
-    do = _rows(DO + b * sob + h * soh, offs_m, som, q_len, D)
-    lse, delta = _row_stats(LSE, Delta, bh, offs_m, q_len)
+    q = _rows(Q + b * sqb + h * sqh + q_start * sqm, offs_m, sqm, q_len, D)
+    do = _rows(DO + b * sob + h * soh + q_start * som, offs_m, som, q_len, D)
+    lse, delta = _row_stats(LSE, Delta, b * slb + h * slh + q_start, offs_m, q_len)
     seed = tl.load(Seed) if DROPOUT else 0
     dq = tl.zeros([BM, D], tl.float32)
     end = (pid_m + 1) * BM + (k_len - q_len) if CAUSAL else k_len  # later keys (and past k_len) are masked
     for start in range(0, end, BN):
         offs_n = start + tl.arange(0, BN)
-        k = _rows(K + b * skb + h * skh, offs_n, skn, k_len, D)
-        v = _rows(V + b * svb + h * svh, offs_n, svn, k_len, D)
+        k = _rows(K, offs_n, skn, k_len, D)
+        v = _rows(V, offs_n, svn, k_len, D)
         _, ds = _tile_grads(q, k, v, do, lse, delta, seed, bh, Bias + h * sbh, Mask + b * smb, offs_m, start,
                             q_len, k_len, sbq, sbk, scale, p_drop, HAS_BIAS, HAS_MASK, CAUSAL, DROPOUT, PRECISION, BN)
         dq += tl.dot(ds.to(k.dtype), k, input_precision=PRECISION)
-    _store_rows(DQ + b * sob + h * soh, offs_m, som, q_len, dq * scale, D)
+    _store_rows(DQ + b * sob + h * soh + q_start * som, offs_m, som, q_len, dq * scale, D)
 
 
 @triton.jit
-def _backward_bias(Q, K, V, Bias, Mask, Seed, DO, LSE, Delta, DBias,
-                   sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sbh, sbq, sbk, smb, sob, soh, som,
-                   batch, heads, q_len, k_len, scale, p_drop, splits,
+def _backward_bias(Q, K, V, Bias, Mask, Seed, CuQ, CuK, DO, LSE, Delta, DBias,
+                   sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sbh, sbq, sbk, smb, sob, soh, som, slb, slh,
+                   sequences, heads, q_len, k_len, bias_q, bias_k, scale, p_drop, splits,
                    D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, HAS_MASK: tl.constexpr,
-                   CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, PRECISION: tl.constexpr):
-    """A program sums one tile over every `splits`-th row of the batch, from row `split`, into its own
-    slice of DBias [splits, heads, queries, keys] (summed after): enough programs to fill the GPU."""
+                   CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, VARLEN: tl.constexpr, PRECISION: tl.constexpr):
+    """A program sums one tile over every `splits`-th sequence, from sequence `split`, into its own slice
+    of DBias [splits, heads, bias_q, bias_k] (summed after): enough programs to fill the GPU."""
     pid_m, pid_n, pid = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     h, split = pid // splits, pid % splits
     offs_m = pid_m * BM + tl.arange(0, BM)
     offs_n = pid_n * BN + tl.arange(0, BN)
     acc = tl.zeros([BM, BN], tl.float32)
     seed = tl.load(Seed) if DROPOUT else 0
-    stop = batch
-    if CAUSAL:  # above the diagonal every gradient is 0
-        stop = tl.where(pid_n * BN > pid_m * BM + BM - 1 + (k_len - q_len), 0, batch)
-    for b in range(split, stop, splits):
-        bh = b * heads + h
-        q = _rows(Q + b * sqb + h * sqh, offs_m, sqm, q_len, D)
-        do = _rows(DO + b * sob + h * soh, offs_m, som, q_len, D)
-        k = _rows(K + b * skb + h * skh, offs_n, skn, k_len, D)
-        v = _rows(V + b * svb + h * svh, offs_n, svn, k_len, D)
-        lse, delta = _row_stats(LSE, Delta, bh, offs_m, q_len)
-        _, ds = _tile_grads(q, k, v, do, lse, delta, seed, bh, Bias + h * sbh, Mask + b * smb, offs_m, pid_n * BN,
-                            q_len, k_len, sbq, sbk, scale, p_drop, True, HAS_MASK, CAUSAL, DROPOUT, PRECISION, BN)
-        acc += ds
-    tl.store(DBias + (split * heads + h) * q_len * k_len + offs_m[:, None] * k_len + offs_n[None, :], acc,
-             mask=(offs_m[:, None] < q_len) & (offs_n[None, :] < k_len))
+    for b in range(split, sequences, splits):
+        q_start, m_len = _segment(CuQ, b, q_len, VARLEN)
+        k_start, n_len = _segment(CuK, b, k_len, VARLEN)
+        live = (pid_m * BM < m_len) & (pid_n * BN < n_len)  # packed: a tile past the example's end has none
+        if CAUSAL:  # above the diagonal every gradient is 0
+            live = live & (pid_n * BN <= pid_m * BM + BM - 1 + (n_len - m_len))
+        if live:
+            bh = b * heads + h
+            q = _rows(Q + b * sqb + h * sqh + q_start * sqm, offs_m, sqm, m_len, D)
+            do = _rows(DO + b * sob + h * soh + q_start * som, offs_m, som, m_len, D)
+            k = _rows(K + b * skb + h * skh + k_start * skn, offs_n, skn, n_len, D)
+            v = _rows(V + b * svb + h * svh + k_start * svn, offs_n, svn, n_len, D)
+            lse, delta = _row_stats(LSE, Delta, b * slb + h * slh + q_start, offs_m, m_len)
+            _, ds = _tile_grads(q, k, v, do, lse, delta, seed, bh, Bias + h * sbh, Mask + b * smb, offs_m, pid_n * BN,
+                                m_len, n_len, sbq, sbk, scale, p_drop, True, HAS_MASK, CAUSAL, DROPOUT, PRECISION, BN)
+            acc += ds
+    tl.store(DBias + (split * heads + h) * bias_q * bias_k + offs_m[:, None] * bias_k + offs_n[None, :], acc,
+             mask=(offs_m[:, None] < bias_q) & (offs_n[None, :] < bias_k))
 
 
 @triton.jit
@@ -259,41 +295,48 @@ def _processors(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
 
 
-def _flags(q: torch.Tensor, bias: Optional[torch.Tensor], mask: Optional[torch.Tensor], causal: bool,
+def _flags(q: torch.Tensor, mask: Optional[torch.Tensor], bounds: Optional[torch.Tensor], causal: bool,
            p_drop: float) -> dict[str, Any]:
     # fp32 inputs get fp32 products (the tests compare against torch's math); bf16/fp16 use the tensor cores
-    return dict(D=q.shape[-1], HAS_MASK=mask is not None, CAUSAL=causal, DROPOUT=p_drop > 0,
+    return dict(D=q.shape[-1], HAS_MASK=mask is not None, CAUSAL=causal, DROPOUT=p_drop > 0, VARLEN=bounds is not None,
                 PRECISION="ieee" if q.dtype == torch.float32 else "tf32")
 
 
 def _operands(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[torch.Tensor],
-              mask: Optional[torch.Tensor], seed: torch.Tensor, o: torch.Tensor) -> tuple[tuple, list[int]]:
-    """The kernels' first tensors (q, k, v, bias, mask, seed; a placeholder where bias or mask is absent,
-    which the kernel then never reads) and their strides: q/k/v [batch, heads, tokens, dim], bias
-    [heads, queries, keys], mask [batch, keys], then o's [batch, tokens, heads, dim] as (batch, head, token)."""
+              mask: Optional[torch.Tensor], seed: torch.Tensor, bounds_q: Optional[torch.Tensor],
+              bounds_k: Optional[torch.Tensor], o: torch.Tensor, lse: torch.Tensor) -> tuple[tuple, list[int]]:
+    """The kernels' first tensors (q, k, v, bias, mask, seed, the bounds of packed queries and keys; a
+    placeholder where one is absent, which the kernel then never reads) and their strides: q/k/v [batch,
+    heads, tokens, dim], bias [heads, queries, keys], mask [batch, keys], o's [batch, tokens, heads, dim] as
+    (batch, head, token), lse's [batch, heads, queries] as (batch, head). Packed, the batch is one row and
+    the kernels' `b` counts examples, so every batch stride is 0 (the example's first token is the offset)."""
     bias = bias if bias is not None else o.new_empty(1, 1, 1, dtype=torch.float32)
     mask = mask if mask is not None else seed.new_empty(1, 1)
-    strides = [*q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *bias.stride(), mask.stride(0), o.stride(0),
-               o.stride(2), o.stride(1)]
-    return (q, k, v, bias, mask, seed), strides
+    per_row = int(bounds_q is None)
+    strides = [q.stride(0) * per_row, *q.stride()[1:3], k.stride(0) * per_row, *k.stride()[1:3], v.stride(0) * per_row,
+               *v.stride()[1:3], *bias.stride(), mask.stride(0), o.stride(0) * per_row, o.stride(2), o.stride(1),
+               lse.stride(0) * per_row, lse.stride(1)]
+    return (q, k, v, bias, mask, seed, *(t if t is not None else seed for t in (bounds_q, bounds_k))), strides
 
 
 @torch.library.custom_op("distill::t5_attention", mutates_args=())
 def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[torch.Tensor],
-               mask: Optional[torch.Tensor], seed: torch.Tensor, causal: bool, p_drop: float,
+               mask: Optional[torch.Tensor], seed: torch.Tensor, bounds_q: Optional[torch.Tensor],
+               bounds_k: Optional[torch.Tensor], longest_q: int, longest_k: int, causal: bool, p_drop: float,
                scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     batch, heads, q_len, dim = q.shape
+    sequences = batch if bounds_q is None else bounds_q.shape[0] - 1
     out = q.new_empty(batch, q_len, heads, dim)
     lse = torch.empty(batch, heads, q_len, device=q.device, dtype=torch.float32)
-    tensors, strides = _operands(q, k, v, bias, mask, seed, out)
-    _forward[lambda meta: (triton.cdiv(q_len, meta["BM"]), batch * heads)](
+    tensors, strides = _operands(q, k, v, bias, mask, seed, bounds_q, bounds_k, out, lse)
+    _forward[lambda meta: (triton.cdiv(longest_q, meta["BM"]), sequences * heads)](
         *tensors, out, lse, *strides, heads, q_len, k.shape[2], scale, p_drop, HAS_BIAS=bias is not None,
-        **_flags(q, bias, mask, causal, p_drop))
+        **_flags(q, mask, bounds_q, causal, p_drop))
     return out, lse
 
 
 @_attention.register_fake
-def _(q, k, v, bias, mask, seed, causal, p_drop, scale):
+def _(q, k, v, bias, mask, seed, bounds_q, bounds_k, longest_q, longest_k, causal, p_drop, scale):
     batch, heads, q_len, dim = q.shape
     return q.new_empty(batch, q_len, heads, dim), q.new_empty(batch, heads, q_len, dtype=torch.float32)
 
@@ -301,10 +344,12 @@ def _(q, k, v, bias, mask, seed, causal, p_drop, scale):
 @torch.library.custom_op("distill::t5_attention_backward", mutates_args=())
 def _attention_backward(grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                         bias: Optional[torch.Tensor], mask: Optional[torch.Tensor], seed: torch.Tensor,
-                        out: torch.Tensor, lse: torch.Tensor, causal: bool, p_drop: float, scale: float,
-                        bias_grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                        bounds_q: Optional[torch.Tensor], bounds_k: Optional[torch.Tensor], longest_q: int,
+                        longest_k: int, out: torch.Tensor, lse: torch.Tensor, causal: bool, p_drop: float,
+                        scale: float, bias_grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     batch, heads, q_len, dim = q.shape
     k_len = k.shape[2]
+    sequences = batch if bounds_q is None else bounds_q.shape[0] - 1
     grad = grad.contiguous()
     delta = torch.empty_like(lse)  # rowsum(dO * O) [batch, heads, queries], as softmax's backward needs
     rows = batch * q_len * heads
@@ -312,46 +357,52 @@ def _attention_backward(grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v:
     dq = torch.empty_like(out).transpose(1, 2)
     dk = k.new_empty(batch, k_len, heads, dim).transpose(1, 2)
     dv = v.new_empty(batch, k_len, heads, dim).transpose(1, 2)
-    operands, strides = _operands(q, k, v, bias, mask, seed, grad)
-    shared = dict(HAS_BIAS=bias is not None, **_flags(q, bias, mask, causal, p_drop))
+    operands, strides = _operands(q, k, v, bias, mask, seed, bounds_q, bounds_k, grad, lse)
+    shared = dict(HAS_BIAS=bias is not None, **_flags(q, mask, bounds_q, causal, p_drop))
     tensors = (*operands, grad, lse, delta)
-    _backward_kv[lambda meta: (triton.cdiv(k_len, meta["BN"]), batch * heads)](
-        *tensors, dk, dv, *strides, *dk.stride()[:3], heads, q_len, k_len, scale, p_drop, **shared)
-    _backward_q[lambda meta: (triton.cdiv(q_len, meta["BM"]), batch * heads)](
+    per_row = int(bounds_q is None)
+    _backward_kv[lambda meta: (triton.cdiv(longest_k, meta["BN"]), sequences * heads)](
+        *tensors, dk, dv, *strides, dk.stride(0) * per_row, *dk.stride()[1:3], heads, q_len, k_len, scale, p_drop,
+        **shared)
+    _backward_q[lambda meta: (triton.cdiv(longest_q, meta["BM"]), sequences * heads)](
         *tensors, dq.transpose(1, 2), *strides, heads, q_len, k_len, scale, p_drop, **shared)
     dbias = lse.new_zeros(0)
     if bias_grad:
-        tiles = triton.cdiv(q_len, BLOCK) * triton.cdiv(k_len, BLOCK) * heads
-        splits = max(1, min(batch, triton.cdiv(8 * _processors(q.device), tiles)))
-        parts = torch.empty(splits, heads, q_len, k_len, device=q.device, dtype=torch.float32)
+        bias_q, bias_k = bias.shape[1:]
+        tiles = triton.cdiv(bias_q, BLOCK) * triton.cdiv(bias_k, BLOCK) * heads
+        splits = max(1, min(sequences, triton.cdiv(8 * _processors(q.device), tiles)))
+        parts = torch.empty(splits, heads, bias_q, bias_k, device=q.device, dtype=torch.float32)
         shared.pop("HAS_BIAS")
-        _backward_bias[(triton.cdiv(q_len, BLOCK), triton.cdiv(k_len, BLOCK), heads * splits)](
-            *tensors, parts, *strides, batch, heads, q_len, k_len, scale, p_drop, splits, BM=BLOCK, BN=BLOCK,
-            num_warps=4, num_stages=2, **shared)
+        _backward_bias[(triton.cdiv(bias_q, BLOCK), triton.cdiv(bias_k, BLOCK), heads * splits)](
+            *tensors, parts, *strides, sequences, heads, q_len, k_len, bias_q, bias_k, scale, p_drop, splits,
+            BM=BLOCK, BN=BLOCK, num_warps=4, num_stages=2, **shared)
         dbias = parts.sum(0) if splits > 1 else parts[0]
     return dq, dk, dv, dbias
 
 
 @_attention_backward.register_fake
-def _(grad, q, k, v, bias, mask, seed, out, lse, causal, p_drop, scale, bias_grad):
+def _(grad, q, k, v, bias, mask, seed, bounds_q, bounds_k, longest_q, longest_k, out, lse, causal, p_drop, scale,
+      bias_grad):
     batch, heads, q_len, dim = q.shape
     k_len = k.shape[2]
-    dbias = lse.new_empty(heads, q_len, k_len) if bias_grad else lse.new_empty(0)
+    dbias = lse.new_empty(bias.shape) if bias_grad else lse.new_empty(0)
     return (out.new_empty(batch, q_len, heads, dim).transpose(1, 2), k.new_empty(batch, k_len, heads, dim).transpose(1, 2),
             v.new_empty(batch, k_len, heads, dim).transpose(1, 2), dbias)
 
 
 def _setup(ctx: Any, inputs: tuple, output: tuple) -> None:
-    q, k, v, bias, mask, seed, causal, p_drop, scale = inputs
-    ctx.save_for_backward(q, k, v, bias, mask, seed, *output)
-    ctx.flags = (causal, p_drop, scale)
+    q, k, v, bias, mask, seed, bounds_q, bounds_k, longest_q, longest_k, causal, p_drop, scale = inputs
+    ctx.save_for_backward(q, k, v, bias, mask, seed, bounds_q, bounds_k, *output)
+    ctx.flags = (longest_q, longest_k)
+    ctx.options = (causal, p_drop, scale)
 
 
 def _backward(ctx: Any, grad: torch.Tensor, _lse_grad: torch.Tensor) -> tuple:
-    q, k, v, bias, mask, seed, out, lse = ctx.saved_tensors
+    q, k, v, bias, mask, seed, bounds_q, bounds_k, out, lse = ctx.saved_tensors
     bias_grad = bias is not None and ctx.needs_input_grad[3]
-    dq, dk, dv, dbias = _attention_backward(grad, q, k, v, bias, mask, seed, out, lse, *ctx.flags, bias_grad)
-    return dq, dk, dv, dbias.to(bias.dtype) if bias_grad else None, None, None, None, None, None
+    dq, dk, dv, dbias = _attention_backward(grad, q, k, v, bias, mask, seed, bounds_q, bounds_k, *ctx.flags, out, lse,
+                                            *ctx.options, bias_grad)
+    return dq, dk, dv, dbias.to(bias.dtype) if bias_grad else None, *[None] * 9
 
 
 _attention.register_autograd(_backward, setup_context=_setup)
@@ -359,23 +410,39 @@ _attention.register_autograd(_backward, setup_context=_setup)
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[torch.Tensor] = None,
               mask: Optional[torch.Tensor] = None, *, causal: bool = False, dropout: float = 0.0,
-              scale: float = 1.0) -> torch.Tensor:
+              scale: float = 1.0, bounds: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+              longest: Optional[tuple[int, int]] = None) -> torch.Tensor:
     """softmax(q k^T * scale + bias) v with key padding `mask` [batch, keys] (True = a real key) and
     dropout on the probabilities. q/k/v [batch, heads, tokens, dim]; bias [heads, queries, keys];
-    the result is [batch, tokens, heads, dim]."""
+    the result is [batch, tokens, heads, dim].
+
+    Packed: a batch of one row holds several examples back to back; `bounds` are the cumulative lengths
+    (int32, examples + 1) of the queries' and the keys' examples, `longest` the longest of each; example
+    i's queries attend to its keys alone, and the bias is read at positions within the example (so it
+    needs [heads, >= longest queries, >= longest keys])."""
     if q.shape[-1] not in HEAD_DIMS or k.shape[-1] != q.shape[-1] or v.shape != k.shape:
         raise ValueError(f"t5-fused attention: head sizes {HEAD_DIMS} and equal q/k/v heads, got {q.shape}, {k.shape}, {v.shape}")
     if mask is not None and tuple(mask.shape) != (k.shape[0], k.shape[2]):
         raise ValueError(f"t5-fused attention: the padding mask is [batch, keys] = {(k.shape[0], k.shape[2])}, got {tuple(mask.shape)}")
-    if bias is not None and tuple(bias.shape) != (q.shape[1], q.shape[2], k.shape[2]):
-        raise ValueError(f"t5-fused attention: the bias is [heads, queries, keys] = {(q.shape[1], q.shape[2], k.shape[2])}, "
-                         f"got {tuple(bias.shape)}")
+    if bounds is not None:
+        if q.shape[0] != 1 or mask is not None or longest is None or bounds[0].shape != bounds[1].shape:
+            raise ValueError("t5-fused attention: packed examples come as one row with no padding mask, the bounds "
+                             f"of as many query and key examples and the longest of each; got q {tuple(q.shape)}, "
+                             f"bounds {[tuple(b.shape) for b in bounds]}, longest {longest}")
+    longest = longest if bounds is not None else (q.shape[2], k.shape[2])
+    wanted = (q.shape[1], *longest)
+    if bias is not None and (bias.shape[0] != wanted[0] or bias.dim() != 3
+                             or (bias.shape[1:] != wanted[1:] if bounds is None else bias.shape[1] < longest[0] or bias.shape[2] < longest[1])):
+        raise ValueError(f"t5-fused attention: the bias is [heads, queries, keys] = {wanted}"
+                         f"{' or longer' if bounds is not None else ''}, got {tuple(bias.shape)}")
     dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") and q.is_cuda else q.dtype
     # the kernels step through rows by stride and read each row's dims contiguously
     q, k, v = (t.to(dtype) if t.stride(-1) == 1 else t.to(dtype).contiguous() for t in (q, k, v))
     seed = torch.randint(0, 2**30, (1,), device=q.device) if dropout > 0 else q.new_zeros(1, dtype=torch.long)
     mask = mask.to(torch.int8) if mask is not None else None
-    out, _ = _attention(q, k, v, bias.contiguous() if bias is not None else None, mask, seed, causal, dropout, scale)
+    bounds_q, bounds_k = (b.to(torch.int32) for b in bounds) if bounds is not None else (None, None)
+    out, _ = _attention(q, k, v, bias.contiguous() if bias is not None else None, mask, seed, bounds_q, bounds_k,
+                        *longest, causal, dropout, scale)
     return out
 
 
