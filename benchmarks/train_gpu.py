@@ -10,7 +10,8 @@ Examples are ETD-like: 40-200 source tokens, 60-300 target tokens (uniform), ran
 naive: random batches padded to the longest (16 for (a); 8 for (b) with gradient checkpointing),
        fp32 weights under bf16 autocast, torch.optim.AdamW defaults, the model's own loss.
 ours:  the `distill train` pieces: micro-batches of fixed shapes under a token budget (`length_buckets`;
-       causal: packed rows without padding instead, where flash-attn or torch's varlen attention runs),
+       packed rows without padding instead where flash-attn or torch's varlen attention runs (causal)
+       or t5-fused (T5: its Triton kernels keep packed examples apart)),
        compiled blocks (`compile: true`; eager when that fails or exceeds --compile-limit), bf16
        frozen base for LoRA, fused AdamW, loss on target positions only (the causal LM head only
        sees target positions).
@@ -37,7 +38,7 @@ from distill.train.compile import block_lists, compile_blocks  # noqa: E402
 from distill.train.data import IGNORE, Collator, bucket_shape, length, plan_batches, plan_buckets  # noqa: E402
 from distill.train.config import LoraSettings, TrainConfig  # noqa: E402
 from distill.train.loop import loss_sum, target_tokens, to_device  # noqa: E402
-from distill.train.model import attention, set_attention, weights_dtype  # noqa: E402
+from distill.train.model import attention, packs, set_attention, weights_dtype  # noqa: E402
 from distill.train.optim import build_optimizer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_gpu.md"
@@ -244,6 +245,8 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
         model.set_attn_implementation(kernel)
     if shape.kind == "seq2seq" and chosen != "sdpa":  # t5-fused (distill train's choice on a GPU) or t5-flex
         set_attention(model, chosen)
+    if shape.kind == "seq2seq":  # packed on t5-fused, as distill train packs T5 there (`packing: auto`)
+        packed = packs(model, "seq2seq", {"auto": "auto", "yes": True, "no": False}[pack])
     buckets = [] if packed else BUCKETS[shape.kind]
     collate = Collator(shape.kind, 0, decoder_start_id=0, packing=packed, pad_to_multiple_of=8 if on_gpu else 1,
                        buckets=buckets, batch_size=4096, max_tokens=max_tokens)
@@ -297,9 +300,9 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
         profile.write_text(table)
     names = {"flash_attention_2": "flash-attn varlen", varlen.NAME: "torch varlen FlashAttention", None: "SDPA block mask"}
     route = f"{names[kernel]}, packed" if packed else "SDPA, length-grouped padding"
-    if buckets:
-        t5_names = {"t5-flex": "FlexAttention (t5-flex)", "t5-fused": "fused Triton self-attention (t5-fused)"}
-        route = f"{t5_names.get(chosen, 'SDPA')}, padded to {len(buckets)} length buckets"
+    t5_names = {"t5-flex": "FlexAttention (t5-flex)", "t5-fused": "fused Triton self-attention (t5-fused)"}
+    if shape.kind == "seq2seq":
+        route = f"{t5_names.get(chosen, 'SDPA')}, " + ("packed" if packed else f"padded to {len(buckets)} length buckets")
     note = f"token budget {max_tokens:,}, {route}, fused AdamW" + (f", LoRA dropout {LORA_DROPOUT[0]}" if shape.lora_r else "") + ((", bf16 base" if shape.lora_r else ", bf16 weights with fp32 master copies") if dtype == torch.bfloat16 else "")
     compiled = f", compiled blocks{', static shapes' if STATIC[0] else ''} (compile + first steps {compile_s:.0f} s)"
     return seconds, timed, note + (compiled if compile_model else "")
@@ -456,7 +459,7 @@ def main() -> None:
     parser.add_argument("--budget-a", type=int, default=16384, help="ours: token budget per step, shape (a)")
     parser.add_argument("--budget-b", type=int, default=8192, help="ours: token budget per step, shape (b)")
     parser.add_argument("--pack", choices=["auto", "yes", "no"], default="auto",
-                        help="ours, causal: padding-free packing (auto: when flash-attn is installed)")
+                        help="ours: padding-free packing (auto: causal on flash-attn or torch varlen, T5 on t5-fused)")
     parser.add_argument("--eager", action="store_true", help="ours: no torch.compile of the blocks")
     parser.add_argument("--t5-attention", default="auto",
                         help="ours, shape (a): auto (distill train's choice: t5-fused on a GPU), t5-fused, sdpa or "

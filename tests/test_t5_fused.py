@@ -240,6 +240,45 @@ def test_t5_with_dropout_trains_and_decoding_from_a_cache_matches_sdpa() -> None
 
 
 @kernels
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=pytest.mark.skipif(not GPU, reason="on a GPU"))])
+def test_a_packed_t5_batch_gives_the_padded_batchs_loss_and_gradients(compiled: bool) -> None:
+    """distill's collator packs each stack's examples into one row; the summed loss and every gradient
+    (both stacks' biases too) match the same examples padded, and the first layers build no bias as
+    long as the row."""
+    from distill.train import t5_fused
+    from distill.train.data import Collator
+    from distill.train.loop import loss_sum, to_device
+
+    _, padded_model = t5_pair()
+    packed_model = copy.deepcopy(padded_model)
+    t5_fused.pack(packed_model)
+    if compiled:
+        compile_blocks(packed_model, graph_bound=16)
+    g = torch.Generator().manual_seed(2)
+    examples = [{"src": torch.randint(3, 128, (n,), generator=g).tolist(), "tgt": torch.randint(3, 128, (t,), generator=g).tolist()}
+                for n, t in ((40, 33), (7, 5), (25, 1), (3, 20))]
+    batches = [Collator("seq2seq", 0, decoder_start_id=0, packing=packing)(examples) for packing in (False, True)]
+    assert batches[1]["input_ids"].shape == (1, 75) and batches[1]["longest_target"] == 33
+    biases = []
+    hook = torch.nn.Module.register_forward_hook  # the bias each first layer hands on
+    handles = [hook(m, lambda m, a, out: biases.append(out[1].shape))
+               for m in packed_model.modules() if getattr(m, "has_relative_attention_bias", False)]
+    losses, grads = [], []
+    for model, batch in zip((padded_model, packed_model), batches):
+        loss = loss_sum(model.train(), to_device(batch, torch.device(DEVICE)))
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    for h in handles:
+        h.remove()
+    assert sorted(biases) == [(1, 4, 33, 33), (1, 4, 40, 40)]
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-4)
+    assert grads[0].keys() == grads[1].keys()
+    for name, want in grads[0].items():
+        torch.testing.assert_close(grads[1][name], want, rtol=1e-3, atol=1e-4, msg=name)
+
+
+@kernels
 def test_head_sizes_the_kernels_do_not_take_fall_back_to_sdpa_with_causality_kept() -> None:
     """d_kv 8 goes to SDPA; a decoder padding mask there must not undo the decoder's causal mask."""
     sdpa, fused = t5_pair(d_kv=8)
@@ -268,3 +307,20 @@ def test_auto_picks_the_fused_kernels_for_t5_on_a_gpu_and_refuses_them_elsewhere
     for kind, on_gpu in (("seq2seq", False), ("causal", True)):
         with pytest.raises(InputError, match="key 'attn_implementation': t5-fused trains T5-family students on a GPU"):
             attention(asked, on_gpu, kind)
+
+
+@kernels
+def test_t5_packs_on_t5_fused_alone() -> None:
+    """`packing: auto` packs a T5 on t5-fused (not for gkd, nor head sizes its kernels do not take);
+    `packing: true` elsewhere is refused, naming the key."""
+    from distill.train.model import packs
+
+    _, fused = t5_pair()
+    assert packs(fused, "seq2seq", "auto") and packs(fused, "seq2seq", True)
+    assert not packs(fused, "seq2seq", False) and not packs(fused, "seq2seq", "auto", objective="gkd")
+    assert not packs(t5_pair(d_kv=8)[1], "seq2seq", "auto")
+    sdpa = tiny_t5()
+    assert not packs(sdpa, "seq2seq", "auto")
+    for model, objective in ((sdpa, "sft"), (fused, "gkd"), (t5_pair(d_kv=8)[1], "sft")):
+        with pytest.raises(InputError, match="key 'packing'"):
+            packs(model, "seq2seq", True, objective)

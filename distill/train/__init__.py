@@ -16,7 +16,6 @@ import torch
 from distill.cues import load_cues
 from distill.records import InputError
 from distill.students import StudentSettings, model_kind, pretrained_tokenizer
-from distill.train import varlen
 from distill.train.card import write_model_card
 from distill.train.checkpoint import (
     CONFIG_FILE,
@@ -42,7 +41,7 @@ from distill.train.data import (
 from distill.train.distributed import before_process_group
 from distill.train.log import MetricsLog, StepProgress, trackers, truncate_metrics
 from distill.train.loop import Loop, Plan, kd_loss
-from distill.train.model import count_parameters, load_model, load_tokenizer
+from distill.train.model import count_parameters, load_model, load_tokenizer, packs
 from distill.train.optim import MasterAdamW, build_optimizer
 from distill.train.plot import plot_losses
 
@@ -177,8 +176,7 @@ def _batches(config: TrainConfig, splits: Any, tokenizer: Any, model: Any, setti
              accelerator: Any, on_gpu: bool) -> tuple[Collator, Plan, list[Any] | None]:
     """The collator, this process's plan of training batches and its share of the validation batches."""
     kind = settings.kind
-    auto_pack = getattr(model.config, "_attn_implementation", None) in ("flash_attention_2", varlen.NAME)
-    packed = kind == "causal" and (auto_pack if config.packing == "auto" else config.packing)
+    packed = packs(model, kind, config.packing, config.objective)
     collate = Collator(kind, tokenizer.pad_token_id, decoder_start_id=getattr(model.config, "decoder_start_token_id", None),
                        packing=packed, pad_to_multiple_of=config.pad_to_multiple_of or (8 if on_gpu else 1),
                        buckets=config.length_buckets, batch_size=config.batch_size, max_tokens=config.max_tokens,
@@ -265,7 +263,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     tokenizer, model, settings = _student(config, splits, checkpoint, on_gpu)
     collate, plan, eval_batches = _batches(config, splits, tokenizer, model, settings, accelerator, on_gpu)
     if config.compile == "static" and plan.packed:  # packed rows ignore length_buckets: a compile per batch
-        raise InputError("key 'compile': static needs padded length_buckets, and this causal student packs its "
+        raise InputError("key 'compile': static needs padded length_buckets, and this student packs its "
                          "batches; set packing: false")
     total_steps, epochs = _length(config, plan)
     optimizer = build_optimizer(model, config, fused=on_gpu)

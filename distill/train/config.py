@@ -88,9 +88,10 @@ class TrainConfig:
     max_tokens: int = 0  # > 0: also cap each micro-batch at this many (padded) tokens
     grad_accum: int = 1
     group_by_length: bool = True
-    # Causal students: padding-free micro-batches (position_ids, no cross-sample attention). auto: when
-    # the attention is flash_attention_2 or varlen (varlen kernels); under SDPA a packed row pays dense
-    # attention over its whole length, and length-grouped padding is cheaper.
+    # Padding-free micro-batches: examples back to back in one row, none attending to another. auto: causal
+    # students when the attention is flash_attention_2 or varlen (varlen kernels; under SDPA a packed row
+    # pays dense attention over its whole length, and length-grouped padding is cheaper); T5 students on
+    # t5-fused (not for gkd). Packed rows ignore length_buckets.
     packing: bool | str = "auto"
     # Precision and speed.
     mixed_precision: str = "auto"  # auto: bf16 where the GPU supports it, else none

@@ -301,6 +301,13 @@ def _pad(seqs: list[list[int]], value: int, multiple: int, width: int = 0) -> to
     return torch.tensor([s + [value] * (width - len(s)) for s in seqs], dtype=torch.long)
 
 
+def _packed(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One row of the sequences back to back, their cumulative lengths (int32, from 0) and the longest."""
+    lengths = [len(s) for s in seqs]
+    return (torch.tensor([[t for s in seqs for t in s]]), torch.tensor([0, *lengths]).cumsum(0).to(torch.int32),
+            max(lengths))
+
+
 def _fill_rows(batch: dict[str, torch.Tensor], rows: int, pad_id: int) -> dict[str, torch.Tensor]:
     """Extra all-padding rows up to `rows`: no target tokens, and attending to every position (a fully
     masked row would make NaNs in some attention kernels)."""
@@ -334,6 +341,15 @@ class Collator:
 
     def _collate(self, examples: list[dict[str, list[int]]], widths: tuple[int, int]) -> dict[str, torch.Tensor]:
         m, (width, target_width) = self.pad_to_multiple_of, widths
+        if self.kind == "seq2seq" and self.packing:
+            # Each stack's examples back to back in one row, their bounds as keywords: t5-fused
+            # (distill/train/t5_fused.py `pack`) keeps them apart and reads the bias within each.
+            sources, source_bounds, longest_source = _packed([e["src"] for e in examples])
+            decoder_ids, target_bounds, longest_target = _packed([[self.decoder_start_id] + e["tgt"][:-1] for e in examples])
+            labels, _, _ = _packed([e.get("labels", e["tgt"]) for e in examples])
+            return {"input_ids": sources, "decoder_input_ids": decoder_ids, "labels": labels,
+                    "source_bounds": source_bounds, "target_bounds": target_bounds,
+                    "longest_source": longest_source, "longest_target": longest_target}
         if self.kind == "seq2seq":
             src = [e["src"] for e in examples]
             tgt = [e["tgt"] for e in examples]
@@ -347,12 +363,11 @@ class Collator:
         if self.packing:
             # One row, position ids restarting per example: the attention backend keeps examples apart
             # (varlen kernels read the examples' bounds, HF's FlashAttention keywords; SDPA the position ids).
-            lengths = [len(e["ids"]) for e in examples]
-            bounds, longest = torch.tensor([0, *lengths], dtype=torch.int32).cumsum(0, dtype=torch.int32), max(lengths)
+            ids, bounds, longest = _packed([e["ids"] for e in examples])
             return {
-                "input_ids": torch.tensor([[t for e in examples for t in e["ids"]]]),
-                "position_ids": torch.tensor([[p for n in lengths for p in range(n)]]),
-                "labels": torch.tensor([[t for e in examples for t in e["labels"]]]),
+                "input_ids": ids,
+                "position_ids": torch.tensor([[p for e in examples for p in range(len(e["ids"]))]]),
+                "labels": _packed([e["labels"] for e in examples])[0],
                 "cu_seq_lens_q": bounds, "cu_seq_lens_k": bounds, "max_length_q": longest, "max_length_k": longest,
             }
         ids = [e["ids"] for e in examples]

@@ -446,6 +446,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[
     return out
 
 
+PACKED = ("source_bounds", "target_bounds", "longest_source", "longest_target")  # a packed batch's model keywords
+
+
 def t5_fused_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                        attention_mask: Any, scaling: Optional[float] = None, dropout: float = 0.0,
                        position_bias: Optional[torch.Tensor] = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
@@ -455,6 +458,17 @@ def t5_fused_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.
         raise ValueError(f"t5-fused takes the 2D padding mask its mask function builds, got {tuple(attention_mask.shape)}")
     causal = bool(getattr(module, "is_causal", False))
     scale = query.shape[-1] ** -0.5 if scaling is None else scaling  # HF's default (T5 passes 1.0)
+    if kwargs.get("source_bounds") is not None:  # a packed batch (`pack`): the encoder's examples, the decoder's
+        sources, targets, longest_source, longest_target = (kwargs[k] for k in PACKED)
+        if not module.is_decoder:
+            bounds, longest = (sources, sources), (longest_source, longest_source)
+        elif cross:
+            bounds, longest = (targets, sources), (longest_target, longest_source)
+        else:
+            bounds, longest = (targets, targets), (longest_target, longest_target)
+        bias = position_bias[0] if position_bias is not None and not cross else None
+        return attention(query, key, value, bias, causal=causal, dropout=dropout, scale=scale, bounds=bounds,
+                         longest=longest), None
     if cross and not getattr(module, "has_relative_attention_bias", False):
         # T5's cross-attention bias is all zeros: SDPA gets the padding mask alone, [batch, 1, 1, keys],
         # not a float mask of batch x heads x queries x keys built and kept for backward in every layer.
@@ -476,6 +490,33 @@ def t5_fused_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.
     bias = position_bias[0] if position_bias is not None else None
     out = attention(query, key, value, bias, attention_mask, causal=causal, dropout=dropout, scale=scale)
     return out, None
+
+
+def pack(model: torch.nn.Module) -> None:
+    """Readies a T5 on t5-fused for packed batches: each stack's examples back to back in one row, with no
+    padding, their bounds as model keywords (`PACKED`, from distill's collator), which HF hands every
+    attention call of both stacks. The first layer of each stack would compute its relative-position bias
+    (and the decoder's first cross-attention its zeros) for the whole row, heads x tokens x tokens; a
+    hook gives it one for the longest example instead, read at positions within each example."""
+    dims = {m.key_value_proj_dim for m in model.modules() if hasattr(m, "relative_attention_num_buckets")}
+    if not dims or not dims <= set(HEAD_DIMS):
+        raise ValueError(f"t5-fused packs T5 attention of head sizes {HEAD_DIMS}, got {sorted(dims) or 'no T5 attention'}")
+    for module in model.modules():
+        if hasattr(module, "relative_attention_num_buckets") and not getattr(module, "_packed_bias", False):
+            module.register_forward_pre_hook(_packed_bias, with_kwargs=True)
+            module._packed_bias = True
+
+
+def _packed_bias(module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> Optional[tuple[tuple, dict]]:
+    if kwargs.get("source_bounds") is None or kwargs.get("position_bias") is not None:
+        return None  # padded, or a later layer (given the first layer's bias)
+    if kwargs.get("key_value_states") is not None or not module.has_relative_attention_bias:
+        hidden = args[0] if args else kwargs["hidden_states"]
+        bias = hidden.new_zeros(1, module.n_heads, 1, 1)  # cross-attention: none in T5, and none is read
+    else:
+        longest = kwargs["longest_target" if module.is_decoder else "longest_source"]
+        bias = module.compute_bias(longest, longest)
+    return args, {**kwargs, "position_bias": bias}
 
 
 def padding_mask(*args: Any, attention_mask: Optional[torch.Tensor] = None, **kwargs: Any) -> Optional[torch.Tensor]:
