@@ -10,8 +10,8 @@ Examples are ETD-like: 40-200 source tokens, 60-300 target tokens (uniform), ran
 naive: random batches padded to the longest (16 for (a); 8 for (b) with gradient checkpointing),
        fp32 weights under bf16 autocast, torch.optim.AdamW defaults, the model's own loss.
 ours:  the `distill train` pieces: micro-batches of fixed shapes under a token budget (`length_buckets`;
-       packed rows without padding instead where flash-attn or torch's varlen attention runs (causal)
-       or t5-fused (T5: its Triton kernels keep packed examples apart)),
+       packed rows without padding instead where flash-attn or torch's varlen attention runs (causal),
+       or with --pack yes on t5-fused (T5: its Triton kernels keep packed examples apart)),
        compiled blocks (`compile: true`; eager when that fails or exceeds --compile-limit), bf16
        frozen base for LoRA, fused AdamW, loss on target positions only (the causal LM head only
        sees target positions).
@@ -245,8 +245,8 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
         model.set_attn_implementation(kernel)
     if shape.kind == "seq2seq" and chosen != "sdpa":  # t5-fused (distill train's choice on a GPU) or t5-flex
         set_attention(model, chosen)
-    if shape.kind == "seq2seq":  # packed on t5-fused, as distill train packs T5 there (`packing: auto`)
-        packed = packs(model, "seq2seq", {"auto": "auto", "yes": True, "no": False}[pack])
+    if shape.kind == "seq2seq":  # `--pack yes`: packed on t5-fused, as distill train with `packing: true`
+        packed = packs(model, "seq2seq", pack == "yes")
     buckets = [] if packed else BUCKETS[shape.kind]
     collate = Collator(shape.kind, 0, decoder_start_id=0, packing=packed, pad_to_multiple_of=8 if on_gpu else 1,
                        buckets=buckets, batch_size=4096, max_tokens=max_tokens)
@@ -459,7 +459,7 @@ def main() -> None:
     parser.add_argument("--budget-a", type=int, default=16384, help="ours: token budget per step, shape (a)")
     parser.add_argument("--budget-b", type=int, default=8192, help="ours: token budget per step, shape (b)")
     parser.add_argument("--pack", choices=["auto", "yes", "no"], default="auto",
-                        help="ours: padding-free packing (auto: causal on flash-attn or torch varlen, T5 on t5-fused)")
+                        help="ours: padding-free packing (auto: causal on flash-attn or torch varlen; T5 on t5-fused with yes)")
     parser.add_argument("--eager", action="store_true", help="ours: no torch.compile of the blocks")
     parser.add_argument("--t5-attention", default="auto",
                         help="ours, shape (a): auto (distill train's choice: t5-fused on a GPU), t5-fused, sdpa or "

@@ -77,27 +77,27 @@ def attention(config: TrainConfig, on_gpu: bool, kind: str) -> str:
 
 def packs(model: Any, kind: str, packing: bool | str, objective: str = "sft") -> bool:
     """Whether training batches are packed rows (no padding), readying a T5 for them. auto: causal students
-    on flash_attention_2 or varlen; T5 students on t5-fused (distill/train/t5_fused.py `pack`), except for
-    gkd, whose teacher scores the same rows on its own attention."""
+    on flash_attention_2 or varlen. T5 students pack with `packing: true`, on t5-fused alone (its kernels keep
+    the examples apart: distill/train/t5_fused.py `pack`) and not for gkd, whose teacher scores the same rows
+    on its own attention; under auto they keep length buckets, the route timed fastest on a GPU so far
+    (packed T5 has been timed eager only: benchmarks/results/train_gpu.md)."""
     name = getattr(model.config, "_attn_implementation", None)
     if kind == "causal":
         from distill.train import varlen
 
         return name in ("flash_attention_2", varlen.NAME) if packing == "auto" else bool(packing)
-    if packing is True and (name != T5_FUSED or objective == "gkd"):
+    if packing is not True:
+        return False
+    if name != T5_FUSED or objective == "gkd":
         why = "objective gkd" if name == T5_FUSED else f"attention {name}"
         raise InputError(f"key 'packing': T5 students pack on t5-fused attention (a GPU with Triton), and not for "
                          f"gkd; this run has {why}; set packing: auto or false")
-    if packing is False or name != T5_FUSED or objective == "gkd":
-        return False
     from distill.train import t5_fused
 
     try:
         t5_fused.pack(model)
     except ValueError as e:
-        if packing is True:
-            raise InputError(f"key 'packing': {e}") from None
-        return False  # head sizes the kernels do not take: padded batches, on t5-fused's SDPA route
+        raise InputError(f"key 'packing': {e}") from None
     return True
 
 
