@@ -232,7 +232,7 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
     # As `distill train` (`dtype: auto`, or `weights`): LoRA's frozen base in bf16 (adapters fp32); a full
     # fine-tune in fp32 under bf16 autocast, or bf16 weights whose fp32 master copies the optimizer keeps.
     recipe = TrainConfig(student=shape.name, lr=2e-5, dtype=weights, lora=LoraSettings(enabled=bool(shape.lora_r)),
-                         packing=pack != "no", attn_implementation=t5_attention if shape.kind == "seq2seq" else "auto")
+                         packing={"auto": "auto", "yes": True, "no": False}[pack], attn_implementation=t5_attention if shape.kind == "seq2seq" else "auto")
     dtype = weights_dtype(recipe, on_gpu)
     model = build_model(shape, dtype, device, checkpointing=False)
     params = [p for p in model.parameters() if p.requires_grad]

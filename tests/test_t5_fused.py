@@ -176,6 +176,47 @@ def test_packed_examples_attend_within_themselves_at_their_own_positions(
         torch.testing.assert_close(g_got, g_want, rtol=1e-4, atol=1e-4)
 
 
+@kernels
+@pytest.mark.parametrize("causal", [False, True])
+def test_packed_dropout_draws_one_mask_per_example_and_backward_redraws_it(causal: bool) -> None:
+    """Dropout keyed by example: an identity V shows each example's dropped probabilities; run again with the
+    same seed, output and every gradient equal torch's math under those masks."""
+    from distill.train import t5_fused
+
+    p_drop = 0.25
+    q_lengths, k_lengths = ([70, 5, 33], [70, 5, 33]) if causal else ([70, 5, 33], [70, 40, 1])
+    longest = (max(q_lengths), max(k_lengths))
+    (q, q_bounds), (k, k_bounds) = packed(q_lengths, dim=128), packed(k_lengths, dim=128, seed=1)
+    bias = torch.randn(2, 80, 75, device=DEVICE)
+    eye = torch.zeros(1, 2, sum(k_lengths), 128, device=DEVICE)
+    spans = [(q_bounds[i].item(), m, k_bounds[i].item(), n) for i, (m, n) in enumerate(zip(q_lengths, k_lengths))]
+    for _, _, ks, n in spans:
+        eye[0, :, ks:ks + n, :n] = torch.eye(n, device=DEVICE)
+    torch.manual_seed(7)
+    dropped = t5_fused.attention(q, k, eye, bias, causal=causal, dropout=p_drop, bounds=(q_bounds, k_bounds), longest=longest)
+    keeps, kept = [], []
+    for qs, m, ks, n in spans:
+        mine = dropped[:, qs:qs + m].transpose(1, 2)[..., :n]
+        probs = reference(q[:, :, qs:qs + m], k[:, :, ks:ks + n], eye[:, :, ks:ks + n], bias[:, :m, :n], None,
+                          causal).transpose(1, 2)[..., :n]
+        keep = mine != 0
+        torch.testing.assert_close(mine[keep], (probs / (1 - p_drop))[keep], rtol=1e-4, atol=1e-5)
+        keeps.append(keep)
+        kept.append(keep[probs > 0])  # (causal: the future has probability 0 either way)
+    assert abs(1 - torch.cat(kept).float().mean().item() - p_drop) < 0.06
+    (q2, _), (k2, _), (v2, _) = packed(q_lengths, seed=3), packed(k_lengths, seed=4), packed(k_lengths, seed=5)
+    bias2 = torch.randn(2, 80, 75, device=DEVICE).requires_grad_()
+    torch.manual_seed(7)
+    got = t5_fused.attention(q2, k2, v2, bias2, causal=causal, dropout=p_drop, bounds=(q_bounds, k_bounds), longest=longest)
+    want = torch.cat([reference(q2[:, :, qs:qs + m], k2[:, :, ks:ks + n], v2[:, :, ks:ks + n], bias2[:, :m, :n], None,
+                                causal, keep=keep, p_drop=p_drop) for (qs, m, ks, n), keep in zip(spans, keeps)], 1)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    grad = torch.randn_like(want)
+    leaves = (q2, k2, v2, bias2)
+    for g_got, g_want in zip(torch.autograd.grad((got * grad).sum(), leaves), torch.autograd.grad((want * grad).sum(), leaves)):
+        torch.testing.assert_close(g_got, g_want, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.skipif(not GPU, reason="bf16 tensor-core kernels need a GPU")
 @pytest.mark.parametrize("causal", [False, True])
 def test_bf16_on_the_gpu_is_as_close_as_sdpas_math(causal: bool) -> None:

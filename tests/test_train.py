@@ -122,9 +122,9 @@ def test_static_compile_refuses_packed_batches(tmp_path: Path, mtd: Path) -> Non
 
 
 def test_packing_a_t5_needs_t5_fused(tmp_path: Path, mtd: Path) -> None:
-    """On CPU a T5 runs SDPA, which cannot keep packed examples apart: `packing: true` is refused, not ignored."""
+    """SDPA cannot keep a T5's packed examples apart: `packing: true` there is refused, not ignored."""
     with pytest.raises(InputError, match="key 'packing': T5 students pack on t5-fused attention.*attention sdpa"):
-        train(_config(tmp_path, mtd, "tiny-t5", packing=True))
+        train(_config(tmp_path, mtd, "tiny-t5", packing=True, attn_implementation="sdpa"))  # (auto: t5-fused on a GPU)
 
 
 def test_lora_adapter_saves_loads_and_merges(tmp_path: Path, mtd: Path) -> None:

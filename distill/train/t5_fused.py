@@ -18,8 +18,9 @@ H200 step of CodeT5-large (`benchmarks/results/train_gpu.md`). Here scores never
 On an H200, CodeT5-large's training step ran 25% faster than on SDPA, with 16 GiB less memory
 (`benchmarks/results/train_gpu.md`).
 
-Cross-attention (T5's bias there is all zeros) goes to SDPA with the padding mask alone. Importing this module registers
-`t5-fused` with transformers; its mask function hands the kernel the 2D padding mask.
+In padded batches cross-attention (T5's bias there is all zeros) goes to SDPA with the padding mask alone; in packed
+batches (`pack`) it runs on these kernels with no bias, each target example over its own source. Importing this
+module registers `t5-fused` with transformers; its mask function hands the kernel the 2D padding mask.
 """
 import functools
 import os
@@ -419,7 +420,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[
     Packed: a batch of one row holds several examples back to back; `bounds` are the cumulative lengths
     (int32, examples + 1) of the queries' and the keys' examples, `longest` the longest of each; example
     i's queries attend to its keys alone, and the bias is read at positions within the example (so it
-    needs [heads, >= longest queries, >= longest keys])."""
+    needs [heads, >= longest queries, >= longest keys]). The bounds must cover the row and `longest` be
+    right (distill's collator makes both): checking them here would wait for the GPU."""
     if q.shape[-1] not in HEAD_DIMS or k.shape[-1] != q.shape[-1] or v.shape != k.shape:
         raise ValueError(f"t5-fused attention: head sizes {HEAD_DIMS} and equal q/k/v heads, got {q.shape}, {k.shape}, {v.shape}")
     if mask is not None and tuple(mask.shape) != (k.shape[0], k.shape[2]):
