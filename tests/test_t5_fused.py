@@ -23,6 +23,19 @@ kernels = pytest.mark.skipif(not HAS_TRITON or not (GPU or os.environ.get("TRITO
                              reason="needs Triton: a GPU, or `pip install triton` with TRITON_INTERPRET=1 on CPU")
 
 
+@pytest.fixture(autouse=True)
+def one_tile_on_the_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU, Triton would time every tile candidate of each kernel for each new mask kind (minutes of
+    compiles over this file): the tests take the first, as under the interpreter, and the tile test runs
+    each candidate in turn."""
+    if GPU and HAS_TRITON:
+        from distill.train import t5_fused
+
+        for kernel in (t5_fused._forward, t5_fused._backward_kv, t5_fused._backward_q):
+            monkeypatch.setattr(kernel, "configs", kernel.configs[:1])
+            monkeypatch.setattr(kernel, "cache", {})
+
+
 def reference(q, k, v, bias, mask, causal, keep=None, p_drop=0.0):
     """Torch's math, [batch, tokens, heads, dim] out; `keep`: a dropout mask to apply."""
     s = q.float() @ k.float().transpose(-1, -2)
