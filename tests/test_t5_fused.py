@@ -183,6 +183,10 @@ def test_packed_examples_attend_within_themselves_at_their_own_positions(
                                bias[:, :m, :n] if with_bias else None, None, causal))
     want = torch.cat(parts, 1)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    if with_bias:  # a bias shorter than the longest example is refused
+        with pytest.raises(ValueError, match=r"the bias is \[heads, queries, keys\] = \(2, 70, \d+\) or longer"):
+            t5_fused.attention(q, k, v, bias[:, :69], causal=causal, bounds=(q_bounds, k_bounds),
+                               longest=(max(q_lengths), max(k_lengths)))
     grad = torch.randn_like(want)
     leaves = [t for t in (q, k, v, bias) if t is not None]
     for g_got, g_want in zip(torch.autograd.grad((got * grad).sum(), leaves), torch.autograd.grad((want * grad).sum(), leaves)):

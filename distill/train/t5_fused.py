@@ -429,23 +429,24 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[
         raise ValueError(f"t5-fused attention: head sizes {HEAD_DIMS} and equal q/k/v heads, got {q.shape}, {k.shape}, {v.shape}")
     if mask is not None and tuple(mask.shape) != (k.shape[0], k.shape[2]):
         raise ValueError(f"t5-fused attention: the padding mask is [batch, keys] = {(k.shape[0], k.shape[2])}, got {tuple(mask.shape)}")
-    if bounds is not None:
-        if q.shape[0] != 1 or mask is not None or longest is None or bounds[0].shape != bounds[1].shape:
-            raise ValueError("t5-fused attention: packed examples come as one row with no padding mask, the bounds "
-                             f"of as many query and key examples and the longest of each; got q {tuple(q.shape)}, "
-                             f"bounds {[tuple(b.shape) for b in bounds]}, longest {longest}")
-    longest = longest if bounds is not None else (q.shape[2], k.shape[2])
-    wanted = (q.shape[1], *longest)
-    if bias is not None and (bias.shape[0] != wanted[0] or bias.dim() != 3
-                             or (bias.shape[1:] != wanted[1:] if bounds is None else bias.shape[1] < longest[0] or bias.shape[2] < longest[1])):
-        raise ValueError(f"t5-fused attention: the bias is [heads, queries, keys] = {wanted}"
-                         f"{' or longer' if bounds is not None else ''}, got {tuple(bias.shape)}")
+    packed = bounds is not None
+    if packed and (q.shape[0] != 1 or mask is not None or longest is None or bounds[0].shape != bounds[1].shape):
+        raise ValueError("t5-fused attention: packed examples come as one row with no padding mask, the bounds "
+                         f"of as many query and key examples and the longest of each; got q {tuple(q.shape)}, "
+                         f"bounds {[tuple(b.shape) for b in bounds]}, longest {longest}")
+    longest = longest if packed else (q.shape[2], k.shape[2])
+    if bias is not None:
+        lengths = tuple(bias.shape[1:])
+        fits = all(n >= m for n, m in zip(lengths, longest)) if packed else lengths == longest
+        if bias.dim() != 3 or bias.shape[0] != q.shape[1] or not fits:
+            raise ValueError(f"t5-fused attention: the bias is [heads, queries, keys] = {(q.shape[1], *longest)}"
+                             f"{' or longer' if packed else ''}, got {tuple(bias.shape)}")
     dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") and q.is_cuda else q.dtype
     # the kernels step through rows by stride and read each row's dims contiguously
     q, k, v = (t.to(dtype) if t.stride(-1) == 1 else t.to(dtype).contiguous() for t in (q, k, v))
     seed = torch.randint(0, 2**30, (1,), device=q.device) if dropout > 0 else q.new_zeros(1, dtype=torch.long)
     mask = mask.to(torch.int8) if mask is not None else None
-    bounds_q, bounds_k = (b.to(torch.int32) for b in bounds) if bounds is not None else (None, None)
+    bounds_q, bounds_k = (b.to(torch.int32) for b in bounds) if packed else (None, None)
     out, _ = _attention(q, k, v, bias.contiguous() if bias is not None else None, mask, seed, bounds_q, bounds_k,
                         *longest, causal, dropout, scale)
     return out
