@@ -300,3 +300,47 @@ def test_compiled_blocks_bounded_and_match_eager(tmp_path: Path, mtd: Path, comp
     # One block class, train and eval: a graph per (mode, shape) at most (static), far fewer with dynamic shapes.
     assert 1 <= counters["stats"]["unique_graphs"] <= 2 * 3
     assert modes == [compile_mode is True]
+
+
+def test_an_empty_causal_prompt_keeps_labels_shifted() -> None:
+    """With no prompt token (ByT5 adds no BOS) the first target token has no position to be predicted
+    from: the example starts with BOS, or EOS where the tokenizer has none, and its labels stay ids shifted."""
+    from distill.cues import load_cues
+
+    settings = StudentSettings(kind="causal", cues=load_cues())
+    empty, plain = tokenize([{"input": "", "target": "ab"}, {"input": "q", "target": "ab"}], default_tokenizer(), settings)
+    for example in (empty, plain):
+        ids, labels = example["ids"], example["labels"]
+        assert len(ids) == len(labels) and labels[-1] == IGNORE
+        assert [t for t in labels if t != IGNORE] == ids[1:]
+    assert empty["ids"][0] == default_tokenizer().eos_token_id
+
+
+def test_gkd_refuses_buckets_under_a_token_budget(tmp_path: Path, mtd: Path) -> None:
+    with pytest.raises(InputError, match="key 'length_buckets': not with --objective gkd and max_tokens"):
+        _config(tmp_path, mtd, objective="gkd", teacher="hf:x", length_buckets=[64, 128], max_tokens=4096)
+
+
+def test_every_process_runs_as_many_validation_forwards(tmp_path: Path, mtd: Path) -> None:
+    """FSDP gathers parameters in every forward and DDP syncs buffers in the first: a process with fewer
+    validation batches than another would hang them; the short one repeats a batch that adds no loss."""
+    from types import SimpleNamespace
+
+    from distill.train import _batches, _student
+
+    splits = load_splits(str(mtd))
+    size = next(n for n in range(2, 20) if -(-len(splits.validation) // n) % 2)  # an odd number of batches
+    config = _config(tmp_path, mtd, batch_size=size)
+    tokenizer, model, settings = _student(config, splits, None, False)
+    counts = []
+    for rank in range(2):
+        accelerator = SimpleNamespace(process_index=rank, num_processes=2)
+        _, _, batches = _batches(config, splits, tokenizer, model, settings, accelerator, False)
+        counts.append(len(batches))
+        targets = [int((b["labels"] != IGNORE).sum()) for b in batches]
+        assert all(targets[:-1])
+    total = -(-len(splits.validation) // size)
+    assert counts == [-(-total // 2)] * 2
+    assert targets[-1] == 0  # rank 1's extra batch, which adds nothing to the summed loss
+    with torch.no_grad():
+        assert loss_sum(model.eval(), batches[-1]).item() == 0.0

@@ -29,6 +29,7 @@ from distill.train.checkpoint import (
 from distill.train.compile import block_lists, compile_blocks
 from distill.train.config import TrainConfig, load_config
 from distill.train.data import (
+    IGNORE,
     Collator,
     aligned_share,
     bucket_shape,
@@ -193,7 +194,13 @@ def _batches(config: TrainConfig, splits: Any, tokenizer: Any, model: Any, setti
     else:
         batches = plan_batches([length(e) for e in val], batch_size=config.batch_size,
                                max_tokens=config.max_tokens, packed=packed)
-    eval_batches = [collate([val[i] for i in b]) for b in batches[accelerator.process_index::accelerator.num_processes]]
+    world = accelerator.num_processes
+    eval_batches = [collate([val[i] for i in b]) for b in batches[accelerator.process_index::world]]
+    # Every process runs as many forwards (FSDP gathers parameters in each, DDP syncs buffers in the first):
+    # one short of its share repeats a batch with no target tokens, which adds nothing to the loss.
+    while batches and len(eval_batches) < -(-len(batches) // world):
+        first = collate([val[i] for i in batches[0]])
+        eval_batches.append(first | {"labels": torch.full_like(first["labels"], IGNORE)})
     return collate, plan, eval_batches
 
 

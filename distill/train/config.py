@@ -109,7 +109,7 @@ class TrainConfig:
     compile: bool | str = False
     # Pad every micro-batch to a fixed shape: each sequence (seq2seq: source and target apart) to the smallest
     # of these widths that holds it, and the rows to max_tokens // width (or batch_size). Bounds the shapes
-    # that `compile` sees; [] pads to the longest instead.
+    # that `compile` sees; [] pads to the longest instead. Not with gkd under max_tokens (its samples change the shapes).
     length_buckets: list[int] = field(default_factory=list)
     pad_to_multiple_of: int = 0  # 0: 8 on GPU (tensor cores), 1 on CPU
     threads: int = 0  # CPU threads for torch (0: every core)
@@ -288,6 +288,11 @@ def load_config(recipe: str | os.PathLike | None = None, overrides: dict[str, An
     for key, flag in (("student", "--student"), ("data", "--data"), ("output_dir", "-o/--output")):
         if not getattr(config, key):
             raise InputError(f"missing {flag} (or key {key!r} in the preset)")
+    if config.objective == "gkd" and config.length_buckets and config.max_tokens:
+        # the student's samples replace the targets after the batches are planned: a batch's bucket widens,
+        # and its row count (max_tokens over the widths) would fall below the examples planned into it
+        raise InputError("key 'length_buckets': not with --objective gkd and max_tokens (sampled targets change "
+                         "the batch shapes planned from the data's); drop length_buckets or max_tokens")
     if config.objective == "gkd" and not config.teacher:
         raise InputError("--objective gkd needs --teacher hf:PATH (the model that scores the student's samples)")
     return config

@@ -124,7 +124,10 @@ def tokenize(rows: list[Row], tokenizer: Any, settings: StudentSettings, chunk: 
         special = settings.prompt_format != "chat"
         encoded = tokenizer(prompts, add_special_tokens=special)["input_ids"]
         for row, prompt, tgt, mask in zip(part, encoded, targets, masks):
-            prompt = _strip_eos(prompt, eos)[:settings.max_source_len]
+            # an empty prompt has no position to predict the first target token from: it starts with
+            # BOS (EOS where there is none, as GPT-2 does)
+            bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos
+            prompt = _strip_eos(prompt, eos)[:settings.max_source_len] or [bos]
             tgt, mask = tgt[:cut] + [eos], _cut(mask, cut)
             ids = prompt + tgt
             labels = [IGNORE] * (len(prompt) - 1) + _learnt(tgt, mask) + [IGNORE]
