@@ -197,8 +197,9 @@ def _batches(config: TrainConfig, splits: Any, tokenizer: Any, model: Any, setti
     world = accelerator.num_processes
     eval_batches = [collate([val[i] for i in b]) for b in batches[accelerator.process_index::world]]
     # Every process runs as many forwards (FSDP gathers parameters in each, DDP syncs buffers in the first):
-    # one short of its share repeats a batch with no target tokens, which adds nothing to the loss.
-    while batches and len(eval_batches) < -(-len(batches) // world):
+    # one short of its share (shares differ by one at most) repeats a batch with no target tokens, which adds
+    # nothing to the loss.
+    if batches and len(eval_batches) < -(-len(batches) // world):
         first = collate([val[i] for i in batches[0]])
         eval_batches.append(first | {"labels": torch.full_like(first["labels"], IGNORE)})
     return collate, plan, eval_batches

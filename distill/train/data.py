@@ -107,6 +107,9 @@ def tokenize(rows: list[Row], tokenizer: Any, settings: StudentSettings, chunk: 
     """Token ids per example: seq2seq `{src, tgt}` (and `labels` where some target tokens are not
     learnt); causal `{ids, labels}` (labels shifted, prompt and interpreter outputs masked)."""
     eos = tokenizer.eos_token_id
+    # an empty causal prompt has no position to predict the first target token from: it starts with BOS
+    # (EOS where there is none, as GPT-2 does)
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos
     out = []
     for start in range(0, len(rows), chunk):
         part = rows[start:start + chunk]
@@ -124,9 +127,6 @@ def tokenize(rows: list[Row], tokenizer: Any, settings: StudentSettings, chunk: 
         special = settings.prompt_format != "chat"
         encoded = tokenizer(prompts, add_special_tokens=special)["input_ids"]
         for row, prompt, tgt, mask in zip(part, encoded, targets, masks):
-            # an empty prompt has no position to predict the first target token from: it starts with
-            # BOS (EOS where there is none, as GPT-2 does)
-            bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos
             prompt = _strip_eos(prompt, eos)[:settings.max_source_len] or [bos]
             tgt, mask = tgt[:cut] + [eos], _cut(mask, cut)
             ids = prompt + tgt
