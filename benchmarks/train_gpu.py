@@ -11,7 +11,7 @@ naive: random batches padded to the longest (16 for (a); 8 for (b) with gradient
        fp32 weights under bf16 autocast, torch.optim.AdamW defaults, the model's own loss.
 ours:  the `distill train` pieces: micro-batches of fixed shapes under a token budget (`length_buckets`;
        packed rows without padding instead where flash-attn or torch's varlen attention runs (causal),
-       or with --pack yes on t5-fused (T5: its Triton kernels keep packed examples apart)),
+       or on t5-fused (T5: its Triton kernels keep packed examples apart)),
        compiled blocks (`compile: true`; eager when that fails or exceeds --compile-limit), bf16
        frozen base for LoRA, fused AdamW, loss on target positions only (the causal LM head only
        sees target positions).
@@ -229,10 +229,12 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
          max_tokens: int, compile_model: bool, pack: str, profile: Path | None = None,
          t5_attention: str = "auto", weights: str = "auto") -> tuple[float, list[list[Example]], str]:
     on_gpu = device.type == "cuda"
+    # As `distill train`: auto packs, except under static compile (padded length buckets)
+    packing = False if pack == "auto" and STATIC[0] else {"auto": "auto", "yes": True, "no": False}[pack]
     # As `distill train` (`dtype: auto`, or `weights`): LoRA's frozen base in bf16 (adapters fp32); a full
     # fine-tune in fp32 under bf16 autocast, or bf16 weights whose fp32 master copies the optimizer keeps.
     recipe = TrainConfig(student=shape.name, lr=2e-5, dtype=weights, lora=LoraSettings(enabled=bool(shape.lora_r)),
-                         packing={"auto": "auto", "yes": True, "no": False}[pack], attn_implementation=t5_attention if shape.kind == "seq2seq" else "auto")
+                         packing=packing, attn_implementation=t5_attention if shape.kind == "seq2seq" else "auto")
     dtype = weights_dtype(recipe, on_gpu)
     model = build_model(shape, dtype, device, checkpointing=False)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -240,13 +242,13 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
     # The kernel `distill train` chooses for this student (distill.train.model.attention).
     chosen = attention(recipe, on_gpu, shape.kind)
     kernel = chosen if chosen in ("flash_attention_2", varlen.NAME) else None
-    packed = shape.kind == "causal" and (kernel is not None if pack == "auto" else pack == "yes")
+    packed = shape.kind == "causal" and (kernel is not None if packing == "auto" else packing)
     if packed and kernel:
         model.set_attn_implementation(kernel)
     if shape.kind == "seq2seq" and chosen != "sdpa":  # t5-fused (distill train's choice on a GPU) or t5-flex
         set_attention(model, chosen)
-    if shape.kind == "seq2seq":  # `--pack yes`: packed on t5-fused, as distill train with `packing: true`
-        packed = packs(model, "seq2seq", pack == "yes")
+    if shape.kind == "seq2seq":  # packed on t5-fused unless --pack no, as distill train
+        packed = packs(model, "seq2seq", recipe.packing)
     buckets = [] if packed else BUCKETS[shape.kind]
     collate = Collator(shape.kind, 0, decoder_start_id=0, packing=packed, pad_to_multiple_of=8 if on_gpu else 1,
                        buckets=buckets, batch_size=4096, max_tokens=max_tokens)
@@ -456,10 +458,10 @@ def main() -> None:
     parser.add_argument("--only", choices=["a", "b"], help="one shape only")
     parser.add_argument("--profile", action="store_true",
                         help="print the top GPU kernels of two steps of ours (also written beside --out)")
-    parser.add_argument("--budget-a", type=int, default=16384, help="ours: token budget per step, shape (a)")
+    parser.add_argument("--budget-a", type=int, default=65536, help="ours: token budget per step, shape (a)")
     parser.add_argument("--budget-b", type=int, default=8192, help="ours: token budget per step, shape (b)")
     parser.add_argument("--pack", choices=["auto", "yes", "no"], default="auto",
-                        help="ours: padding-free packing (auto: causal on flash-attn or torch varlen; T5 on t5-fused with yes)")
+                        help="ours: padding-free packing (auto: causal on flash-attn or torch varlen, T5 on t5-fused)")
     parser.add_argument("--eager", action="store_true", help="ours: no torch.compile of the blocks")
     parser.add_argument("--t5-attention", default="auto",
                         help="ours, shape (a): auto (distill train's choice: t5-fused on a GPU), t5-fused, sdpa or "
@@ -472,7 +474,7 @@ def main() -> None:
     parser.add_argument("--lora-dropout", type=float, default=LORA_DROPOUT[0], help="shape (b), both recipes")
     parser.add_argument("--compile-limit", type=int, default=300,
                         help="ours: seconds a compiled run may take (compile included) before eager is measured "
-                             "instead; packed T5 on t5-fused took more than 150 (its tile timing: about 30 s a mask kind)")
+                             "instead; packed T5 on t5-fused took 23-159 s on an H200 (its tile timing: about 30 s a mask kind)")
     parser.add_argument("--buckets-a", default="", help="ours, shape (a): padded widths, e.g. 128,256,320 "
                         f"(fewer shapes to compile; default {','.join(map(str, BUCKETS['seq2seq']))})")
     parser.add_argument("--recipes", default="naive,ours", help="which recipes to run (a table without naive has no speed-up)")

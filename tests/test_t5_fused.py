@@ -369,13 +369,16 @@ def test_auto_picks_the_fused_kernels_for_t5_on_a_gpu_and_refuses_them_elsewhere
 
 @kernels
 def test_t5_packs_on_t5_fused_alone() -> None:
-    """`packing: true` packs a T5 on t5-fused and is refused elsewhere (other attention, gkd, head sizes
-    the kernels do not take), naming the key; auto keeps T5 padded."""
+    """auto and `packing: true` pack a T5 on t5-fused; elsewhere (other attention, gkd, head sizes the
+    kernels do not take) auto keeps it padded and true is refused, naming the key."""
     from distill.train.model import packs
 
-    _, fused = t5_pair()
-    assert packs(fused, "seq2seq", True)
-    assert not packs(fused, "seq2seq", False) and not packs(fused, "seq2seq", "auto")
-    for model, objective in ((tiny_t5(), "sft"), (fused, "gkd"), (t5_pair(d_kv=8)[1], "sft")):
+    assert not packs(t5_pair()[1], "seq2seq", False)
+    for packing in ("auto", True):
+        fused = t5_pair()[1]
+        assert packs(fused, "seq2seq", packing)
+        assert any(m._forward_pre_hooks for m in fused.modules() if hasattr(m, "relative_attention_num_buckets"))
+    for model, objective in ((tiny_t5(), "sft"), (t5_pair()[1], "gkd"), (t5_pair(d_kv=8)[1], "sft")):
+        assert not packs(model, "seq2seq", "auto", objective)
         with pytest.raises(InputError, match="key 'packing'"):
             packs(model, "seq2seq", True, objective)

@@ -90,8 +90,8 @@ class TrainConfig:
     group_by_length: bool = True
     # Padding-free micro-batches: examples back to back in one row, none attending to another. auto: causal
     # students when the attention is flash_attention_2 or varlen (varlen kernels; under SDPA a packed row
-    # pays dense attention over its whole length, and length-grouped padding is cheaper). T5 students pack
-    # with true, on t5-fused (not for gkd). Packed rows ignore length_buckets.
+    # pays dense attention over its whole length, and length-grouped padding is cheaper); T5 students on
+    # t5-fused (not for gkd); none under compile: static. Packed rows ignore length_buckets.
     packing: bool | str = "auto"
     # Precision and speed.
     mixed_precision: str = "auto"  # auto: bf16 where the GPU supports it, else none

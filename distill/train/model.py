@@ -77,16 +77,15 @@ def attention(config: TrainConfig, on_gpu: bool, kind: str) -> str:
 
 def packs(model: Any, kind: str, packing: bool | str, objective: str = "sft") -> bool:
     """Whether training batches are packed rows (no padding), readying a T5 for them. auto: causal students
-    on flash_attention_2 or varlen. T5 students pack with `packing: true`, on t5-fused alone (its kernels keep
-    the examples apart: distill/train/t5_fused.py `pack`) and not for gkd, whose teacher scores the same rows
-    on its own attention; under auto they keep length buckets, the route timed fastest on a GPU so far
-    (packed T5 has been timed eager only: benchmarks/results/train_gpu.md)."""
+    on flash_attention_2 or varlen; T5 students on t5-fused (its kernels keep the examples apart:
+    distill/train/t5_fused.py `pack`) whose head size the kernels take, except for gkd, whose teacher scores
+    the same rows on its own attention. `packing: true` where a T5 cannot pack is refused, naming why."""
     name = getattr(model.config, "_attn_implementation", None)
     if kind == "causal":
         from distill.train import varlen
 
         return name in ("flash_attention_2", varlen.NAME) if packing == "auto" else bool(packing)
-    if packing is not True:
+    if packing is False or (packing == "auto" and (name != T5_FUSED or objective == "gkd")):
         return False
     if name != T5_FUSED or objective == "gkd":
         why = "objective gkd" if name == T5_FUSED else f"attention {name}"
@@ -97,6 +96,8 @@ def packs(model: Any, kind: str, packing: bool | str, objective: str = "sft") ->
     try:
         t5_fused.pack(model)
     except ValueError as e:
+        if packing == "auto":
+            return False
         raise InputError(f"key 'packing': {e}") from None
     return True
 

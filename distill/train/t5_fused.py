@@ -15,7 +15,7 @@ H200 step of CodeT5-large (`benchmarks/results/train_gpu.md`). Here scores never
   tile's probabilities from the saved log-sum-exp.
 - packed batches: one row of examples back to back, each example's queries over its own keys (the
   kernels' sequence index counts examples, found by their cumulative lengths), the bias read at positions
-  within the example; no padding to compute or mask (`pack`, distill's collator with `packing: true`).
+  within the example; no padding to compute or mask (`pack`, distill's collator packing, `packing: auto` or `true`).
 - tiles: Triton times a few shapes per kernel on first use (per head size and mask kind).
 
 On an H200, CodeT5-large's training step ran 25% faster than on SDPA, with 16 GiB less memory
