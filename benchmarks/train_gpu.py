@@ -38,7 +38,7 @@ from distill.train.compile import block_lists, compile_blocks  # noqa: E402
 from distill.train.data import IGNORE, Collator, bucket_shape, length, plan_batches, plan_buckets  # noqa: E402
 from distill.train.config import LoraSettings, TrainConfig  # noqa: E402
 from distill.train.loop import loss_sum, target_tokens, to_device  # noqa: E402
-from distill.train.model import attention, packs, set_attention, weights_dtype  # noqa: E402
+from distill.train.model import attention, packing, packs, set_attention, weights_dtype  # noqa: E402
 from distill.train.optim import build_optimizer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_gpu.md"
@@ -229,12 +229,11 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
          max_tokens: int, compile_model: bool, pack: str, profile: Path | None = None,
          t5_attention: str = "auto", weights: str = "auto") -> tuple[float, list[list[Example]], str]:
     on_gpu = device.type == "cuda"
-    # As `distill train`: auto packs, except under static compile (padded length buckets)
-    packing = False if pack == "auto" and STATIC[0] else {"auto": "auto", "yes": True, "no": False}[pack]
     # As `distill train` (`dtype: auto`, or `weights`): LoRA's frozen base in bf16 (adapters fp32); a full
     # fine-tune in fp32 under bf16 autocast, or bf16 weights whose fp32 master copies the optimizer keeps.
     recipe = TrainConfig(student=shape.name, lr=2e-5, dtype=weights, lora=LoraSettings(enabled=bool(shape.lora_r)),
-                         packing=packing, attn_implementation=t5_attention if shape.kind == "seq2seq" else "auto")
+                         packing={"auto": "auto", "yes": True, "no": False}[pack],
+                         compile="static" if STATIC[0] else compile_model, attn_implementation=t5_attention if shape.kind == "seq2seq" else "auto")
     dtype = weights_dtype(recipe, on_gpu)
     model = build_model(shape, dtype, device, checkpointing=False)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -242,13 +241,13 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
     # The kernel `distill train` chooses for this student (distill.train.model.attention).
     chosen = attention(recipe, on_gpu, shape.kind)
     kernel = chosen if chosen in ("flash_attention_2", varlen.NAME) else None
-    packed = shape.kind == "causal" and (kernel is not None if packing == "auto" else packing)
+    packed = shape.kind == "causal" and (kernel is not None if packing(recipe) == "auto" else packing(recipe))
     if packed and kernel:
         model.set_attn_implementation(kernel)
     if shape.kind == "seq2seq" and chosen != "sdpa":  # t5-fused (distill train's choice on a GPU) or t5-flex
         set_attention(model, chosen)
     if shape.kind == "seq2seq":  # packed on t5-fused unless --pack no, as distill train
-        packed = packs(model, "seq2seq", recipe.packing)
+        packed = packs(model, "seq2seq", packing(recipe))
     buckets = [] if packed else BUCKETS[shape.kind]
     collate = Collator(shape.kind, 0, decoder_start_id=0, packing=packed, pad_to_multiple_of=8 if on_gpu else 1,
                        buckets=buckets, batch_size=4096, max_tokens=max_tokens)

@@ -44,6 +44,7 @@ def test_packed_rows_carry_the_example_bounds() -> None:
 @pytest.mark.parametrize(("overrides", "on_gpu", "message"), [
     ({"student": "tiny-llama"}, False, "on CPU"),
     ({"student": "tiny-llama", "packing": False}, True, "packing: false"),
+    ({"student": "tiny-llama", "compile": "static", "length_buckets": [64]}, True, "compile: static"),
     ({"student": "tiny-t5"}, True, "not a seq2seq student"),
 ])
 def test_varlen_is_refused_where_it_cannot_run(overrides: dict, on_gpu: bool, message: str) -> None:
@@ -64,6 +65,7 @@ def test_auto_stays_on_sdpa_without_a_gpu_or_packing() -> None:
     ({}, "varlen"),
     ({"packing": True}, "varlen"),
     ({"packing": False}, "sdpa"),
+    ({"compile": "static", "length_buckets": [64, 128]}, "sdpa"),  # auto: padded buckets, which varlen cannot run
     ({"mixed_precision": "no"}, "sdpa"),  # fp32 compute: FlashAttention takes bf16/fp16 only
     ({"tiny": {"dropout": 0.1}}, "sdpa"),  # attention dropout: varlen has none
 ])

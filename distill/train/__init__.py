@@ -42,7 +42,7 @@ from distill.train.data import (
 from distill.train.distributed import before_process_group
 from distill.train.log import MetricsLog, StepProgress, trackers, truncate_metrics
 from distill.train.loop import Loop, Plan, kd_loss
-from distill.train.model import count_parameters, load_model, load_tokenizer, packs
+from distill.train.model import count_parameters, load_model, load_tokenizer, packing, packs
 from distill.train.optim import MasterAdamW, build_optimizer
 from distill.train.plot import plot_losses
 
@@ -177,9 +177,7 @@ def _batches(config: TrainConfig, splits: Any, tokenizer: Any, model: Any, setti
              accelerator: Any, on_gpu: bool) -> tuple[Collator, Plan, list[Any] | None]:
     """The collator, this process's plan of training batches and its share of the validation batches."""
     kind = settings.kind
-    # auto under static compile keeps the padded length_buckets that static needs (packed rows ignore them)
-    packing = False if config.packing == "auto" and config.compile == "static" else config.packing
-    packed = packs(model, kind, packing, config.objective)
+    packed = packs(model, kind, packing(config), config.objective)
     collate = Collator(kind, tokenizer.pad_token_id, decoder_start_id=getattr(model.config, "decoder_start_token_id", None),
                        packing=packed, pad_to_multiple_of=config.pad_to_multiple_of or (8 if on_gpu else 1),
                        buckets=config.length_buckets, batch_size=config.batch_size, max_tokens=config.max_tokens,

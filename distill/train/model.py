@@ -40,6 +40,12 @@ def load_tokenizer(config: TrainConfig, rows: Iterable[dict[str, str]] = (), *,
     return pretrained_tokenizer(name)
 
 
+def packing(config: TrainConfig) -> bool | str:
+    """The run's `packing`, where auto means false under `compile: static` (which needs padded length_buckets;
+    packed rows ignore them)."""
+    return False if config.packing == "auto" and config.compile == "static" else config.packing
+
+
 def attention(config: TrainConfig, on_gpu: bool, kind: str) -> str:
     """FlashAttention-2 keeps packed examples apart at no cost (varlen kernels), and so does PyTorch's own
     `varlen` (distill/train/varlen.py) where flash-attn is not installed; SDPA does it with a dense
@@ -49,21 +55,22 @@ def attention(config: TrainConfig, on_gpu: bool, kind: str) -> str:
     (benchmarks/results/train_gpu.md)."""
     from distill.train import varlen
 
-    name = config.attn_implementation
+    name, packed = config.attn_implementation, packing(config)
     if name == "auto":
         causal = kind == "causal" and on_gpu  # T5 has no varlen path
         half = config.mixed_precision != "no" or config.dtype in ("bfloat16", "float16")  # FlashAttention's dtypes
         no_dropout = config.student not in TINY_STUDENTS or not config.tiny.dropout  # varlen has no attention dropout
         if causal and importlib.util.find_spec("flash_attn") is not None:
             name = "flash_attention_2"
-        elif causal and half and no_dropout and config.packing is not False and varlen.available():
+        elif causal and half and no_dropout and packed is not False and varlen.available():
             name = varlen.NAME
         elif kind == "seq2seq" and on_gpu and varlen.ampere() and importlib.util.find_spec("triton") is not None:
             name = T5_FUSED
         else:
             name = "sdpa"
-    if name == varlen.NAME and (kind != "causal" or not on_gpu or config.packing is False):
-        where = f"a {kind} student" + ("" if on_gpu else " on CPU") + (", packing: false" if config.packing is False else "")
+    if name == varlen.NAME and (kind != "causal" or not on_gpu or packed is False):
+        where = f"a {kind} student" + ("" if on_gpu else " on CPU") + (", packing: false" if config.packing is False else
+                                                                   ", compile: static" if packed is False else "")
         raise InputError(f"key 'attn_implementation': varlen trains packed causal students on a GPU, not {where}")
     if name in ("t5-flex", T5_FUSED):
         if kind != "seq2seq" or not on_gpu:
