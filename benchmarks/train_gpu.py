@@ -233,7 +233,7 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
     # fine-tune in fp32 under bf16 autocast, or bf16 weights whose fp32 master copies the optimizer keeps.
     recipe = TrainConfig(student=shape.name, lr=2e-5, dtype=weights, lora=LoraSettings(enabled=bool(shape.lora_r)),
                          packing={"auto": "auto", "yes": True, "no": False}[pack],
-                         compile="static" if STATIC[0] else compile_model, attn_implementation=t5_attention if shape.kind == "seq2seq" else "auto")
+                         compile="static" if STATIC[0] and compile_model else compile_model, attn_implementation=t5_attention if shape.kind == "seq2seq" else "auto")
     dtype = weights_dtype(recipe, on_gpu)
     model = build_model(shape, dtype, device, checkpointing=False)
     params = [p for p in model.parameters() if p.requires_grad]

@@ -8,8 +8,9 @@ Cases (random weights of the real shapes, ETD-like synthetic examples as in benc
   ddp   CodeT5-large / CodeT5+ 770M shape (738M), full fine-tune. DistributedDataParallel with gradient
         buckets as views (`--bucket-mb`), all-reduce overlapped with the backward (DDP's hooks), static
         graph (`--no-static-graph` to compare), fp32 master weights under bf16 autocast, fused AdamW,
-        `distill train`'s fixed-shape length buckets; loss normalised by local tokens (no host sync in
-        the step); compiled blocks on GPU.
+        `distill train`'s fixed-shape length buckets (SDPA; `distill train` itself packs a T5 on
+        t5-fused now, not measured here); loss normalised by local tokens (no host sync in the step);
+        compiled blocks on GPU.
   fsdp  LLaMA-2 7B shape, full fine-tune with the llama2-7b-full student recipe's optimizer settings
         (AdamW lr 2e-5, cosine, 4% warm-up, grad clip 1.0), bf16 compute over fp32 sharded master weights
         (FSDP2 `fully_shard` per decoder layer + root, `MixedPrecisionPolicy`), the recipe's 8,192-token

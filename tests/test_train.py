@@ -163,6 +163,37 @@ def test_packing_keeps_examples_apart(mtd: Path) -> None:
         torch.testing.assert_close(loss_sum(model, packed), loss_sum(model, padded), rtol=1e-4, atol=1e-3)
 
 
+def test_packed_seq2seq_batches_carry_the_same_teacher_top_k() -> None:
+    """kd on a packed T5 (auto on t5-fused): each target position keeps the teacher's top-k it has padded,
+    the second example's too, and positions without the teacher's keep the one-hot."""
+    examples = [{"src": [5, 6, 7], "tgt": [8, 9, 1], "kd_top": [[8, 3], [9, 4]], "kd_lp": [[-0.1, -2.0], [-0.2, -3.0]]},
+                {"src": [5, 6], "tgt": [10, 11, 12, 1], "kd_top": [[10, 2], [11, 3], [12, 4]],
+                 "kd_lp": [[-0.3, -1.5], [-0.4, -1.6], [-0.5, -1.7]]}]
+    padded, packed = (Collator("seq2seq", 0, decoder_start_id=0, packing=p, topk=2)(examples) for p in (False, True))
+    keep = padded["labels"] != IGNORE
+    assert packed["labels"].shape == (1, 7) and torch.equal(packed["labels"][0], padded["labels"][keep])
+    for key in ("kd_ids", "kd_lp"):
+        torch.testing.assert_close(packed[key][0], padded[key][keep])
+    assert packed["kd_ids"][0, 2].tolist() == [1, 0] and packed["kd_lp"][0, 2, 1] == float("-inf")  # EOS: one-hot
+
+
+def test_resume_refuses_a_changed_batch_plan(tmp_path: Path, mtd: Path) -> None:
+    """A checkpoint of packed batches does not resume padded (the saved position indexes another plan,
+    e.g. after packing: auto's choice changed): one error naming the state file's field, nothing truncated."""
+    def crash(step: int, _: dict) -> None:
+        if step == 3:
+            raise KeyboardInterrupt
+
+    config = _config(tmp_path, mtd, "tiny-llama", max_steps=4, save_every=2, packing=True)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, on_step=crash)
+    metrics = (tmp_path / "run" / "metrics.jsonl").read_text()
+    with pytest.raises(InputError, match="trainer_state.json.*field 'packed'.*were packed.*set packing: true"):
+        train(_config(tmp_path, mtd, "tiny-llama", max_steps=4, save_every=2, packing=False), resume=True)
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == metrics
+    assert sorted(_losses(train(config, resume=True))) == [1, 2, 3, 4]
+
+
 def test_labels_cover_only_the_target(mtd: Path) -> None:
     tokenizer = default_tokenizer()
     row = load_splits(mtd).train[0]

@@ -19,6 +19,7 @@ from distill.students import StudentSettings, model_kind, pretrained_tokenizer
 from distill.train.card import write_model_card
 from distill.train.checkpoint import (
     CONFIG_FILE,
+    STATE_FILE,
     TrainState,
     latest_checkpoint,
     load_checkpoint,
@@ -212,9 +213,11 @@ def _length(config: TrainConfig, plan: Plan) -> tuple[int, int]:
     return sum(plan.steps_in_epoch(e) for e in range(config.epochs)), config.epochs
 
 
-def _compile(model: Any, config: TrainConfig, kind: str) -> None:
-    # Graphs per block code: (first layer, others) per stack x batch shapes x (train, eval).
-    shapes = len(config.length_buckets) ** (2 if kind == "seq2seq" else 1) if config.length_buckets else 8
+def _compile(model: Any, config: TrainConfig, kind: str, packed: bool) -> None:
+    # Graphs per block code: (first layer, others) per stack x batch shapes x (train, eval). Packed rows
+    # ignore length_buckets.
+    buckets = [] if packed else config.length_buckets
+    shapes = len(buckets) ** (2 if kind == "seq2seq" else 1) if buckets else 8
     compile_blocks(model, graph_bound=2 * len(block_lists(model)) * shapes * 2, dynamic=config.compile != "static")
 
 
@@ -241,11 +244,18 @@ def _objective(loop: Loop, config: TrainConfig, settings: StudentSettings, token
         loop.loss, loop.rewrite = gkd.loss, gkd.rewrite
 
 
-def _restore(accelerator: Any, checkpoint: Path | None, optimizer: Any, scheduler: Any, out: Path) -> TrainState:
+def _restore(accelerator: Any, checkpoint: Path | None, optimizer: Any, scheduler: Any, out: Path,
+             packed: bool) -> TrainState:
     """A fresh state, or the checkpoint's (its optimizer and scheduler loaded, later metrics dropped)."""
     if checkpoint is None:
-        return TrainState()
+        return TrainState(packed=packed)
     state = load_checkpoint(accelerator, checkpoint, optimizer, scheduler)
+    if state.packed is not None and state.packed != packed:  # another plan: the saved position would point elsewhere
+        was, now = ("packed", "padded") if state.packed else ("padded", "packed")
+        raise InputError(f"field 'packed': the checkpoint's micro-batches were {was}, this run's would be {now} "
+                         f"(another batch plan, so the data position would not match); set packing: "
+                         f"{str(state.packed).lower()} to resume", checkpoint / STATE_FILE)
+    state.packed = packed
     if accelerator.is_main_process:
         truncate_metrics(out / "metrics.jsonl", state.step)
     return state
@@ -282,9 +292,9 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         raise InputError("key 'dtype': bfloat16 weights with mixed_precision fp16; use mixed_precision bf16 or auto")
     scheduler = _scheduler(optimizer, config, total_steps)
     if config.compile:
-        _compile(model, config, settings.kind)
+        _compile(model, config, settings.kind, plan.packed)
     model, optimizer = accelerator.prepare(model, optimizer)
-    state = _restore(accelerator, checkpoint, optimizer, scheduler, out)
+    state = _restore(accelerator, checkpoint, optimizer, scheduler, out, plan.packed)
     if main:
         from accelerate.utils import extract_model_from_parallel
 

@@ -30,6 +30,7 @@ class TrainState:
     epoch: int = 0  # position of the next micro-batch: epoch ...
     batch: int = 0  # ... and index in this process's micro-batches of that epoch
     tokens: int = 0  # real (non-pad) tokens trained on, this process
+    packed: bool | None = None  # whether the micro-batches were packed rows: the plan, and so `batch`, depends on it
 
 
 def checkpoint_dir(output_dir: str | Path, step: int) -> Path:

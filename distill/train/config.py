@@ -99,7 +99,8 @@ class TrainConfig:
     # the optimizer keeps fp32 master copies (distill/train/optim.py)
     dtype: str = "auto"
     # auto: flash_attention_2 (causal) when flash-attn is installed and a GPU is there; else varlen (causal,
-    # torch's varlen FlashAttention on an Ampere+ GPU in bf16, packing not false; distill/train/varlen.py);
+    # torch's varlen FlashAttention on an Ampere+ GPU in bf16, packing not false nor auto under compile: static;
+    # distill/train/varlen.py);
     # t5-fused for T5 students on a GPU (Triton kernels with the relative-position bias inside; t5_fused.py);
     # else sdpa. t5-flex: T5 on a GPU by FlexAttention (no dropout on attention probabilities; t5_flex.py)
     attn_implementation: str = "auto"

@@ -70,7 +70,7 @@ def attention(config: TrainConfig, on_gpu: bool, kind: str) -> str:
             name = "sdpa"
     if name == varlen.NAME and (kind != "causal" or not on_gpu or packed is False):
         where = f"a {kind} student" + ("" if on_gpu else " on CPU") + (", packing: false" if config.packing is False else
-                                                                   ", compile: static" if packed is False else "")
+                                                                   ", compile: static (where packing: auto does not pack)" if packed is False else "")
         raise InputError(f"key 'attn_implementation': varlen trains packed causal students on a GPU, not {where}")
     if name in ("t5-flex", T5_FUSED):
         if kind != "seq2seq" or not on_gpu:
