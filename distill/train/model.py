@@ -92,9 +92,11 @@ def packs(model: Any, kind: str, packing: bool | str, objective: str = "sft") ->
         from distill.train import varlen
 
         return name in ("flash_attention_2", varlen.NAME) if packing == "auto" else bool(packing)
-    if packing is False or (packing == "auto" and (name != T5_FUSED or objective == "gkd")):
+    if packing is False:
         return False
     if name != T5_FUSED or objective == "gkd":
+        if packing == "auto":
+            return False
         why = "objective gkd" if name == T5_FUSED else f"attention {name}"
         raise InputError(f"key 'packing': T5 students pack on t5-fused attention (a GPU with Triton), and not for "
                          f"gkd; this run has {why}; set packing: auto or false")
