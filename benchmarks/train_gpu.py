@@ -238,16 +238,12 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
     model = build_model(shape, dtype, device, checkpointing=False)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(model, recipe, fused=on_gpu)
-    # The kernel `distill train` chooses for this student (distill.train.model.attention).
+    # The attention and packing `distill train` chooses for this student (distill.train.model): flash-attn
+    # or varlen (causal), t5-fused (T5) on a GPU, packed there unless --pack no.
     chosen = attention(recipe, on_gpu, shape.kind)
-    kernel = chosen if chosen in ("flash_attention_2", varlen.NAME) else None
-    packed = shape.kind == "causal" and (kernel is not None if packing(recipe) == "auto" else packing(recipe))
-    if packed and kernel:
-        model.set_attn_implementation(kernel)
-    if shape.kind == "seq2seq" and chosen != "sdpa":  # t5-fused (distill train's choice on a GPU) or t5-flex
+    if chosen != "sdpa":
         set_attention(model, chosen)
-    if shape.kind == "seq2seq":  # packed on t5-fused unless --pack no, as distill train
-        packed = packs(model, "seq2seq", packing(recipe))
+    packed = packs(model, shape.kind, packing(recipe))
     buckets = [] if packed else BUCKETS[shape.kind]
     collate = Collator(shape.kind, 0, decoder_start_id=0, packing=packed, pad_to_multiple_of=8 if on_gpu else 1,
                        buckets=buckets, batch_size=4096, max_tokens=max_tokens)
@@ -299,8 +295,9 @@ def ours(shape: Shape, data: list[Example], device: torch.device, warmup: int, s
         table += "\n" + idle_report(prof.events())
         print(table, file=sys.stderr)
         profile.write_text(table)
-    names = {"flash_attention_2": "flash-attn varlen", varlen.NAME: "torch varlen FlashAttention", None: "SDPA block mask"}
-    route = f"{names[kernel]}, packed" if packed else "SDPA, length-grouped padding"
+    names = {"flash_attention_2": "flash-attn varlen", varlen.NAME: "torch varlen FlashAttention"}
+    route = (f"{names.get(chosen, 'SDPA block mask')}, packed" if packed else
+             f"{'flash-attn' if chosen == 'flash_attention_2' else 'SDPA'}, length-grouped padding")
     t5_names = {"t5-flex": "FlexAttention (t5-flex)", "t5-fused": "fused Triton self-attention (t5-fused)"}
     if shape.kind == "seq2seq":
         route = f"{t5_names.get(chosen, 'SDPA')}, " + ("packed" if packed else f"padded to {len(buckets)} length buckets")
